@@ -1,0 +1,83 @@
+"""The one place where plain classes become Ray actors, and where actors are found by
+name. Everything else talks to actors through the handles this returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from actors.application import ApplicationActor
+from actors.controller import ControllerActor
+from actors.stream import StreamActor
+from actors.writer import WriterActor
+from modelmon_daemon.config import Settings
+
+NAMESPACE = "modelmon"
+CONTROLLER = "controller"
+WRITER = "writer"
+
+
+def stream_name(uid: str) -> str:
+    return f"stream:{uid}"
+
+
+def app_name(index: int) -> str:
+    return f"app:{index}"
+
+
+_restartable = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+
+RemoteStream: Any = _restartable(StreamActor)
+RemoteWriter: Any = _restartable(WriterActor)
+RemoteApplication: Any = _restartable(ApplicationActor)
+RemoteController: Any = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1000)(
+    ControllerActor
+)
+
+
+def pool_size(settings: Settings) -> int:
+    if settings.applications.pool_size:
+        return settings.applications.pool_size
+    cpus = int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1
+    return max(1, cpus)
+
+
+class RayRuntime:
+    """Creates the daemon's actors (detached, named, in the `modelmon` namespace) or
+    returns the live ones."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings_dict = settings
+        self.settings = Settings.from_dict(settings)
+
+    def _opts(self, name: str) -> dict[str, Any]:
+        return {"name": name, "namespace": NAMESPACE, "lifetime": "detached", "get_if_exists": True}
+
+    def stream_actor(self, name: str) -> Any:
+        return RemoteStream.options(**self._opts(name)).remote(name, self.settings_dict)
+
+    def writer(self) -> Any:
+        return RemoteWriter.options(**self._opts(WRITER)).remote(self.settings_dict)
+
+    def application_actors(self) -> list[Any]:
+        return [
+            RemoteApplication.options(**self._opts(app_name(i))).remote(i, self.settings_dict)
+            for i in range(pool_size(self.settings))
+        ]
+
+    def controller(self) -> Any:
+        return RemoteController.options(**self._opts(CONTROLLER)).remote(self.settings_dict)
+
+
+def get_actor(name: str) -> Any:
+    return ray.get_actor(name, namespace=NAMESPACE)
+
+
+def all_actor_names() -> list[str]:
+    """Named actors of the daemon that are alive in the cluster."""
+    from ray.util import list_named_actors
+
+    return sorted(
+        a["name"] for a in list_named_actors(all_namespaces=True) if a.get("namespace") == NAMESPACE
+    )

@@ -1,0 +1,3 @@
+from modelmon_daemon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""Monitoring applications: built-ins by name, user ones by import path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelmon_daemon.applications.base import (
+    Metric,
+    MonitoringContext,
+    Result,
+    application_name,
+    load_user_application,
+    validate_outputs,
+)
+from modelmon_daemon.applications.histogram_data_drift import HistogramDataDriftApplication
+
+BUILTIN_APPLICATIONS: dict[str, type] = {
+    HistogramDataDriftApplication.NAME: HistogramDataDriftApplication,
+}
+
+
+def build_applications(builtin: list[str], user: list[str]) -> dict[str, Any]:
+    """name -> application instance, built-ins first."""
+    apps: dict[str, Any] = {name: BUILTIN_APPLICATIONS[name]() for name in builtin}
+    for path in user:
+        app = load_user_application(path)
+        apps[application_name(app)] = app
+    return apps
+
+
+__all__ = [
+    "BUILTIN_APPLICATIONS",
+    "Metric",
+    "MonitoringContext",
+    "Result",
+    "application_name",
+    "build_applications",
+    "load_user_application",
+    "validate_outputs",
+]

@@ -1,0 +1,253 @@
+"""`modelmon-daemon`: start/stop/status the daemon, query it, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from modelmon_daemon.client import Client, ClientError
+from modelmon_daemon.config import ConfigError, Settings, load_settings
+from modelmon_daemon.daemon import DAEMON_FILE, StartupError, pid_alive, read_daemon_file
+
+FLAG_KEYS = {
+    "data_dir": "daemon.data_dir",
+    "host": "daemon.host",
+    "port": "daemon.port",
+    "base_period": "windows.base_period",
+    "allowed_lateness": "windows.allowed_lateness",
+    "ray_address": "ray.address",
+    "tick_interval": "controller.tick_interval",
+}
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {key: getattr(args, flag, None) for flag, key in FLAG_KEYS.items()}
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(key, "--set needs section.key=value")
+        overrides[key] = value
+    return load_settings(args.config, overrides=overrides)
+
+
+def _add_daemon_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file (default: config/modelmon.toml)")
+    p.add_argument("--data-dir", help="where Parquet and LMDB live (default ./modelmon-data)")
+    p.add_argument("--host", help="HTTP host (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="HTTP port (default 8470)")
+    p.add_argument("--base-period", help="window length, e.g. 10m or 30s")
+    p.add_argument("--allowed-lateness", help="watermark lag and idle timeout, e.g. 60s")
+    p.add_argument("--tick-interval", help="how often the controller looks for closed windows")
+    p.add_argument("--ray-address", help="join this Ray cluster instead of starting one")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="any other config key (repeatable)")
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.detach:
+        return _start_detached(args, settings)
+    from modelmon_daemon.daemon import run
+
+    try:
+        run(settings)
+    except StartupError as exc:
+        print(f"modelmon-daemon: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _start_detached(args: argparse.Namespace, settings: Settings) -> int:
+    data = settings.data_path
+    data.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "modelmon_daemon", "start"]
+    for flag in FLAG_KEYS:
+        value = getattr(args, flag, None)
+        if value is not None:
+            argv += [f"--{flag.replace('_', '-')}", str(value)]
+    if args.config:
+        argv += ["--config", args.config]
+    for item in args.set or []:
+        argv += ["--set", item]
+    log_path = data / "daemon.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://{settings.daemon.host}:{settings.daemon.port}"
+    deadline = time.time() + args.wait
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            print(f"modelmon-daemon: start failed (exit {proc.returncode}); see {log_path}",
+                  file=sys.stderr)
+            return 1
+        try:
+            Client(url, timeout=2).health()
+            print(f"modelmon-daemon started (pid {proc.pid}) on {url}; log: {log_path}")
+            return 0
+        except (ClientError, OSError):
+            time.sleep(0.5)
+    print(f"modelmon-daemon: not healthy after {args.wait}s; see {log_path}", file=sys.stderr)
+    return 1
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    if args.data_dir:
+        return Path(args.data_dir).expanduser()
+    return _settings(args).data_path
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    data = _data_dir(args)
+    info = read_daemon_file(data)
+    if not info or not pid_alive(int(info.get("pid", 0))):
+        print(f"no daemon running on {data}")
+        return 1
+    pid = int(info["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + args.timeout
+    while time.time() < deadline and pid_alive(pid):
+        time.sleep(0.2)
+    if pid_alive(pid):
+        print(f"daemon pid {pid} did not stop within {args.timeout}s", file=sys.stderr)
+        return 1
+    print(f"stopped daemon pid {pid}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    client = Client(args.url)
+    try:
+        health = client.health()
+        status = client.status()
+    except ClientError as exc:
+        print(json.dumps(exc.body, indent=2))
+        return 1
+    except OSError as exc:
+        print(f"no daemon at {client.url}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"health": health, "status": status}, indent=2))
+        return 0
+    ctl = status["controller"]
+    print(f"daemon      {client.url}  {health['status']}")
+    print(f"data dir    {status['data_dir']}")
+    print(f"windows     base_period {status['base_period_s']:g}s, "
+          f"allowed_lateness {status['allowed_lateness_s']:g}s")
+    print(f"endpoints   {status['endpoints']}   logged records waiting: {status['wal_records']}")
+    print(f"actors      {', '.join(sorted(health['actors']))} + {len(ctl.get('stream_actors', []))} stream")
+    print(f"ticks       {ctl.get('ticks')}  (errors {ctl.get('tick_errors')})")
+    return 0
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    cells = [header] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+
+
+def cmd_endpoints(args: argparse.Namespace) -> int:
+    client = Client(args.url)
+    if args.uid:
+        record = client.endpoint(args.uid)
+        print(json.dumps(record, indent=2))
+        return 0
+    records = client.endpoints()
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    rows = [
+        [r["uid"], r["project"], r["name"], r["drift_status"],
+         (r["drift_measures"] or {}).get("general_drift"), r["events_total"], r["last_request"]]
+        for r in records
+    ]
+    print(_table(rows, ["UID", "PROJECT", "NAME", "DRIFT", "GENERAL_DRIFT", "EVENTS", "LAST_REQUEST"]))
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    client = Client(args.url)
+    start = None
+    if args.since:
+        from modelmon_daemon.durations import parse_duration
+
+        start = time.time() - parse_duration(args.since)
+    rows = client.results(args.uid, start=start, application=args.application, name=args.name)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [[r["start"], r["end"], r["application"], r["name"], r["type"],
+              None if r["value"] is None else f"{r['value']:.6f}", r["status"]] for r in rows]
+    print(_table(table, ["START", "END", "APPLICATION", "NAME", "TYPE", "VALUE", "STATUS"]))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from modelmon_daemon.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelmon-daemon", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("start", help="start the daemon (foreground unless --detach)")
+    _add_daemon_flags(p)
+    p.add_argument("--detach", action="store_true", help="run in the background")
+    p.add_argument("--wait", type=float, default=120, help="with --detach: seconds to wait for health")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("stop", help="stop the daemon of a data dir")
+    p.add_argument("--data-dir")
+    p.add_argument("--config")
+    p.add_argument("--timeout", type=float, default=60)
+    p.set_defaults(func=cmd_stop)
+
+    for name, func, helptext in (
+        ("status", cmd_status, "health and counters of a running daemon"),
+        ("endpoints", cmd_endpoints, "list endpoints, or show one"),
+        ("results", cmd_results, "an endpoint's results, oldest first"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--url", help="daemon URL (default $MODELMON_URL or http://127.0.0.1:8470)")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "endpoints":
+            p.add_argument("uid", nargs="?")
+        if name == "results":
+            p.add_argument("uid")
+            p.add_argument("--since", help="only windows ending in the last DURATION, e.g. 1h")
+            p.add_argument("--application")
+            p.add_argument("--name")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("demo", help="run a short daemon with synthetic traffic and show drift")
+    p.add_argument("--port", type=int, default=8471)
+    p.add_argument("--data-dir", default=None, help="default: a new temporary folder")
+    p.add_argument("--windows", type=int, default=6)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"modelmon-daemon: {exc}", file=sys.stderr)
+        return 2
+    except ClientError as exc:
+        print(f"modelmon-daemon: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+__all__ = ["DAEMON_FILE", "main"]

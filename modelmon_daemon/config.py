@@ -1,0 +1,259 @@
+"""Settings: defaults < config file (TOML) < MODELMON_* environment < CLI flags.
+
+Every key is `section.key`; its environment variable is MODELMON_SECTION_KEY. A bad value
+stops start-up with a ConfigError naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelmon_daemon.durations import format_duration, parse_duration, parse_size
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "modelmon.toml"
+
+
+class ConfigError(ValueError):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"config key {key}: {message}")
+        self.key = key
+
+
+@dataclass
+class DaemonSettings:
+    data_dir: str = "./modelmon-data"
+    host: str = "127.0.0.1"
+    port: int = 8470
+    max_body_size: int = 64 * 1024 * 1024
+
+
+@dataclass
+class RaySettings:
+    address: str = ""
+    num_cpus: int = 0
+    include_dashboard: bool = True
+    dashboard_port: int = 8265
+    temp_dir: str = ""
+
+
+@dataclass
+class WindowSettings:
+    base_period: float = 600.0
+    allowed_lateness: float = 60.0
+
+
+@dataclass
+class ControllerSettings:
+    tick_interval: float = 10.0
+
+
+@dataclass
+class StreamSettings:
+    max_actors: int = 16
+
+
+@dataclass
+class ApplicationSettings:
+    pool_size: int = 0
+    builtin: list[str] = field(default_factory=lambda: ["histogram-data-drift"])
+    user: list[str] = field(default_factory=list)
+    python_path: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DriftSettings:
+    potential_threshold: float = 0.5
+    detected_threshold: float = 0.7
+
+
+@dataclass
+class StorageSettings:
+    lmdb_map_size: int = 16 * 1024**3
+
+
+@dataclass
+class Settings:
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
+    windows: WindowSettings = field(default_factory=WindowSettings)
+    controller: ControllerSettings = field(default_factory=ControllerSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
+    applications: ApplicationSettings = field(default_factory=ApplicationSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.daemon.data_dir).expanduser().resolve()
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Mapping[str, Any]]) -> Settings:
+        """Rebuild from to_dict() output (as actors receive it); values are already typed."""
+        settings = cls()
+        for section, values in data.items():
+            target = getattr(settings, section)
+            for key, value in values.items():
+                setattr(target, key, value)
+        return settings
+
+
+DURATION_KEYS = {
+    "windows.base_period", "windows.allowed_lateness", "controller.tick_interval",
+}
+SIZE_KEYS = {"daemon.max_body_size", "storage.lmdb_map_size"}
+
+
+def _coerce(key: str, current: Any, value: Any) -> Any:
+    try:
+        if key in DURATION_KEYS:
+            return parse_duration(value)
+        if key in SIZE_KEYS:
+            return parse_size(value)
+        if isinstance(current, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if isinstance(current, int):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(f"not an integer: {value!r}")
+            return int(value)
+        if isinstance(current, float):
+            if isinstance(value, bool):
+                raise ValueError(f"not a number: {value!r}")
+            return float(value)
+        if isinstance(current, list):
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list):
+                raise ValueError(f"not a list: {value!r}")
+            return [str(v) for v in value]
+        if not isinstance(value, str):
+            raise ValueError(f"not a string: {value!r}")
+        return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(key, str(exc)) from None
+
+
+def _set(settings: Settings, key: str, value: Any) -> None:
+    section_name, _, name = key.partition(".")
+    section = getattr(settings, section_name, None)
+    if section is None or not dataclasses.is_dataclass(section) or not name:
+        raise ConfigError(key, "unknown key")
+    if name not in {f.name for f in dataclasses.fields(section)}:
+        raise ConfigError(key, "unknown key")
+    setattr(section, name, _coerce(key, getattr(section, name), value))
+
+
+def all_keys() -> list[str]:
+    settings = Settings()
+    return [
+        f"{s.name}.{f.name}"
+        for s in dataclasses.fields(settings)
+        for f in dataclasses.fields(getattr(settings, s.name))
+    ]
+
+
+def env_name(key: str) -> str:
+    return "MODELMON_" + key.replace(".", "_").upper()
+
+
+def validate(settings: Settings) -> Settings:
+    d, w, c = settings.daemon, settings.windows, settings.controller
+    if not 0 < d.port < 65536:
+        raise ConfigError("daemon.port", f"must be 1..65535, got {d.port}")
+    if d.max_body_size < 1024:
+        raise ConfigError("daemon.max_body_size", "must be at least 1KiB")
+    if w.base_period < 1:
+        raise ConfigError("windows.base_period", f"must be at least 1s, got {w.base_period}s")
+    if w.allowed_lateness <= 0:
+        raise ConfigError("windows.allowed_lateness", "must be positive")
+    if c.tick_interval <= 0:
+        raise ConfigError("controller.tick_interval", "must be positive")
+    if settings.stream.max_actors < 1:
+        raise ConfigError("stream.max_actors", "must be at least 1")
+    if settings.applications.pool_size < 0:
+        raise ConfigError("applications.pool_size", "must be 0 (one per CPU) or more")
+    if settings.ray.num_cpus < 0:
+        raise ConfigError("ray.num_cpus", "must be 0 (all) or more")
+    from modelmon_daemon.applications import BUILTIN_APPLICATIONS
+
+    for name in settings.applications.builtin:
+        if name not in BUILTIN_APPLICATIONS:
+            raise ConfigError(
+                "applications.builtin",
+                f"unknown application {name!r} (known: {', '.join(sorted(BUILTIN_APPLICATIONS))})",
+            )
+    for path in settings.applications.user:
+        if ":" not in path and "." not in path:
+            raise ConfigError("applications.user", f"{path!r} is not an import path module:Class")
+    p, q = settings.drift.potential_threshold, settings.drift.detected_threshold
+    if not 0 < p < 1:
+        raise ConfigError("drift.potential_threshold", f"must be in (0, 1), got {p}")
+    if not 0 < q < 1:
+        raise ConfigError("drift.detected_threshold", f"must be in (0, 1), got {q}")
+    if not p < q:
+        raise ConfigError(
+            "drift.detected_threshold",
+            f"must be greater than drift.potential_threshold ({p}), got {q}",
+        )
+    if settings.storage.lmdb_map_size < 16 * 1024**2:
+        raise ConfigError("storage.lmdb_map_size", "must be at least 16MiB")
+    return settings
+
+
+def load_settings(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Defaults, then the TOML file (the default one if `path` is None and it exists),
+    then MODELMON_* variables, then `overrides` ("section.key" -> value)."""
+    settings = Settings()
+    file = Path(path) if path else DEFAULT_CONFIG_PATH
+    if path or file.exists():
+        if not file.exists():
+            raise ConfigError("--config", f"file not found: {file}")
+        try:
+            data = tomllib.loads(file.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"{file}: {exc}") from None
+        for section, values in data.items():
+            if not isinstance(values, dict):
+                raise ConfigError(section, f"{file}: expected a [{section}] table")
+            for name, value in values.items():
+                _set(settings, f"{section}.{name}", value)
+    env = os.environ if env is None else env
+    for key in all_keys():
+        name = env_name(key)
+        if name in env:
+            try:
+                _set(settings, key, env[name])
+            except ConfigError as exc:
+                raise ConfigError(key, f"(from {name}) {exc}".replace(f"config key {key}: ", "")) from None
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set(settings, key, value)
+    return validate(settings)
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """Settings as a person reads them (durations spelled out)."""
+    out = settings.to_dict()
+    for key in DURATION_KEYS:
+        section, name = key.split(".")
+        out[section][name] = format_duration(out[section][name])
+    return out

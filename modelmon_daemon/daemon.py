@@ -1,0 +1,194 @@
+"""Start-up and shut-down of the daemon: Ray, the actors, the HTTP server.
+
+Start-up order matters for durability: the writer first (it removes files of commits that
+never happened), then the application pool and the controller (which recreates every
+routed stream actor; each replays its endpoints' logged events), then HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import signal
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from modelmon_daemon.config import Settings
+
+log = logging.getLogger("modelmon_daemon")
+
+DAEMON_FILE = "daemon.json"
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def ray_temp_dir(settings: Settings) -> str:
+    """A short path: Ray's Unix sockets live under it and are limited to 107 bytes."""
+    if settings.ray.temp_dir:
+        return settings.ray.temp_dir
+    digest = hashlib.sha1(str(settings.data_path).encode()).hexdigest()[:8]
+    return str(Path(tempfile.gettempdir()) / f"mm-{digest}")
+
+
+def read_daemon_file(data_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(data_dir).expanduser() / DAEMON_FILE
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _init_ray(settings: Settings) -> dict[str, Any]:
+    import ray
+
+    os.environ.pop("RAY_ADDRESS", None)
+    kwargs: dict[str, Any] = {
+        "namespace": "modelmon",
+        "log_to_driver": False,
+        "configure_logging": False,
+    }
+    if settings.ray.address:
+        context = ray.init(address=settings.ray.address, **kwargs)
+    else:
+        if settings.ray.num_cpus:
+            kwargs["num_cpus"] = settings.ray.num_cpus
+        context = ray.init(
+            address="local",
+            include_dashboard=settings.ray.include_dashboard,
+            dashboard_port=settings.ray.dashboard_port,
+            dashboard_host="127.0.0.1",
+            _temp_dir=ray_temp_dir(settings),
+            **kwargs,
+        )
+    return {
+        "gcs_address": context.address_info.get("gcs_address"),
+        "dashboard_url": context.dashboard_url,
+    }
+
+
+def _check_wal_period(settings: Settings, store: Any) -> None:
+    stored = store.get_meta("base_period")
+    if stored is not None and stored != settings.windows.base_period and store.wal_size():
+        raise StartupError(
+            f"windows.base_period changed from {stored}s to {settings.windows.base_period}s "
+            f"while {store.wal_size()} logged records wait for their windows; start once more "
+            f"with --base-period {stored:g}s until they are analyzed"
+        )
+    store.put_meta("base_period", settings.windows.base_period)
+
+
+async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> None:
+    """Run the daemon until SIGINT/SIGTERM (or `stop_event`)."""
+    import ray
+
+    from actors import remote
+    from modelmon_daemon.directory import ActorDirectory
+    from modelmon_daemon.records import EndpointSpec
+    from modelmon_daemon.storage.lmdb_store import LmdbStore
+    from modelmon_daemon.storage.parquet_store import ParquetStore
+    from modelmon_daemon.web_app import Services, build_app
+
+    data = settings.data_path
+    data.mkdir(parents=True, exist_ok=True)
+    previous = read_daemon_file(data)
+    if previous and previous.get("pid") != os.getpid() and pid_alive(int(previous.get("pid", 0))):
+        raise StartupError(f"a daemon (pid {previous['pid']}) already runs on {data}")
+    store = LmdbStore(data, settings.storage.lmdb_map_size)
+    _check_wal_period(settings, store)
+    t0 = time.time()
+    ray_info = _init_ray(settings)
+    log.info("ray up in %.1fs (%s)", time.time() - t0, ray_info.get("gcs_address"))
+    try:
+        if settings.ray.address:
+            for name in remote.all_actor_names():  # a previous run's actors on the cluster
+                ray.kill(remote.get_actor(name), no_restart=True)
+        settings.applications.pool_size = remote.pool_size(settings)
+        settings_dict = settings.to_dict()
+        runtime = remote.RayRuntime(settings_dict)
+        writer = runtime.writer()
+        await writer.ping.remote()
+        apps = runtime.application_actors()
+        names = await apps[0].names.remote()
+        await asyncio.gather(*(a.ping.remote() for a in apps))
+        controller = runtime.controller()
+        await controller.ping.remote()
+        await controller.set_applications.remote(names)
+        await controller.ensure_running.remote()
+        directory = ActorDirectory(controller, writer, apps, remote.get_actor)
+        directory.routes.update(await controller.route_table.remote())
+        services = Services(
+            settings=settings,
+            store=store,
+            parquet=ParquetStore(str(data)),
+            directory=directory,
+            executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelmon-io"),
+            specs={e["uid"]: EndpointSpec.from_dict(e) for e in store.list_endpoints()},
+            started=time.time(),
+        )
+        app = build_app(services)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.daemon.host, settings.daemon.port, reuse_address=True)
+        await site.start()
+        url = f"http://{settings.daemon.host}:{settings.daemon.port}"
+        (data / DAEMON_FILE).write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(), "url": url, "namespace": remote.NAMESPACE,
+                    **ray_info, "started": time.time(), "data_dir": str(data),
+                }
+            )
+        )
+        log.info("modelmon-daemon listening on %s (data in %s, ray dashboard %s)",
+                 url, data, ray_info.get("dashboard_url") or "off")
+        print(f"modelmon-daemon ready on {url} (data: {data})", flush=True)
+        stop = stop_event or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+        await controller.stop_loop.remote()
+        await runner.cleanup()  # stops HTTP, then flushes the durability log
+        services.executor.shutdown(wait=True)
+        if settings.ray.address:
+            for name in remote.all_actor_names():
+                ray.kill(remote.get_actor(name), no_restart=True)
+    finally:
+        ray.shutdown()
+        store.close()
+        try:
+            current = read_daemon_file(data)
+            if current and current.get("pid") == os.getpid():
+                (data / DAEMON_FILE).unlink()
+        except OSError:
+            pass
+    print("modelmon-daemon stopped", flush=True)
+
+
+def run(settings: Settings) -> None:
+    logging.basicConfig(
+        level=os.environ.get("MODELMON_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(serve(settings))

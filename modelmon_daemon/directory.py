@@ -1,0 +1,115 @@
+"""The ingestion process's view of the actors: handles by name, the route cache, and
+forwarding of logged records to stream actors (retried; the seq makes it idempotent)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+from modelmon_daemon.records import ColumnBatch
+
+log = logging.getLogger(__name__)
+
+LoggedRecord = tuple[str, int, float, ColumnBatch]
+
+
+class ActorDirectory:
+    def __init__(self, controller: Any, writer: Any, applications: list[Any], get_actor: Any) -> None:
+        self.controller = controller
+        self.writer = writer
+        self.applications = applications
+        self._get_actor = get_actor
+        self.routes: dict[str, str] = {}
+        self._routing: dict[str, asyncio.Future[str]] = {}
+        self._streams: dict[str, Any] = {}
+        self.forward_failures = 0
+
+    def stream(self, name: str) -> Any:
+        if name not in self._streams:
+            self._streams[name] = self._get_actor(name)
+        return self._streams[name]
+
+    async def route(self, uid: str) -> str:
+        """The stream actor of `uid`; concurrent first calls share one controller call."""
+        if uid in self.routes:
+            return self.routes[uid]
+        pending = self._routing.get(uid)
+        if pending is None:
+            pending = asyncio.ensure_future(self._route(uid))
+            self._routing[uid] = pending
+        try:
+            return await asyncio.shield(pending)
+        finally:
+            if pending.done():
+                self._routing.pop(uid, None)
+
+    async def _route(self, uid: str) -> str:
+        name = await self.controller.route.remote(uid)
+        self.routes[uid] = name
+        return str(name)
+
+    async def forward(self, records: list[LoggedRecord]) -> None:
+        """Send logged records to their stream actors. A failure is retried; if every
+        try fails the records stay in the log and the actor replays them on restart."""
+        arrival = time.time()
+        by_actor: dict[str, list[LoggedRecord]] = defaultdict(list)
+        for record in records:
+            try:
+                name = await self.route(record[0])
+            except Exception as exc:
+                self.forward_failures += 1
+                log.warning("route %s: %r (the tick will route it)", record[0], exc)
+                continue
+            by_actor[name].append(record)
+        await asyncio.gather(*(self._send(name, recs, arrival) for name, recs in by_actor.items()))
+
+    async def _send(self, name: str, records: list[LoggedRecord], arrival: float) -> None:
+        for attempt in range(5):
+            try:
+                await self.stream(name).ingest.remote(records, arrival)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._streams.pop(name, None)
+                log.warning("forward to %s failed (%r), try %d", name, exc, attempt + 1)
+                await asyncio.sleep(0.2 * 2**attempt)
+        self.forward_failures += 1
+
+    async def operational(self, uids: list[str], timeout: float = 3.0) -> dict[str, Any]:
+        by_actor: dict[str, list[str]] = defaultdict(list)
+        for uid in uids:
+            name = self.routes.get(uid)
+            if name is None:
+                try:
+                    name = await asyncio.wait_for(self.route(uid), timeout)
+                except Exception:
+                    continue
+            by_actor[name].append(uid)
+        out: dict[str, Any] = {}
+
+        async def one(name: str, group: list[str]) -> None:
+            try:
+                out.update(await asyncio.wait_for(self.stream(name).operational.remote(group), timeout))
+            except Exception as exc:
+                log.debug("operational %s: %r", name, exc)
+
+        await asyncio.gather(*(one(n, g) for n, g in by_actor.items()))
+        return out
+
+    async def health(self, timeout: float = 5.0) -> dict[str, bool]:
+        checks = {"controller": self.controller, "writer": self.writer}
+        checks.update({f"app:{i}": h for i, h in enumerate(self.applications)})
+
+        async def ok(handle: Any) -> bool:
+            try:
+                await asyncio.wait_for(handle.ping.remote(), timeout)
+                return True
+            except Exception:
+                return False
+
+        results = await asyncio.gather(*(ok(h) for h in checks.values()))
+        return dict(zip(checks, results, strict=True))

@@ -1,0 +1,392 @@
+"""Incoming events -> ColumnBatch per endpoint, validating every field.
+
+Two forms: MLRun serving events (one dict, a list, JSON or msgpack) and the native
+columnar form of one endpoint. A request is checked whole before anything is kept:
+the first bad event raises InvalidEvent naming its index and field.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from modelmon_daemon.errors import InvalidEvent
+from modelmon_daemon.identity import FunctionUri, endpoint_uid, split_versioned_model
+from modelmon_daemon.records import ColumnBatch
+
+
+def parse_time(value: Any) -> float:
+    """Epoch seconds from ISO 8601 / MLRun's "YYYY-MM-DD HH:MM:SS.ffffff" (UTC if naive)
+    or a number of epoch seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a time: {value!r}")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"not a time: {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 time: {value!r}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    raise ValueError(f"not a time: {value!r}")
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class EndpointGuess:
+    """Identity of an endpoint seen first in an MLRun event (MLRun registers it then)."""
+
+    uid: str
+    project: str
+    name: str
+    function_uri: str
+    model: str
+    n_features: int
+    n_outputs: int
+
+
+@dataclass
+class ParsedRequest:
+    batches: dict[str, ColumnBatch] = field(default_factory=dict)
+    new_endpoints: dict[str, EndpointGuess] = field(default_factory=dict)
+    events: int = 0
+
+    @property
+    def rows(self) -> int:
+        return sum(len(b) for b in self.batches.values())
+
+
+# (n_features, n_outputs) of a known endpoint, or None
+ShapeLookup = Callable[[str], "tuple[int, int] | None"]
+
+
+def _float_rows(rows: list[Any], n_features: int, index_of_row: list[int], field: str) -> np.ndarray:
+    try:
+        matrix = np.array(rows, dtype=np.float64)
+        if matrix.ndim == 2 and matrix.shape[1] == n_features:
+            return matrix
+        if matrix.ndim == 1 and matrix.shape[0] == 0:
+            return np.empty((0, n_features))
+    except (ValueError, TypeError):
+        pass
+    for r, row in enumerate(rows):
+        if not isinstance(row, list | tuple):
+            raise InvalidEvent(index_of_row[r], field, f"row must be a list of {n_features} values")
+        if len(row) != n_features:
+            raise InvalidEvent(
+                index_of_row[r], field,
+                f"row has {len(row)} values, the endpoint has {n_features} features",
+            )
+        for j, value in enumerate(row):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise InvalidEvent(
+                    index_of_row[r], f"{field}[{j}]",
+                    f"feature value must be a number or null, got {value!r}",
+                )
+    raise InvalidEvent(None, field, "rows could not be read as numbers")
+
+
+def _output_columns(values: list[Any], n_outputs: int) -> list[np.ndarray]:
+    """One array per output; numeric outputs as float64, anything else as objects."""
+    if n_outputs == 0:
+        return []
+    if n_outputs == 1:
+        cols = [values]
+    else:
+        cols = [[None if v is None else v[j] for v in values] for j in range(n_outputs)]
+    out = []
+    for col in cols:
+        try:
+            if any(isinstance(v, str | bool) for v in col):
+                raise TypeError
+            out.append(np.array(col, dtype=np.float64))
+        except (TypeError, ValueError):
+            arr = np.empty(len(col), dtype=object)
+            arr[:] = col
+            out.append(arr)
+    return out
+
+
+def _output_width(value: Any) -> int:
+    return len(value) if isinstance(value, list | tuple) else 1
+
+
+def parse_mlrun_events(
+    payload: Any, known_shape: ShapeLookup, now: float, base_period: float | None = None
+) -> ParsedRequest:
+    """MLRun serving events -> one ColumnBatch per endpoint uid."""
+    events = payload if isinstance(payload, list) else [payload]
+    if not events:
+        raise InvalidEvent(None, "body", "no events")
+    per_uid: dict[str, dict[str, list[Any]]] = {}
+    shapes: dict[str, tuple[int, int]] = {}
+    parsed = ParsedRequest(events=len(events))
+    for i, event in enumerate(events):
+        if not isinstance(event, dict):
+            raise InvalidEvent(i, "event", "must be an object")
+        uid, guess = _event_endpoint(i, event)
+        request = event.get("request")
+        if not isinstance(request, dict):
+            raise InvalidEvent(i, "request", "missing or not an object")
+        inputs = request.get("inputs")
+        error = event.get("error")
+        if error is not None and not isinstance(error, str):
+            error = str(error)
+        if inputs is None and error is not None:
+            inputs = []
+        if not isinstance(inputs, list):
+            raise InvalidEvent(i, "request.inputs", "missing or not a list of rows")
+        if inputs and not isinstance(inputs[0], list | tuple):
+            inputs = [inputs]  # a single row sent flat
+        resp = event.get("resp")
+        outputs: list[Any] | None = None
+        if resp is not None:
+            if not isinstance(resp, dict):
+                raise InvalidEvent(i, "resp", "must be an object")
+            outputs = resp.get("outputs")
+            if outputs is not None and not isinstance(outputs, list):
+                outputs = [outputs]
+        if outputs is None and error is None:
+            raise InvalidEvent(i, "resp.outputs", "missing (an event without outputs needs error)")
+        if outputs is not None and len(outputs) != len(inputs):
+            raise InvalidEvent(
+                i, "resp.outputs", f"has {len(outputs)} values for {len(inputs)} input rows"
+            )
+        when = event.get("when")
+        try:
+            ts = now if when is None else parse_time(when)
+        except ValueError as exc:
+            raise InvalidEvent(i, "when", str(exc)) from None
+        micro = event.get("microsec")
+        if micro is not None and (
+            isinstance(micro, bool) or not isinstance(micro, int | float) or micro < 0
+        ):
+            raise InvalidEvent(i, "microsec", f"must be a non-negative number, got {micro!r}")
+        shape = shapes.get(uid) or known_shape(uid)
+        if shape is None:
+            if guess is None:
+                raise InvalidEvent(i, "endpoint_id", f"unknown endpoint {uid!r}")
+            if not inputs:
+                raise InvalidEvent(i, "request.inputs", "first event of a new endpoint has no rows")
+            width = len(inputs[0]) if isinstance(inputs[0], list | tuple) else -1
+            n_out = _output_width(outputs[0]) if outputs else 1
+            shape = (width, n_out)
+            guess.n_features, guess.n_outputs = shape
+            parsed.new_endpoints[uid] = guess
+        shapes[uid] = shape
+        n_features, n_outputs = shape
+        if outputs is not None:
+            for r, value in enumerate(outputs):
+                if _output_width(value) != n_outputs:
+                    raise InvalidEvent(
+                        i, f"resp.outputs[{r}]",
+                        f"has {_output_width(value)} values, the endpoint has {n_outputs} outputs",
+                    )
+        acc = per_uid.setdefault(
+            uid, {"rows": [], "row_event": [], "outputs": [], "ts": [], "lat": [], "rid": [],
+                  "err": [], "error_events": [0]}
+        )
+        rid = request.get("id") or (resp or {}).get("id") or uuid.uuid4().hex
+        rows = inputs if inputs else [[None] * n_features]
+        n_rows = len(rows)
+        acc["rows"].extend(rows)
+        acc["row_event"].extend([i] * n_rows)
+        acc["outputs"].extend(outputs if outputs is not None else [None] * n_rows)
+        acc["ts"].extend([ts] * n_rows)
+        acc["lat"].extend([math.nan if micro is None else float(micro)] * n_rows)
+        acc["rid"].extend([str(rid)] if n_rows == 1 else [f"{rid}-{r}" for r in range(n_rows)])
+        acc["err"].extend([error] * n_rows)
+        if error is not None:
+            acc["error_events"][0] += 1
+    for uid, acc in per_uid.items():
+        n_features, n_outputs = shapes[uid]
+        features = _float_rows(acc["rows"], n_features, acc["row_event"], "request.inputs")
+        parsed.batches[uid] = ColumnBatch(
+            timestamps=np.asarray(acc["ts"], dtype=np.float64),
+            features=features,
+            outputs=_output_columns(acc["outputs"], n_outputs),
+            request_ids=_objects(acc["rid"]),
+            latency_us=np.asarray(acc["lat"], dtype=np.float64),
+            errors=_objects(acc["err"]),
+            error_events=acc["error_events"][0],
+        )
+    return parsed
+
+
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
+def _event_endpoint(i: int, event: dict[str, Any]) -> tuple[str, EndpointGuess | None]:
+    explicit = event.get("endpoint_id")
+    if explicit:
+        if not isinstance(explicit, str):
+            raise InvalidEvent(i, "endpoint_id", "must be a string")
+        return explicit, None
+    function_uri = event.get("function_uri")
+    if not isinstance(function_uri, str):
+        raise InvalidEvent(i, "function_uri", "missing (or give endpoint_id)")
+    try:
+        fn = FunctionUri.parse(function_uri)
+    except ValueError as exc:
+        raise InvalidEvent(i, "function_uri", str(exc)) from None
+    model = event.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidEvent(i, "model", "missing or not a string")
+    version = event.get("version")
+    name, version = split_versioned_model(model, str(version) if version else None)
+    uid = endpoint_uid(fn.project, fn.function, fn.tag, name, version)
+    return uid, EndpointGuess(uid, fn.project, name, function_uri, name, 0, 0)
+
+
+def parse_native_events(
+    payload: Any, feature_names: Sequence[str], n_outputs: int, now: float
+) -> ColumnBatch:
+    """The native columnar form of one endpoint; the event index is the row index."""
+    if not isinstance(payload, dict):
+        raise InvalidEvent(None, "body", "must be an object with inputs")
+    inputs = payload.get("inputs")
+    n_features = len(feature_names)
+    if isinstance(inputs, dict):
+        missing = [f for f in feature_names if f not in inputs]
+        if missing:
+            raise InvalidEvent(None, f"inputs.{missing[0]}", "column missing")
+        unknown = [c for c in inputs if c not in feature_names]
+        if unknown:
+            raise InvalidEvent(None, f"inputs.{unknown[0]}", "not a feature of this endpoint")
+        lengths = {len(v) if isinstance(v, list) else -1 for v in inputs.values()}
+        if -1 in lengths:
+            bad = next(c for c, v in inputs.items() if not isinstance(v, list))
+            raise InvalidEvent(None, f"inputs.{bad}", "must be a list of values")
+        if len(lengths) > 1:
+            raise InvalidEvent(None, "inputs", "columns have different lengths")
+        n = lengths.pop() if lengths else 0
+        columns = []
+        for name in feature_names:
+            try:
+                columns.append(np.array(inputs[name], dtype=np.float64))
+            except (TypeError, ValueError):
+                for r, value in enumerate(inputs[name]):
+                    if value is not None and (
+                        isinstance(value, bool) or not isinstance(value, int | float)
+                    ):
+                        raise InvalidEvent(
+                            r, f"inputs.{name}", f"must be a number or null, got {value!r}"
+                        ) from None
+                raise
+        features = np.column_stack(columns) if columns else np.empty((n, 0))
+    elif isinstance(inputs, list):
+        n = len(inputs)
+        features = _float_rows(inputs, n_features, list(range(n)), "inputs")
+    else:
+        raise InvalidEvent(None, "inputs", "missing: a list of rows or an object of columns")
+    if n == 0:
+        raise InvalidEvent(None, "inputs", "no rows")
+
+    outputs_raw = payload.get("outputs")
+    if outputs_raw is None:
+        outputs = [np.full(n, np.nan) for _ in range(n_outputs)]
+    elif isinstance(outputs_raw, dict):
+        if len(outputs_raw) != n_outputs:
+            raise InvalidEvent(None, "outputs", f"has {len(outputs_raw)} columns, expected {n_outputs}")
+        outputs = []
+        for name, col in outputs_raw.items():
+            if not isinstance(col, list) or len(col) != n:
+                raise InvalidEvent(None, f"outputs.{name}", f"must be a list of {n} values")
+            outputs.extend(_output_columns(col, 1))
+    elif isinstance(outputs_raw, list):
+        if len(outputs_raw) != n:
+            raise InvalidEvent(None, "outputs", f"has {len(outputs_raw)} values for {n} rows")
+        for r, value in enumerate(outputs_raw):
+            if _output_width(value) != n_outputs:
+                raise InvalidEvent(r, "outputs", f"has {_output_width(value)} values, expected {n_outputs}")
+        outputs = _output_columns(outputs_raw, n_outputs)
+    else:
+        raise InvalidEvent(None, "outputs", "must be a list or an object of columns")
+
+    timestamps = _per_row(payload, "timestamps", n, now, _time_value)
+    latency = _per_row(payload, "latency_us", n, math.nan, _latency_value)
+    rids_raw = payload.get("request_ids")
+    if rids_raw is None:
+        prefix = uuid.uuid4().hex
+        request_ids = _objects([f"{prefix}-{r}" for r in range(n)])
+    else:
+        if not isinstance(rids_raw, list) or len(rids_raw) != n:
+            raise InvalidEvent(None, "request_ids", f"must be a list of {n} ids")
+        for r, rid in enumerate(rids_raw):
+            if not isinstance(rid, str | int) or isinstance(rid, bool):
+                raise InvalidEvent(r, "request_ids", f"must be a string, got {rid!r}")
+        request_ids = _objects([str(r) for r in rids_raw])
+    errors_raw = payload.get("errors")
+    errors = _objects([None] * n)
+    error_events = 0
+    if errors_raw is not None:
+        if not isinstance(errors_raw, list) or len(errors_raw) != n:
+            raise InvalidEvent(None, "errors", f"must be a list of {n} values (null = no error)")
+        errors = _objects([None if e is None else str(e) for e in errors_raw])
+        error_events = sum(e is not None for e in errors_raw)
+    return ColumnBatch(timestamps, features, outputs, request_ids, latency, errors, error_events)
+
+
+def _time_value(r: int, value: Any) -> float:
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise InvalidEvent(r, "timestamps", str(exc)) from None
+
+
+def _latency_value(r: int, value: Any) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise InvalidEvent(r, "latency_us", f"must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _per_row(
+    payload: dict[str, Any], key: str, n: int, default: float,
+    convert: Callable[[int, Any], float],
+) -> np.ndarray:
+    raw = payload.get(key)
+    if raw is None:
+        return np.full(n, default, dtype=np.float64)
+    if not isinstance(raw, list):
+        return np.full(n, convert(0, raw), dtype=np.float64)
+    if len(raw) != n:
+        raise InvalidEvent(None, key, f"has {len(raw)} values for {n} rows")
+    return np.array([convert(r, v) for r, v in enumerate(raw)], dtype=np.float64)
+
+
+def split_by_window(batch: ColumnBatch, base_period: float) -> list[tuple[float, ColumnBatch]]:
+    """The batch's rows grouped by window start (aligned to base_period since the epoch)."""
+    starts = np.floor(batch.timestamps / base_period) * base_period
+    unique = np.unique(starts)
+    if unique.shape[0] == 1:
+        return [(float(unique[0]), batch)]
+    parts = []
+    for start in unique:
+        part = batch.take(starts == start)
+        parts.append((float(start), part))
+    # error events are counted once, with the first part
+    parts[0][1].error_events = batch.error_events
+    return parts

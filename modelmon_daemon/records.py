@@ -1,0 +1,222 @@
+"""The records that travel between the parts: batches of events, specs, results.
+
+A ColumnBatch holds events as columns (numpy arrays), which is how they are logged,
+sent to actors and written to Parquet: never as lists of dicts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from modelmon_daemon.enums import ResultKind, ResultStatus
+
+
+@dataclass
+class ColumnBatch:
+    """Rows of one endpoint: timestamps (epoch s), features (n x F float64, NaN = missing),
+    outputs (one array per output), request ids, latency (us, NaN = unknown), error text."""
+
+    timestamps: np.ndarray
+    features: np.ndarray
+    outputs: list[np.ndarray]
+    request_ids: np.ndarray
+    latency_us: np.ndarray
+    errors: np.ndarray
+    error_events: int = 0
+
+    def __len__(self) -> int:
+        return int(self.timestamps.shape[0])
+
+    def take(self, index: np.ndarray) -> ColumnBatch:
+        """The rows at `index` (an index array or boolean mask)."""
+        errors_taken = self.errors[index]
+        return ColumnBatch(
+            timestamps=self.timestamps[index],
+            features=self.features[index],
+            outputs=[o[index] for o in self.outputs],
+            request_ids=self.request_ids[index],
+            latency_us=self.latency_us[index],
+            errors=errors_taken,
+            error_events=0,
+        )
+
+    @staticmethod
+    def concat(batches: list[ColumnBatch], n_features: int, n_outputs: int) -> ColumnBatch:
+        if not batches:
+            return empty_batch(n_features, n_outputs)
+        if len(batches) == 1:
+            return batches[0]
+        outputs = []
+        for j in range(n_outputs):
+            parts = [b.outputs[j] for b in batches]
+            if any(p.dtype == object for p in parts):
+                parts = [p.astype(object) for p in parts]
+            outputs.append(np.concatenate(parts))
+        return ColumnBatch(
+            timestamps=np.concatenate([b.timestamps for b in batches]),
+            features=np.concatenate([b.features for b in batches]),
+            outputs=outputs,
+            request_ids=np.concatenate([b.request_ids for b in batches]),
+            latency_us=np.concatenate([b.latency_us for b in batches]),
+            errors=np.concatenate([b.errors for b in batches]),
+            error_events=sum(b.error_events for b in batches),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        """A msgpack-able dict; numeric columns as raw little-endian bytes."""
+        return {
+            "n": len(self),
+            "ts": _f8(self.timestamps),
+            "x": _f8(self.features),
+            "f": int(self.features.shape[1]),
+            "o": [_column_to_wire(o) for o in self.outputs],
+            "r": [str(r) for r in self.request_ids.tolist()],
+            "l": _f8(self.latency_us),
+            "e": [None if e is None else str(e) for e in self.errors.tolist()],
+            "ee": self.error_events,
+        }
+
+    @staticmethod
+    def from_wire(wire: dict[str, Any]) -> ColumnBatch:
+        n = int(wire["n"])
+        n_features = int(wire["f"])
+        return ColumnBatch(
+            timestamps=np.frombuffer(wire["ts"], dtype="<f8").copy(),
+            features=np.frombuffer(wire["x"], dtype="<f8").reshape(n, n_features).copy(),
+            outputs=[_column_from_wire(o) for o in wire["o"]],
+            request_ids=np.asarray(wire["r"], dtype=object),
+            latency_us=np.frombuffer(wire["l"], dtype="<f8").copy(),
+            errors=_object_array(wire["e"]),
+            error_events=int(wire["ee"]),
+        )
+
+
+def _object_array(values: list[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _f8(array: np.ndarray) -> bytes:
+    return np.ascontiguousarray(array, dtype="<f8").tobytes()
+
+
+def _column_to_wire(column: np.ndarray) -> dict[str, Any]:
+    if column.dtype == object:
+        return {"obj": column.tolist()}
+    return {"f8": _f8(column)}
+
+
+def _column_from_wire(wire: dict[str, Any]) -> np.ndarray:
+    if "f8" in wire:
+        return np.frombuffer(wire["f8"], dtype="<f8").copy()
+    return _object_array(wire["obj"])
+
+
+def empty_batch(n_features: int, n_outputs: int) -> ColumnBatch:
+    return ColumnBatch(
+        timestamps=np.empty(0, dtype=np.float64),
+        features=np.empty((0, n_features), dtype=np.float64),
+        outputs=[np.empty(0, dtype=np.float64) for _ in range(n_outputs)],
+        request_ids=np.empty(0, dtype=object),
+        latency_us=np.empty(0, dtype=np.float64),
+        errors=np.empty(0, dtype=object),
+    )
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+@dataclass
+class EndpointSpec:
+    """What a registration says of an endpoint: identity, features, reference stats."""
+
+    uid: str
+    project: str
+    name: str
+    model: str = ""
+    function_uri: str = ""
+    feature_names: list[str] = field(default_factory=list)
+    label_names: list[str] = field(default_factory=list)
+    feature_stats: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+    auto_registered: bool = False
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.label_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EndpointSpec:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class ResultRecord:
+    """One value an application produced for one window: a result (with kind and
+    status) or a metric (value only)."""
+
+    application: str
+    name: str
+    type: str  # "result" | "metric"
+    value: float
+    start: float
+    end: float
+    kind: ResultKind | None = None
+    status: ResultStatus | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    sample_size: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        value = self.value
+        return {
+            "application": self.application,
+            "name": self.name,
+            "type": self.type,
+            "kind": None if self.kind is None else int(self.kind),
+            "value": None if value is None or not math.isfinite(value) else float(value),
+            "status": None if self.status is None else int(self.status),
+            "start": self.start,
+            "end": self.end,
+            "extra": self.extra,
+            "sample_size": self.sample_size,
+        }
+
+
+@dataclass
+class WindowMeta:
+    """A closed window (or a batch of late events) of one endpoint, ready to persist."""
+
+    uid: str
+    start: float
+    end: float
+    seqs: list[int]
+    rows: int
+    late: bool = False
+    error_events: int = 0
+    first_event: float | None = None
+    last_event: float | None = None
+
+
+@dataclass
+class AppOutput:
+    """What one application run gave for one window."""
+
+    application: str
+    results: list[ResultRecord] = field(default_factory=list)
+    failure: str | None = None
+    endpoint_updates: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,112 @@
+"""Endpoint registration: the request body -> an EndpointSpec with padded reference stats."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from modelmon_daemon.errors import ApiError
+from modelmon_daemon.identity import UID_PATTERN, FunctionUri, endpoint_uid, split_versioned_model
+from modelmon_daemon.records import EndpointSpec
+from modelmon_daemon.stats import pad_feature_stats, reference_feature_stats
+from modelmon_daemon.storage.reference import reference_matrix
+
+
+def _bad(field: str, message: str) -> ApiError:
+    return ApiError(f"{field}: {message}", {"field": field}, code="invalid_endpoint")
+
+
+def _string_list(body: dict[str, Any], key: str, required: bool) -> list[str]:
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise _bad(key, "missing")
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _bad(key, "must be a list of non-empty strings")
+    if len(set(value)) != len(value):
+        raise _bad(key, "names must be unique")
+    if required and not value:
+        raise _bad(key, "must not be empty")
+    return list(value)
+
+
+def _check_feature_stats(stats: Any, feature_names: list[str]) -> dict[str, Any]:
+    if not isinstance(stats, dict):
+        raise _bad("feature_stats", "must be an object of feature -> stats (MLRun format)")
+    for name, feature in stats.items():
+        field = f"feature_stats.{name}"
+        if name not in feature_names:
+            raise _bad(field, "not one of feature_names")
+        if not isinstance(feature, dict):
+            raise _bad(field, "must be an object")
+        hist = feature.get("hist")
+        if hist is None:
+            continue
+        if not (isinstance(hist, list) and len(hist) == 2 and all(isinstance(h, list) for h in hist)):
+            raise _bad(f"{field}.hist", "must be [counts, edges]")
+        counts, edges = hist
+        if len(edges) != len(counts) + 1 or len(counts) < 1:
+            raise _bad(f"{field}.hist", f"{len(counts)} counts need {len(counts) + 1} edges, got {len(edges)}")
+        for v in counts:
+            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or not math.isfinite(v):
+                raise _bad(f"{field}.hist", "counts must be non-negative numbers")
+        for v in edges:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise _bad(f"{field}.hist", "edges must be finite numbers")
+        if any(b < a for a, b in zip(edges, edges[1:], strict=False)):
+            raise _bad(f"{field}.hist", "edges must be increasing")
+        if sum(counts) <= 0:
+            raise _bad(f"{field}.hist", "counts are all zero")
+    return pad_feature_stats(stats)
+
+
+def build_spec(body: Any, now: float) -> EndpointSpec:
+    if not isinstance(body, dict):
+        raise ApiError("body must be a JSON object", {"field": "body"}, code="invalid_endpoint")
+    for key in ("project", "name"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            raise _bad(key, "missing or not a string")
+    feature_names = _string_list(body, "feature_names", required=True)
+    label_names = _string_list(body, "label_names", required=False) or ["output"]
+    model = body.get("model") or body["name"]
+    if not isinstance(model, str):
+        raise _bad("model", "must be a string")
+    function_uri = body.get("function_uri") or ""
+    if not isinstance(function_uri, str):
+        raise _bad("function_uri", "must be a string")
+    uid = body.get("uid")
+    if uid is not None:
+        if not isinstance(uid, str) or not UID_PATTERN.match(uid):
+            raise _bad("uid", "must be 1-128 letters, digits, '_', '.', '-'")
+    else:
+        name, version = split_versioned_model(model, body.get("version"))
+        if function_uri:
+            try:
+                fn = FunctionUri.parse(function_uri)
+            except ValueError as exc:
+                raise _bad("function_uri", str(exc)) from None
+            uid = endpoint_uid(fn.project, fn.function, fn.tag, name, version)
+        else:
+            uid = endpoint_uid(body["project"], body["name"], None, name, version)
+    stats: dict[str, Any] = {}
+    if body.get("feature_stats") is not None:
+        stats = _check_feature_stats(body["feature_stats"], feature_names)
+    if body.get("reference") is not None:
+        matrix = reference_matrix(body["reference"], feature_names)
+        try:
+            computed = reference_feature_stats(matrix, feature_names)
+        except ValueError as exc:
+            raise _bad("reference", str(exc)) from None
+        stats = {**computed, **stats}
+    return EndpointSpec(
+        uid=uid,
+        project=body["project"],
+        name=body["name"],
+        model=model,
+        function_uri=function_uri,
+        feature_names=feature_names,
+        label_names=label_names,
+        feature_stats=stats,
+        created=now,
+    )

@@ -1,0 +1,197 @@
+"""Feature statistics in MLRun's `feature_stats` format, and vectorized binning.
+
+A histogram is `[counts, edges]`. Reference histograms have 20 equal-width bins over
+[min, max]; padding adds one bin on each side whose outer edge is -/+ sys.float_info.max,
+so every value of a later window falls in some bin. All functions here are pure.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+DEFAULT_BINS = 20
+FLOAT_MAX = sys.float_info.max
+STAT_KEYS = ("count", "mean", "std", "min", "25%", "50%", "75%", "max")
+
+FeatureStats = dict[str, dict[str, Any]]
+
+
+def is_padded(edges: Sequence[float]) -> bool:
+    return len(edges) >= 2 and edges[0] == -FLOAT_MAX and edges[-1] == FLOAT_MAX
+
+
+def pad_hist(hist: Sequence[Sequence[float]]) -> list[list[float]]:
+    """MLRun's pad_hist as a pure function: padding a padded histogram changes nothing."""
+    counts, edges = [list(hist[0]), list(hist[1])]
+    if len(edges) != len(counts) + 1:
+        raise ValueError(f"histogram has {len(counts)} counts but {len(edges)} edges")
+    if is_padded(edges):
+        return [counts, edges]
+    return [[0, *counts, 0], [-FLOAT_MAX, *edges, FLOAT_MAX]]
+
+
+def pad_feature_stats(stats: Mapping[str, Mapping[str, Any]]) -> FeatureStats:
+    out: FeatureStats = {}
+    for name, feature in stats.items():
+        feature = dict(feature)
+        if "hist" in feature:
+            feature["hist"] = pad_hist(feature["hist"])
+        out[name] = feature
+    return out
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
+    """count, mean, std (ddof=1, as pandas), min, quartiles, max per column; NaN = missing."""
+    n_rows, n_cols = matrix.shape
+    valid = ~np.isnan(matrix)
+    counts = valid.sum(axis=0)
+    out: list[dict[str, Any]] = []
+    if n_rows == 0:
+        return [{"count": 0} for _ in range(n_cols)]
+    any_missing = not bool(valid.all())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if any_missing:
+            mean = np.nanmean(np.where(valid, matrix, np.nan), axis=0) if counts.any() else (
+                np.full(n_cols, np.nan)
+            )
+        else:
+            mean = matrix.mean(axis=0)
+    for j in range(n_cols):
+        count = int(counts[j])
+        if count == 0:
+            out.append({"count": 0})
+            continue
+        col = matrix[valid[:, j], j] if any_missing else matrix[:, j]
+        q = np.percentile(col, [0, 25, 50, 75, 100])
+        std = float(col.std(ddof=1)) if count > 1 else float("nan")
+        out.append(
+            {
+                "count": count,
+                "mean": _finite_or_none(float(mean[j])),
+                "std": _finite_or_none(std),
+                "min": float(q[0]),
+                "25%": float(q[1]),
+                "50%": float(q[2]),
+                "75%": float(q[3]),
+                "max": float(q[4]),
+            }
+        )
+    return out
+
+
+def reference_feature_stats(
+    matrix: np.ndarray, feature_names: Sequence[str], bins: int = DEFAULT_BINS
+) -> FeatureStats:
+    """MLRun-format stats from a reference matrix (rows x features, NaN = missing).
+
+    The histogram is np.histogram(values, bins=20) (equal width over [min, max]), padded,
+    so the stats match what MLRun computes for a model's training set.
+    """
+    if matrix.ndim != 2 or matrix.shape[1] != len(feature_names):
+        raise ValueError(
+            f"reference has {matrix.shape[1] if matrix.ndim == 2 else '?'} columns, "
+            f"expected {len(feature_names)}"
+        )
+    described = describe_columns(matrix)
+    stats: FeatureStats = {}
+    for j, name in enumerate(feature_names):
+        feature = described[j]
+        col = matrix[:, j]
+        col = col[~np.isnan(col)]
+        if col.size == 0:
+            raise ValueError(f"reference feature {name!r} has no values")
+        counts, edges = np.histogram(col, bins=bins)
+        feature["hist"] = pad_hist([counts.tolist(), edges.tolist()])
+        stats[name] = feature
+    return stats
+
+
+def padded_edges_matrix(stats: Mapping[str, Mapping[str, Any]], names: Sequence[str]) -> np.ndarray:
+    """The padded reference edges of each feature as one (features x edges) array."""
+    rows = [pad_hist(stats[name]["hist"])[1] for name in names]
+    width = {len(r) for r in rows}
+    if len(width) != 1:
+        raise ValueError("features have histograms with different bin counts")
+    return np.asarray(rows, dtype=np.float64)
+
+
+def reference_probabilities(
+    stats: Mapping[str, Mapping[str, Any]], names: Sequence[str]
+) -> np.ndarray:
+    counts = np.asarray([pad_hist(stats[name]["hist"])[0] for name in names], dtype=np.float64)
+    totals = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, counts / np.where(totals > 0, totals, 1.0), 0.0)
+
+
+def bin_indices(matrix: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin index of every value against each feature's edges, np.histogram's convention.
+
+    Bins are [e_i, e_{i+1}) except the last, which is closed. The inner edges of a
+    reference are equal width, so the index comes from arithmetic and is then corrected
+    against the real edges, which makes it exact; a feature whose inner edges are not equal
+    width falls back to a per-feature searchsorted (never a loop per row). NaN and +-inf get -1
+    (np.histogram drops values outside the outer edges, and the outer edges are finite).
+    """
+    n_rows, n_features = matrix.shape
+    n_bins = edges.shape[1] - 1
+    out = np.empty((n_rows, n_features), dtype=np.int64)
+    if n_rows == 0:
+        return out
+    inner = edges[:, 1:-1]
+    lo = inner[:, 0]
+    width = (inner[:, -1] - lo) / (inner.shape[1] - 1)
+    diffs = np.diff(inner, axis=1)
+    uniform = np.all(np.isclose(diffs, width[:, None], rtol=1e-6, atol=0.0), axis=1) & (width > 0)
+    missing = ~np.isfinite(matrix)
+    if uniform.all():
+        with np.errstate(invalid="ignore", over="ignore"):
+            guess = np.floor((matrix - lo) / width) + 1.0
+        guess = np.nan_to_num(guess, nan=0.0, posinf=n_bins - 1, neginf=0.0)
+        idx = np.clip(guess, 0, n_bins - 1).astype(np.int64)
+        cols = np.broadcast_to(np.arange(n_features), idx.shape)
+        left = edges[cols, idx]
+        idx = np.where(matrix < left, idx - 1, idx)
+        right = edges[cols, np.minimum(idx + 1, n_bins)]
+        idx = np.where((matrix >= right) & (idx < n_bins - 1), idx + 1, idx)
+        np.clip(idx, 0, n_bins - 1, out=idx)
+        out[:] = idx
+    else:
+        for j in range(n_features):
+            col_idx = np.searchsorted(edges[j], matrix[:, j], side="right") - 1
+            col_idx[matrix[:, j] == edges[j, -1]] = n_bins - 1
+            out[:, j] = np.clip(col_idx, 0, n_bins - 1)
+    out[missing] = -1
+    return out
+
+
+def binned_counts(matrix: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Histogram counts of every feature at once: one bincount over feature*bins + bin."""
+    n_features = edges.shape[0]
+    n_bins = edges.shape[1] - 1
+    idx = bin_indices(matrix, edges)
+    flat = idx + (np.arange(n_features, dtype=np.int64) * n_bins)[None, :]
+    flat = flat[idx >= 0]
+    return np.bincount(flat, minlength=n_features * n_bins).reshape(n_features, n_bins)
+
+
+def current_feature_stats(
+    matrix: np.ndarray, names: Sequence[str], edges: np.ndarray, counts: np.ndarray
+) -> FeatureStats:
+    """A window's stats in the reference's format, its histogram on the reference edges."""
+    described = describe_columns(matrix)
+    stats: FeatureStats = {}
+    for j, name in enumerate(names):
+        feature = described[j]
+        feature["hist"] = [counts[j].astype(int).tolist(), edges[j].tolist()]
+        stats[name] = feature
+    return stats

@@ -1,0 +1,362 @@
+"""HTTP handlers: decode, validate (pure functions do the work), log durably, answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import msgpack
+import numpy as np
+from aiohttp import web
+
+from modelmon_daemon.errors import ApiError, InvalidEvent, NotFound, Unavailable
+from modelmon_daemon.events import (
+    iso,
+    parse_mlrun_events,
+    parse_native_events,
+    parse_time,
+    split_by_window,
+)
+from modelmon_daemon.records import ColumnBatch, EndpointSpec
+from modelmon_daemon.registration import build_spec
+from modelmon_daemon.web_app import SERVICES, Services, json_response
+
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+
+
+async def decode_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw:
+        raise ApiError("empty request body", {"field": "body"}, code="invalid_body")
+    if request.content_type in MSGPACK_TYPES:
+        try:
+            return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        except Exception as exc:
+            raise ApiError(f"body is not valid msgpack: {exc}", {"field": "body"}, code="invalid_body") from None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(f"body is not valid JSON: {exc}", {"field": "body"}, code="invalid_body") from None
+
+
+def _services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def _spec(services: Services, uid: str) -> EndpointSpec:
+    spec = services.specs.get(uid)
+    if spec is None:
+        raw = services.store.get_endpoint(uid)
+        if raw is None:
+            raise NotFound(f"unknown endpoint {uid!r}", {"uid": uid})
+        spec = services.specs[uid] = EndpointSpec.from_dict(raw)
+    return spec
+
+
+async def _accept(
+    services: Services, batches: dict[str, ColumnBatch], new_specs: list[EndpointSpec]
+) -> None:
+    if services.log is None:
+        raise Unavailable("the daemon is starting or stopping")
+    period = services.settings.windows.base_period
+    records = [
+        (uid, start, part)
+        for uid, batch in batches.items()
+        for start, part in split_by_window(batch, period)
+    ]
+    try:
+        await services.log.append(records, [s.to_dict() for s in new_specs])
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise Unavailable(f"events could not be made durable: {exc!r}") from None
+    for spec in new_specs:
+        services.specs[spec.uid] = spec
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+async def post_mlrun_events(request: web.Request) -> web.Response:
+    services = _services(request)
+    services.counters.count(services.counters.requests, "mlrun_events")
+    payload = await decode_body(request)
+
+    def shape(uid: str) -> tuple[int, int] | None:
+        try:
+            spec = _spec(services, uid)
+        except NotFound:
+            return None
+        return len(spec.feature_names), len(spec.label_names)
+
+    parsed = parse_mlrun_events(payload, shape, time.time())
+    new_specs = []
+    for guess in parsed.new_endpoints.values():
+        if guess.n_features < 1:
+            raise InvalidEvent(None, "request.inputs", "rows must be lists of feature values")
+        new_specs.append(
+            EndpointSpec(
+                uid=guess.uid, project=guess.project, name=guess.name, model=guess.model,
+                function_uri=guess.function_uri,
+                feature_names=[f"f{j}" for j in range(guess.n_features)],
+                label_names=["output"] if guess.n_outputs == 1
+                else [f"output_{j}" for j in range(guess.n_outputs)],
+                created=time.time(), auto_registered=True,
+            )
+        )
+    await _accept(services, parsed.batches, new_specs)
+    services.counters.events_accepted += parsed.events
+    services.counters.rows_accepted += parsed.rows
+    return json_response({"accepted": parsed.events, "rows": parsed.rows}, 202)
+
+
+async def post_native_events(request: web.Request) -> web.Response:
+    services = _services(request)
+    services.counters.count(services.counters.requests, "native_events")
+    uid = request.match_info["uid"]
+    spec = _spec(services, uid)
+    payload = await decode_body(request)
+    batch = parse_native_events(payload, spec.feature_names, len(spec.label_names), time.time())
+    await _accept(services, {uid: batch}, [])
+    services.counters.events_accepted += len(batch)
+    services.counters.rows_accepted += len(batch)
+    return json_response({"accepted": len(batch)}, 202)
+
+
+async def post_labels(request: web.Request) -> web.Response:
+    """Ground truth by request id, stored durably to Parquet for the joins of the
+    performance application."""
+    services = _services(request)
+    uid = request.match_info["uid"]
+    _spec(services, uid)
+    payload = await decode_body(request)
+    if not isinstance(payload, dict):
+        raise ApiError("body must be an object with request_ids and labels", {"field": "body"})
+    ids, labels = payload.get("request_ids"), payload.get("labels")
+    if not isinstance(ids, list) or not ids:
+        raise InvalidEvent(None, "request_ids", "must be a non-empty list")
+    if not isinstance(labels, list) or len(labels) != len(ids):
+        raise InvalidEvent(None, "labels", f"must be a list of {len(ids)} values")
+    for i, rid in enumerate(ids):
+        if not isinstance(rid, str | int) or isinstance(rid, bool):
+            raise InvalidEvent(i, "request_ids", f"must be a string, got {rid!r}")
+    for i, label in enumerate(labels):
+        if label is not None and not isinstance(label, str | int | float | bool):
+            raise InvalidEvent(i, "labels", f"must be a number, string or null, got {label!r}")
+    now = time.time()
+
+    def write() -> None:
+        import pyarrow as pa
+
+        day = iso(now)[:10]  # type: ignore[index]
+        path = services.parquet._path(
+            "labels", f"endpoint_id={uid}", f"date={day}", f"labels-{int(now * 1e6)}-{uuid.uuid4().hex[:8]}.parquet"
+        )
+        services.parquet._write(
+            path,
+            pa.table({
+                "request_id": [str(r) for r in ids],
+                "label": [None if v is None else str(v) for v in labels],
+                "received": pa.array(np.full(len(ids), int(now * 1e6)), pa.int64()).cast(
+                    pa.timestamp("us", tz="UTC")
+                ),
+            }),
+        )
+
+    await asyncio.get_running_loop().run_in_executor(services.executor, write)
+    return json_response({"accepted": len(ids)}, 202)
+
+
+# -- endpoints -------------------------------------------------------------------------------
+
+
+async def register_endpoint(request: web.Request) -> web.Response:
+    services = _services(request)
+    body = await decode_body(request)
+    loop = asyncio.get_running_loop()
+    spec = await loop.run_in_executor(services.executor, build_spec, body, time.time())
+    existing = services.store.get_endpoint(spec.uid)
+    status = 201
+    if existing is not None:
+        old = EndpointSpec.from_dict(existing)
+        if old.feature_names != spec.feature_names or old.label_names != spec.label_names:
+            raise ApiError(
+                f"endpoint {spec.uid} exists with other feature_names/label_names",
+                {"uid": spec.uid, "field": "feature_names"}, status=409, code="conflict",
+            )
+        spec.created = old.created
+        status = 200
+    await loop.run_in_executor(services.executor, services.store.put_endpoint, spec.to_dict())
+    services.specs[spec.uid] = spec
+    try:
+        await asyncio.wait_for(services.directory.route(spec.uid), 30)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        pass  # the controller routes every registered endpoint on its next tick
+    record = (await _records(services, [spec.uid]))[0]
+    return json_response(record, status)
+
+
+async def _records(services: Services, uids: list[str]) -> list[dict[str, Any]]:
+    ops = await services.directory.operational(uids)
+    out = []
+    for uid in uids:
+        spec = _spec(services, uid).to_dict()
+        state = services.store.get_state(uid)
+        last = services.store.get_last_analyzed(uid)
+        live = ops.get(uid, {})
+        record = {
+            **spec,
+            "created": iso(spec["created"]),
+            "current_stats": state["current_stats"],
+            "drift_measures": state["drift_measures"],
+            "drift_status": state["drift_status"],
+            "latency_avg_5m": live.get("latency_avg_5m"),
+            "latency_avg_1h": live.get("latency_avg_1h"),
+            "predictions_count_5m": live.get("predictions_count_5m", 0),
+            "predictions_count_1h": live.get("predictions_count_1h", 0),
+            "predictions_per_second": live.get("predictions_per_second", 0.0),
+            "error_count": live.get("error_count", state["error_count"]),
+            "first_request": iso(live.get("first_request", state["first_request"])),
+            "last_request": iso(live.get("last_request", state["last_request"])),
+            "late_events": live.get("late_events", state["late_events"]),
+            "events_total": live.get("events_total", state["events"]),
+            "buffered_events": live.get("buffered_events", 0),
+            "last_analyzed": {app: iso(t) for app, t in last.items()},
+            "closed_through": iso(state["closed_through"]),
+            "stream_actor": services.directory.routes.get(uid),
+            "live": bool(live),
+        }
+        out.append(record)
+    return out
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    services = _services(request)
+    uids = [e["uid"] for e in services.store.list_endpoints()]
+    return json_response({"endpoints": await _records(services, uids)})
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    services = _services(request)
+    uid = request.match_info["uid"]
+    _spec(services, uid)
+    return json_response((await _records(services, [uid]))[0])
+
+
+def _time_param(request: web.Request, key: str) -> float | None:
+    value = request.query.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        return parse_time(float(value) if _is_number(value) else value)
+    except ValueError as exc:
+        raise ApiError(f"query parameter {key}: {exc}", {"field": key}) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+async def get_results(request: web.Request) -> web.Response:
+    services = _services(request)
+    uid = request.match_info["uid"]
+    _spec(services, uid)
+    start, end = _time_param(request, "start"), _time_param(request, "end")
+    application, name = request.query.get("application"), request.query.get("name")
+    rows = await asyncio.get_running_loop().run_in_executor(
+        services.executor, services.parquet.read_results, uid, start, end, application, name
+    )
+    return json_response({"results": rows})
+
+
+# -- operations ------------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    services = _services(request)
+    actors = await services.directory.health()
+    ok = all(actors.values()) and services.log is not None
+    return json_response({"status": "ok" if ok else "unavailable", "actors": actors}, 200 if ok else 503)
+
+
+async def status(request: web.Request) -> web.Response:
+    services = _services(request)
+    try:
+        controller = await asyncio.wait_for(services.directory.controller.status.remote(), 5)
+    except Exception as exc:
+        controller = {"error": repr(exc)}
+    return json_response(
+        {
+            "uptime_s": time.time() - services.started,
+            "data_dir": str(services.settings.data_path),
+            "base_period_s": services.settings.windows.base_period,
+            "allowed_lateness_s": services.settings.windows.allowed_lateness,
+            "endpoints": len(services.store.list_endpoints()),
+            "wal_records": services.store.wal_size(),
+            "controller": controller,
+            "ingest": services.counters.__dict__,
+        }
+    )
+
+
+def _prom_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    services = _services(request)
+    c = services.counters
+    lines = [
+        "# HELP modelmon_ingest_requests_total HTTP ingestion requests by route.",
+        "# TYPE modelmon_ingest_requests_total counter",
+    ]
+    lines += [f'modelmon_ingest_requests_total{{route="{k}"}} {v}' for k, v in sorted(c.requests.items())]
+    lines += [
+        "# HELP modelmon_ingest_rejected_total Requests answered with an error, by status.",
+        "# TYPE modelmon_ingest_rejected_total counter",
+    ]
+    lines += [f'modelmon_ingest_rejected_total{{status="{k}"}} {v}' for k, v in sorted(c.rejected.items())]
+    lines += [
+        "# HELP modelmon_ingest_events_total Events accepted (made durable).",
+        "# TYPE modelmon_ingest_events_total counter",
+        f"modelmon_ingest_events_total {c.events_accepted}",
+        "# HELP modelmon_ingest_rows_total Prediction rows accepted.",
+        "# TYPE modelmon_ingest_rows_total counter",
+        f"modelmon_ingest_rows_total {c.rows_accepted}",
+    ]
+    uids = [e["uid"] for e in services.store.list_endpoints()]
+    ops = await services.directory.operational(uids)
+    gauges = {
+        "predictions_count_5m": "Predictions in the last 5 minutes.",
+        "predictions_per_second": "Predictions per second over the last minute.",
+        "error_count": "Error events seen.",
+        "late_events": "Events that arrived after their window closed.",
+    }
+    for key, help_text in gauges.items():
+        name = f"modelmon_endpoint_{key}"
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        for uid in uids:
+            value = ops.get(uid, {}).get(key)
+            if value is not None:
+                lines.append(f'{name}{{endpoint="{_prom_escape(uid)}"}} {float(value)}')
+    lines += [
+        "# HELP modelmon_endpoint_general_drift Latest general_drift of the endpoint.",
+        "# TYPE modelmon_endpoint_general_drift gauge",
+    ]
+    for uid in uids:
+        value = services.store.get_state(uid)["drift_measures"].get("general_drift")
+        if value is not None:
+            lines.append(f'modelmon_endpoint_general_drift{{endpoint="{_prom_escape(uid)}"}} {value}')
+    return web.Response(
+        text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
