@@ -1,0 +1,76 @@
+import pytest
+
+from modelmon_daemon.config import (
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    Settings,
+    all_keys,
+    env_name,
+    load_settings,
+)
+from modelmon_daemon.durations import format_duration, parse_duration, parse_size
+
+
+def test_durations_and_sizes():
+    assert parse_duration("10m") == 600
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("30s") == 30
+    assert parse_duration(2.5) == 2.5
+    assert format_duration(600) == "10m"
+    assert parse_size("16MiB") == 16 * 1024**2
+    with pytest.raises(ValueError):
+        parse_duration("10 minutes please")
+
+
+def test_defaults_file_holds_every_key_with_its_default():
+    text = DEFAULT_CONFIG_PATH.read_text()
+    for key in all_keys():
+        assert f"\n{key.split('.')[1]} = " in text, key
+    settings = load_settings(None, env={})
+    assert settings == Settings()  # the file's values are the code's defaults
+    assert settings.windows.base_period == 600 and settings.windows.allowed_lateness == 60
+    assert settings.daemon.port == 8470 and settings.daemon.host == "127.0.0.1"
+
+
+def test_precedence_file_env_cli(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[windows]\nbase_period = "5m"\n[daemon]\nport = 9000\n')
+    s = load_settings(cfg, env={"MODELMON_DAEMON_PORT": "9100"}, overrides={"daemon.port": 9200})
+    assert s.windows.base_period == 300 and s.daemon.port == 9200
+    s = load_settings(cfg, env={"MODELMON_DAEMON_PORT": "9100"})
+    assert s.daemon.port == 9100
+    assert env_name("windows.base_period") == "MODELMON_WINDOWS_BASE_PERIOD"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"drift.potential_threshold": 0.8}, "drift.detected_threshold"),
+        ({"drift.detected_threshold": 1.0}, "drift.detected_threshold"),
+        ({"drift.potential_threshold": 0}, "drift.potential_threshold"),
+        ({"windows.base_period": "soon"}, "windows.base_period"),
+        ({"daemon.port": "eighty"}, "daemon.port"),
+        ({"stream.max_actors": 0}, "stream.max_actors"),
+        ({"applications.builtin": ["nope"]}, "applications.builtin"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, key):
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, env={}, overrides=overrides)
+    assert err.value.key == key
+    assert key in str(err.value)
+
+
+def test_bad_environment_value_names_key_and_variable():
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, env={"MODELMON_WINDOWS_ALLOWED_LATENESS": "-3s"})
+    assert err.value.key == "windows.allowed_lateness"
+    assert "MODELMON_WINDOWS_ALLOWED_LATENESS" in str(err.value)
+
+
+def test_unknown_key_in_file(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[windows]\nbase_perod = 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert err.value.key == "windows.base_perod"

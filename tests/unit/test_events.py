@@ -1,0 +1,154 @@
+import hashlib
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from modelmon_daemon.errors import InvalidEvent
+from modelmon_daemon.events import parse_mlrun_events, parse_native_events, parse_time, split_by_window
+from modelmon_daemon.identity import FunctionUri, endpoint_uid
+
+NOW = 1_800_000_000.0
+
+
+def mlrun(inputs, outputs, when="2026-11-30 10:00:01.500000", **extra):
+    return {
+        "class": "M", "model": "churn:v2", "function_uri": "proj/serving:latest",
+        "request": {"id": "r1", "inputs": inputs}, "resp": {"id": "r1", "outputs": outputs},
+        "when": when, "microsec": 1500, **extra,
+    }
+
+
+def unknown(uid):
+    return None
+
+
+def test_uid_is_mlrun_sha1_of_its_parts():
+    expected = hashlib.sha1(b"proj_serving_latest_churn_v2").hexdigest()
+    assert endpoint_uid("proj", "serving", "latest", "churn", "v2") == expected
+    assert endpoint_uid("proj", "serving", None, "churn", None) == hashlib.sha1(
+        b"proj_serving_N/A_churn_latest"
+    ).hexdigest()
+
+
+def test_function_uri_forms():
+    assert FunctionUri.parse("db://p/f:t") == FunctionUri("p", "f", "t")
+    assert FunctionUri.parse("p/f@abc") == FunctionUri("p", "f", None)
+    with pytest.raises(ValueError):
+        FunctionUri.parse("nofunction")
+
+
+def test_batch_of_rows_is_split_into_one_row_each():
+    parsed = parse_mlrun_events(mlrun([[1, 2], [3, None]], [0, 1]), unknown, NOW)
+    uid = endpoint_uid("proj", "serving", "latest", "churn", "v2")
+    batch = parsed.batches[uid]
+    assert len(batch) == 2
+    assert batch.features[0].tolist() == [1, 2]
+    assert np.isnan(batch.features[1, 1])  # null is missing, not an error
+    assert batch.outputs[0].tolist() == [0, 1]
+    assert batch.request_ids.tolist() == ["r1-0", "r1-1"]
+    assert batch.latency_us.tolist() == [1500, 1500]
+    when = datetime(2026, 11, 30, 10, 0, 1, 500000, tzinfo=UTC).timestamp()
+    assert batch.timestamps.tolist() == [when, when]
+    assert parsed.new_endpoints[uid].n_features == 2
+
+
+def test_list_outputs_become_columns():
+    parsed = parse_mlrun_events(mlrun([[1.0]], [[0.2, 0.8]]), unknown, NOW)
+    batch = next(iter(parsed.batches.values()))
+    assert [o.tolist() for o in batch.outputs] == [[0.2], [0.8]]
+
+
+def test_error_event_counts_and_needs_no_outputs():
+    event = mlrun([[1.0, 2.0]], None, error="boom")
+    del event["resp"]
+    parsed = parse_mlrun_events([mlrun([[1, 2]], [1]), event], unknown, NOW)
+    batch = next(iter(parsed.batches.values()))
+    assert batch.error_events == 1
+    assert batch.errors.tolist() == [None, "boom"]
+
+
+def test_endpoint_id_routes_to_that_endpoint():
+    parsed = parse_mlrun_events(mlrun([[1, 2]], [1], endpoint_id="abc"), lambda uid: (2, 1), NOW)
+    assert list(parsed.batches) == ["abc"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "index", "field"),
+    [
+        (lambda e: e.pop("request"), 1, "request"),
+        (lambda e: e["request"].update(inputs=[[1, "x"]]), 1, "request.inputs[1]"),
+        (lambda e: e["request"].update(inputs=[[1, 2, 3]]), 1, "request.inputs"),
+        (lambda e: e.update(when="yesterday"), 1, "when"),
+        (lambda e: e.update(microsec=-1), 1, "microsec"),
+        (lambda e: e["resp"].update(outputs=[1, 2]), 1, "resp.outputs"),
+        (lambda e: e.pop("function_uri"), 1, "function_uri"),
+        (lambda e: e.update(endpoint_id="nope"), 1, "endpoint_id"),
+    ],
+)
+def test_bad_event_names_index_and_field(mutate, index, field):
+    events = [mlrun([[1, 2]], [1]), mlrun([[1, 2]], [1])]
+    mutate(events[1])
+    with pytest.raises(InvalidEvent) as err:
+        parse_mlrun_events(events, unknown, NOW)
+    assert err.value.details == {"index": index, "field": field}
+
+
+def test_registered_endpoint_shape_is_enforced():
+    with pytest.raises(InvalidEvent) as err:
+        parse_mlrun_events(mlrun([[1, 2]], [1]), lambda uid: (3, 1), NOW)
+    assert "3 features" in err.value.message
+
+
+def test_native_rows_and_columns():
+    rows = parse_native_events(
+        {"inputs": [[1, 2], [3, None]], "outputs": [5, 6], "timestamps": [NOW, "2026-01-01T00:00:00Z"],
+         "latency_us": [10, None], "request_ids": ["a", "b"]},
+        ["x", "y"], 1, NOW,
+    )
+    cols = parse_native_events(
+        {"inputs": {"y": [2, None], "x": [1, 3]}, "outputs": [5, 6],
+         "timestamps": [NOW, "2026-01-01T00:00:00Z"], "latency_us": [10, None], "request_ids": ["a", "b"]},
+        ["x", "y"], 1, NOW,
+    )
+    for batch in (rows, cols):
+        assert np.array_equal(batch.features, np.array([[1, 2], [3, np.nan]]), equal_nan=True)
+        assert batch.timestamps[1] == datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+        assert batch.request_ids.tolist() == ["a", "b"]
+    defaults = parse_native_events({"inputs": [[1, 2]]}, ["x", "y"], 1, NOW)
+    assert defaults.timestamps.tolist() == [NOW]
+    assert np.isnan(defaults.outputs[0][0])
+
+
+@pytest.mark.parametrize(
+    ("payload", "index", "field"),
+    [
+        ({"inputs": [[1, 2], [1]]}, 1, "inputs"),
+        ({"inputs": [[1, 2], [1, "z"]]}, 1, "inputs[1]"),
+        ({"inputs": {"x": [1]}}, None, "inputs.y"),
+        ({"inputs": {"x": [1], "y": ["a"]}}, 0, "inputs.y"),
+        ({"inputs": [[1, 2]], "timestamps": ["bad"]}, 0, "timestamps"),
+        ({"inputs": [[1, 2]], "latency_us": [-5]}, 0, "latency_us"),
+        ({"inputs": [[1, 2]], "request_ids": ["a", "b"]}, None, "request_ids"),
+        ({"inputs": [[1, 2]], "outputs": [1, 2]}, None, "outputs"),
+        ({"outputs": [1]}, None, "inputs"),
+    ],
+)
+def test_native_errors_name_row_and_field(payload, index, field):
+    with pytest.raises(InvalidEvent) as err:
+        parse_native_events(payload, ["x", "y"], 1, NOW)
+    assert err.value.details == {"index": index, "field": field}
+
+
+def test_parse_time_forms():
+    assert parse_time("2026-11-30 00:00:00.000000") == datetime(2026, 11, 30, tzinfo=UTC).timestamp()
+    assert parse_time("2026-11-30T01:00:00+01:00") == datetime(2026, 11, 30, tzinfo=UTC).timestamp()
+    assert parse_time(12.5) == 12.5
+    with pytest.raises(ValueError):
+        parse_time(True)
+
+
+def test_split_by_window_aligns_to_epoch_multiples():
+    batch = parse_native_events({"inputs": [[1], [2], [3]], "timestamps": [59.9, 60.0, 125.0]}, ["x"], 1, NOW)
+    parts = split_by_window(batch, 60.0)
+    assert [(start, len(b)) for start, b in parts] == [(0.0, 1), (60.0, 1), (120.0, 1)]

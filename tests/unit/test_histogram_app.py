@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+
+from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
+from modelmon_daemon.applications.histogram_data_drift import (
+    HistogramDataDriftApplication,
+    histogram_drift,
+    status_for,
+)
+from modelmon_daemon.enums import ResultKind, ResultStatus
+from modelmon_daemon.records import ColumnBatch
+from modelmon_daemon.stats import FLOAT_MAX, pad_hist
+
+
+def _batch(matrix):
+    n = matrix.shape[0]
+    return ColumnBatch(
+        timestamps=np.zeros(n), features=matrix, outputs=[np.zeros(n)],
+        request_ids=np.array([str(i) for i in range(n)], dtype=object),
+        latency_us=np.full(n, np.nan), errors=np.array([None] * n, dtype=object),
+    )
+
+
+def test_golden_distributions_through_the_application():
+    # reference u = [0, 1/6, 1/3, 1/2] over 4 inner bins; current t = [1/2, 1/3, 1/6, 0]
+    stats = {"x": {"hist": [[0, 1, 2, 3], [0.0, 1.0, 2.0, 3.0, 4.0]]}}
+    current = np.array([[0.5]] * 3 + [[1.5]] * 2 + [[2.5]] * 1)
+    drift = histogram_drift(current, ["x"], stats)
+    assert drift is not None
+    assert drift.tvd_mean == pytest.approx(0.666666, abs=1e-6)
+    assert drift.hellinger_mean == pytest.approx(0.727045, abs=1e-6)
+    assert drift.kld_mean == pytest.approx(8.748242, abs=1e-6)
+    assert drift.general_drift == pytest.approx((0.727045 + 0.666667) / 2, abs=1e-6)
+
+
+def test_identical_window_gives_zero_drift():
+    rng = np.random.default_rng(0)
+    edges = np.linspace(-3, 3, 21)
+    counts = rng.integers(1, 30, size=20)
+    centers = (edges[:-1] + edges[1:]) / 2
+    window = np.repeat(centers, counts)[:, None].repeat(2, axis=1)
+    stats = {n: {"hist": [counts.tolist(), edges.tolist()]} for n in "ab"}
+    drift = histogram_drift(window, ["a", "b"], stats)
+    assert drift is not None
+    assert drift.general_drift == pytest.approx(0.0, abs=1e-7)
+    assert drift.kld_mean == pytest.approx(0.0, abs=1e-12)
+
+
+def test_value_equal_to_reference_max_lands_in_upper_padding_bin_like_mlrun():
+    # MLRun bins the window with np.histogram on the padded edges: the last inner bin
+    # is half-open there, so the reference maximum itself counts in the padding bin.
+    stats = {"x": {"hist": [[1, 1], [0.0, 1.0, 2.0]]}}
+    drift = histogram_drift(np.array([[2.0]]), ["x"], stats)
+    assert drift is not None
+    assert drift.counts[0].tolist() == [0, 0, 0, 1]
+    expected, _ = np.histogram([2.0], bins=drift.edges[0])
+    assert drift.counts[0].tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(
+    ("value", "status"),
+    [
+        (0.0, ResultStatus.no_detection),
+        (0.4999999, ResultStatus.no_detection),
+        (0.5, ResultStatus.potential_detection),
+        (0.6999999, ResultStatus.potential_detection),
+        (0.7, ResultStatus.detected),
+        (1.0, ResultStatus.detected),
+    ],
+)
+def test_threshold_edges(value, status):
+    assert status_for(value, 0.5, 0.7) is status
+
+
+def test_application_outputs_metrics_result_and_endpoint_fields():
+    stats = {"x": {"hist": pad_hist([[0, 1, 2, 3], [0.0, 1.0, 2.0, 3.0, 4.0]])}}
+    current = np.array([[0.5]] * 3 + [[1.5]] * 2 + [[2.5]] * 1 + [[np.nan]])
+    ctx = MonitoringContext(
+        "histogram-data-drift", {"uid": "e", "feature_names": ["x"], "feature_stats": stats},
+        0.0, 30.0, _batch(current), {"potential_threshold": 0.2, "detected_threshold": 0.3},
+    )
+    out = HistogramDataDriftApplication().do_tracking(ctx)
+    metrics = {o.name: o.value for o in out if isinstance(o, Metric)}
+    results = [o for o in out if isinstance(o, Result)]
+    assert set(metrics) == {"hellinger_mean", "kld_mean", "tvd_mean"}
+    assert len(results) == 1 and results[0].name == "general_drift"
+    assert results[0].kind is ResultKind.data_drift
+    assert results[0].status is ResultStatus.detected  # 0.697 >= configured 0.3
+    assert results[0].extra_data["features"]["x"]["tvd"] == pytest.approx(2 / 3)
+    assert ctx.endpoint_updates["drift_status"] == "detected"
+    hist = ctx.endpoint_updates["current_stats"]["x"]["hist"]
+    assert hist[0] == [0, 3, 2, 1, 0, 0] and hist[1][0] == -FLOAT_MAX
+    assert ctx.endpoint_updates["current_stats"]["x"]["count"] == 6
+
+
+def test_features_without_reference_or_values_are_skipped():
+    stats = {"x": {"hist": [[1, 1], [0.0, 1.0, 2.0]]}}
+    current = np.array([[np.nan, 1.0], [np.nan, 2.0]])
+    assert histogram_drift(current, ["x", "y"], stats) is None

@@ -1,0 +1,77 @@
+import sys
+
+import numpy as np
+import pytest
+
+from modelmon_daemon.stats import (
+    FLOAT_MAX,
+    bin_indices,
+    binned_counts,
+    pad_hist,
+    padded_edges_matrix,
+    reference_feature_stats,
+)
+
+
+def test_padding_adds_two_outer_bins():
+    counts, edges = pad_hist([[1, 2], [0.0, 1.0, 2.0]])
+    assert counts == [0, 1, 2, 0]
+    assert edges == [-sys.float_info.max, 0.0, 1.0, 2.0, sys.float_info.max]
+
+
+def test_padding_is_idempotent():
+    once = pad_hist([[1, 2], [0.0, 1.0, 2.0]])
+    assert pad_hist(once) == once
+
+
+def test_padding_refuses_mismatched_histogram():
+    with pytest.raises(ValueError):
+        pad_hist([[1, 2, 3], [0.0, 1.0]])
+
+
+def test_reference_stats_match_numpy_and_pandas_conventions():
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(500, 2))
+    matrix[3, 1] = np.nan
+    stats = reference_feature_stats(matrix, ["a", "b"])
+    a = matrix[:, 0]
+    counts, edges = np.histogram(a, bins=20)
+    assert stats["a"]["hist"][0] == [0, *counts.tolist(), 0]
+    assert stats["a"]["hist"][1] == [-FLOAT_MAX, *edges.tolist(), FLOAT_MAX]
+    assert len(stats["a"]["hist"][1]) == 23
+    assert stats["a"]["std"] == pytest.approx(a.std(ddof=1))
+    assert stats["a"]["50%"] == pytest.approx(np.median(a))
+    assert stats["b"]["count"] == 499
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_vectorized_binning_equals_np_histogram(seed):
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(size=(1000, 4)) * [1, 10, 0.001, 1e6] + [0, 5, 3, -2e6]
+    names = list("abcd")
+    stats = reference_feature_stats(ref, names)
+    edges = padded_edges_matrix(stats, names)
+    current = rng.normal(size=(3000, 4)) * [1.5, 10, 0.002, 1e6] + [0.3, 5, 3, -2e6]
+    # values exactly on edges, beyond min/max and missing
+    current[:23, 0] = edges[0]
+    current[23:46, 1] = edges[1]
+    current[50, 2] = np.nan
+    counts = binned_counts(current, edges)
+    for j in range(4):
+        col = current[:, j]
+        expected, _ = np.histogram(col[~np.isnan(col)], bins=edges[j])
+        assert counts[j].tolist() == expected.tolist()
+
+
+def test_binning_falls_back_for_unequal_edges():
+    edges = np.array([[-FLOAT_MAX, 0.0, 1.0, 5.0, 6.0, FLOAT_MAX]])
+    values = np.array([[-1.0], [0.0], [0.5], [1.0], [4.9], [5.0], [6.0], [7.0], [np.nan]])
+    idx = bin_indices(values, edges)
+    expected = [np.searchsorted(edges[0], v, side="right") - 1 for v in values[:-1, 0]]
+    assert idx[:-1, 0].tolist() == expected
+    assert idx[-1, 0] == -1
+
+
+def test_reference_feature_without_values_is_refused():
+    with pytest.raises(ValueError, match="no values"):
+        reference_feature_stats(np.array([[np.nan], [np.nan]]), ["a"])

@@ -1,0 +1,128 @@
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from actors.writer import WriterActor
+from modelmon_daemon.config import Settings
+from modelmon_daemon.enums import ResultKind, ResultStatus
+from modelmon_daemon.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta
+from modelmon_daemon.storage.lmdb_store import LmdbStore
+from tests.helpers import make_batch, make_spec
+
+MAP = 64 * 1024**2
+
+
+def settings_for(path):
+    s = Settings()
+    s.daemon.data_dir = str(path)
+    s.storage.lmdb_map_size = MAP
+    return s.to_dict()
+
+
+def test_wire_roundtrip_keeps_every_column():
+    b = make_batch([1.0, 2.0], [[1, np.nan], [3, 4]])
+    b.outputs.append(np.array(["a", None], dtype=object))
+    b.error_events = 1
+    back = ColumnBatch.from_wire(b.to_wire())
+    assert np.array_equal(back.features, b.features, equal_nan=True)
+    assert back.outputs[1].tolist() == ["a", None]
+    assert back.request_ids.tolist() == ["r0", "r1"] and back.error_events == 1
+
+
+def test_wal_append_assigns_increasing_seqs_and_survives_reopen(tmp_path):
+    store = LmdbStore(tmp_path, MAP)
+    spec = make_spec().to_dict()
+    seqs = store.wal_append([("ep1", 0.0, make_batch([1.0], [[1, 2]]).to_wire())] * 2, [spec])
+    assert seqs == [1, 2]
+    store.close()
+    store = LmdbStore(tmp_path, MAP)
+    assert store.get_endpoint("ep1")["feature_names"] == ["x0", "x1"]
+    assert [s for s, _, _ in store.wal_records("ep1")] == [1, 2]
+    assert store.wal_append([("ep1", 0.0, make_batch([1.0], [[1, 2]]).to_wire())]) == [3]
+    assert list(store.wal_records("ep")) == []  # prefix of another uid does not match
+
+
+def _commit_args(store, seqs, late=False, start=0.0):
+    meta = WindowMeta("ep1", start, start + 60.0, seqs, rows=2, late=late, first_event=1.0, last_event=2.0)
+    return meta
+
+
+def test_writer_commits_a_window_exactly_once(tmp_path):
+    writer = WriterActor(settings_for(tmp_path))
+    spec = make_spec().to_dict()
+    store = writer.store
+    store.put_endpoint(spec)
+    seqs = store.wal_append([("ep1", 0.0, make_batch([1.0, 2.0], [[1, 2], [3, 4]]).to_wire())])
+    batch = make_batch([1.0, 2.0], [[1, 2], [3, 4]])
+    meta = WindowMeta("ep1", 0.0, 60.0, seqs, rows=2, first_event=1.0, last_event=2.0)
+    out = AppOutput(
+        "histogram-data-drift",
+        [ResultRecord("histogram-data-drift", "general_drift", "result", 0.8, 0.0, 60.0,
+                      ResultKind.data_drift, ResultStatus.detected, {"k": 1}, 2)],
+        endpoint_updates={"drift_status": "detected"},
+    )
+    assert writer.commit_window(meta, batch, [out], spec, ["histogram-data-drift"]) is True
+    assert writer.commit_window(meta, batch, [out], spec, ["histogram-data-drift"]) is False
+    assert store.wal_size() == 0
+    state = store.get_state("ep1")
+    assert state["closed_through"] == 60.0 and state["events"] == 2
+    assert state["drift_status"] == "detected"
+    assert store.get_last_analyzed("ep1") == {"histogram-data-drift": 60.0}
+    events = pd.read_parquet(tmp_path / "events" / "endpoint_id=ep1")
+    assert len(events) == 2 and list(events["x0"]) == [1, 3]
+    rows = writer.parquet.read_results("ep1")
+    assert [(r["name"], r["value"], r["status"], r["kind"]) for r in rows] == [
+        ("general_drift", 0.8, 2, 0)
+    ]
+    assert rows[0]["start"] == "1970-01-01T00:00:00Z" and rows[0]["extra"] == {"k": 1}
+    con = duckdb.connect()
+    n = con.execute(
+        f"select count(*) from read_parquet('{tmp_path}/results/**/*.parquet', hive_partitioning=true)"
+    ).fetchone()
+    assert n == (1,)
+    n = con.execute(
+        f"select count(*), min(endpoint_id) from read_parquet('{tmp_path}/events/**/*.parquet', hive_partitioning=true)"
+    ).fetchone()
+    assert n == (2, "ep1")
+
+
+def test_files_of_a_commit_that_never_happened_are_removed_on_start(tmp_path):
+    writer = WriterActor(settings_for(tmp_path))
+    spec = make_spec().to_dict()
+    batch = make_batch([1.0], [[1, 2]])
+    meta = WindowMeta("ep1", 0.0, 60.0, [1], rows=1)
+    files = writer.parquet.events_files(meta, batch)
+    writer.store.add_pending([p for p, _ in files])
+    writer.parquet.write_events(files, batch, spec["feature_names"], ["output"])
+    path = files[0][0]
+    assert pq.read_table(path).num_rows == 1
+    writer.store.close()
+    writer = WriterActor(settings_for(tmp_path))  # as after a crash between write and commit
+    assert not __import__("os").path.exists(path)
+    assert writer.store.pending_files() == []
+
+
+def test_late_batch_counts_once_and_does_not_move_frontier(tmp_path):
+    writer = WriterActor(settings_for(tmp_path))
+    spec = make_spec().to_dict()
+    store = writer.store
+    seqs = store.wal_append([("ep1", 0.0, make_batch([1.0], [[1, 2]]).to_wire())], [spec])
+    meta = WindowMeta("ep1", 0.0, 60.0, seqs, rows=1, late=True, first_event=1.0, last_event=1.0)
+    batch = make_batch([1.0], [[1, 2]])
+    assert writer.commit_window(meta, batch, [], spec, ["a"])
+    assert not writer.commit_window(meta, batch, [], spec, ["a"])
+    state = store.get_state("ep1")
+    assert state["late_events"] == 1 and state["closed_through"] is None
+    late_files = list((tmp_path / "events").rglob("late-*.parquet"))
+    assert len(late_files) == 1
+
+
+def test_window_across_an_hour_is_split_by_hour(tmp_path):
+    writer = WriterActor(settings_for(tmp_path))
+    spec = make_spec().to_dict()
+    batch = make_batch([3599.0, 3601.0], [[1, 2], [3, 4]])
+    meta = WindowMeta("ep1", 3540.0, 3660.0, [], rows=2)
+    writer.commit_window(meta, batch, [], spec, [])
+    hours = sorted(p.parent.name for p in (tmp_path / "events").rglob("*.parquet"))
+    assert hours == ["hour=00", "hour=01"]
