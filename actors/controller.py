@@ -120,10 +120,17 @@ class ControllerActor:
             return report.__dict__
 
     async def _tick_stream(self, name: str, handle: Any, now: float, report: TickReport) -> None:
-        try:
-            closed = await handle.collect.remote(now)
-        except Exception as exc:  # actor restarting: its windows come back next tick
-            report.failures.append(f"{name}: collect: {exc!r}"[:500])
+        closed = None
+        for attempt in range(3):
+            try:
+                closed = await handle.collect.remote(now)
+                break
+            except Exception as exc:  # restarting: the first call may fail, retry briefly
+                if attempt == 2:
+                    report.failures.append(f"{name}: collect: {exc!r}"[:500])
+                    return  # its windows come back next tick
+                await asyncio.sleep(0.2)
+        if closed is None:
             return
         await asyncio.gather(
             *(self._process_endpoint(handle, uid, metas, frontier, report)
