@@ -185,13 +185,16 @@ def binned_counts(matrix: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def current_feature_stats(
-    matrix: np.ndarray, names: Sequence[str], edges: np.ndarray, counts: np.ndarray
+    matrix: np.ndarray,
+    names: Sequence[str],
+    edges: Sequence[np.ndarray],
+    counts: Sequence[np.ndarray],
 ) -> FeatureStats:
     """A window's stats in the reference's format, its histogram on the reference edges."""
     described = describe_columns(matrix)
     stats: FeatureStats = {}
     for j, name in enumerate(names):
         feature = described[j]
-        feature["hist"] = [counts[j].astype(int).tolist(), edges[j].tolist()]
+        feature["hist"] = [np.asarray(counts[j]).astype(int).tolist(), np.asarray(edges[j]).tolist()]
         stats[name] = feature
     return stats

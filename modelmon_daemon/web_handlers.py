@@ -228,6 +228,10 @@ async def _records(services: Services, uids: list[str]) -> list[dict[str, Any]]:
             "buffered_events": live.get("buffered_events", 0),
             "last_analyzed": {app: iso(t) for app, t in last.items()},
             "closed_through": iso(state["closed_through"]),
+            "app_failures": [
+                {**f, "start": iso(f["start"]), "end": iso(f["end"]), "time": iso(f["time"])}
+                for f in services.store.app_failures(uid)[-20:]
+            ],
             "stream_actor": services.directory.routes.get(uid),
             "live": bool(live),
         }

@@ -44,8 +44,8 @@ class HistogramDrift:
     tvd: np.ndarray
     hellinger: np.ndarray
     kld: np.ndarray
-    counts: np.ndarray
-    edges: np.ndarray
+    counts: list[np.ndarray]
+    edges: list[np.ndarray]
 
     @property
     def tvd_mean(self) -> float:
@@ -77,27 +77,35 @@ class HistogramDrift:
 def histogram_drift(
     matrix: np.ndarray, feature_names: list[str], feature_stats: dict[str, Any]
 ) -> HistogramDrift | None:
-    """Drift of every feature that has a reference histogram and at least one value."""
+    """Drift of every feature that has a reference histogram and at least one value.
+
+    Features are binned together, one bincount per group of features with the same number
+    of bins (the usual case is one group: every reference has 20 bins)."""
     columns = [j for j, n in enumerate(feature_names) if "hist" in feature_stats.get(n, {})]
-    if not columns:
+    groups: dict[int, list[int]] = {}
+    for j in columns:
+        groups.setdefault(len(feature_stats[feature_names[j]]["hist"][0]), []).append(j)
+    found: list[tuple[int, np.ndarray, np.ndarray, float, float, float]] = []
+    for group in groups.values():
+        names = [feature_names[j] for j in group]
+        edges = padded_edges_matrix(feature_stats, names)
+        counts = binned_counts(matrix[:, group], edges)
+        t = probabilities(counts.astype(np.float64))
+        u = reference_probabilities(feature_stats, names)
+        tvd, hel, kld = total_variance_distance(t, u), hellinger_distance(t, u), kl_divergence(t, u)
+        for k, j in enumerate(group):
+            if counts[k].sum() > 0:
+                found.append((j, counts[k], edges[k], tvd[k], hel[k], kld[k]))
+    if not found:
         return None
-    names = [feature_names[j] for j in columns]
-    edges = padded_edges_matrix(feature_stats, names)
-    counts = binned_counts(matrix[:, columns], edges)
-    present = counts.sum(axis=1) > 0
-    if not present.any():
-        return None
-    names = [n for n, keep in zip(names, present, strict=True) if keep]
-    counts, edges = counts[present], edges[present]
-    t = probabilities(counts.astype(np.float64))
-    u = reference_probabilities(feature_stats, names)
+    found.sort(key=lambda f: f[0])
     return HistogramDrift(
-        features=names,
-        tvd=total_variance_distance(t, u),
-        hellinger=hellinger_distance(t, u),
-        kld=kl_divergence(t, u),
-        counts=counts,
-        edges=edges,
+        features=[feature_names[f[0]] for f in found],
+        tvd=np.array([f[3] for f in found]),
+        hellinger=np.array([f[4] for f in found]),
+        kld=np.array([f[5] for f in found]),
+        counts=[f[1] for f in found],
+        edges=[f[2] for f in found],
     )
 
 

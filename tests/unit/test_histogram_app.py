@@ -97,3 +97,15 @@ def test_features_without_reference_or_values_are_skipped():
     stats = {"x": {"hist": [[1, 1], [0.0, 1.0, 2.0]]}}
     current = np.array([[np.nan, 1.0], [np.nan, 2.0]])
     assert histogram_drift(current, ["x", "y"], stats) is None
+
+
+def test_features_with_different_bin_counts_are_analyzed_together():
+    stats = {
+        "x": {"hist": [[1, 2, 1], [0.0, 1.0, 2.0, 3.0]]},
+        "y": {"hist": [[2, 1], [0.0, 5.0, 10.0]]},
+    }
+    window = np.array([[0.5, 1.0], [1.5, 6.0], [1.6, np.nan], [2.5, 2.0]])
+    drift = histogram_drift(window, ["x", "y"], stats)
+    assert drift is not None and drift.features == ["x", "y"]
+    assert drift.general_drift == pytest.approx(0.0, abs=1e-9)
+    assert [len(c) for c in drift.counts] == [5, 4]

@@ -1,0 +1,138 @@
+"""The real daemon as a subprocess, on loopback, with a short base period."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(method, url, body=None, content_type="application/json", timeout=30):
+    data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode()
+
+
+class Daemon:
+    def __init__(self, data_dir: Path, port: int, extra: list[str]) -> None:
+        self.data_dir, self.port, self.extra = data_dir, port, extra
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / f"{data_dir.name}.log"
+
+    def start(self, timeout: float = 120) -> Daemon:
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env["PYTHONPATH"] = str(ROOT)
+        argv = [
+            sys.executable, "-m", "modelmon_daemon", "start", "--data-dir", str(self.data_dir),
+            "--port", str(self.port), "--base-period", "30s", "--allowed-lateness", "2s",
+            "--tick-interval", "0.5s", "--set", "ray.include_dashboard=false",
+            "--set", "ray.num_cpus=2", "--set", "storage.lmdb_map_size=256MiB", *self.extra,
+        ]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+            )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+            try:
+                status, _ = http("GET", self.url + "/healthz", timeout=5)
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"daemon not healthy: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self._reap_group()
+
+    def kill9(self) -> None:
+        """kill -9 of the daemon and every process it started (its Ray included)."""
+        if self.proc:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=30)
+        self._reap_group()
+
+    def _reap_group(self) -> None:
+        if self.proc:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def get(self, path, **kw):
+        return http("GET", self.url + path, **kw)
+
+    def post(self, path, body, **kw):
+        return http("POST", self.url + path, body, **kw)
+
+    def wait_for(self, predicate, timeout=60.0, interval=0.3):
+        deadline = time.time() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.time() > deadline:
+                raise AssertionError(f"timed out waiting; log tail:\n{self.log.read_text()[-2000:]}")
+            time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def short_tmp():
+    path = Path(tempfile.mkdtemp(prefix="mme-", dir="/tmp"))
+    yield path
+
+
+@pytest.fixture(scope="session")
+def daemon(short_tmp):
+    d = Daemon(
+        short_tmp / "shared", free_port(),
+        [
+            "--set", "daemon.max_body_size=1MiB",
+            "--set", "applications.user=tests.unit.failing_app:RowCountApplication,"
+                     "tests.unit.failing_app:BrokenApplication",
+            "--set", f"applications.python_path={ROOT}",
+        ],
+    ).start()
+    yield d
+    d.stop()

@@ -1,0 +1,216 @@
+"""The real daemon over HTTP: MLRun events in, exact drift results out (HTTP + Parquet)."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+
+import msgpack
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.e2e
+P = 30.0
+FEATURES = ["f_a", "f_b", "f_c"]
+
+
+def when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def mlrun_event(model, function_uri, rid, row, output, ts, micro=1200):
+    return {
+        "class": "Model", "model": model, "version": "v1", "function_uri": function_uri,
+        "worker": "0", "host": "h",
+        "request": {"id": rid, "inputs": [row]}, "resp": {"id": rid, "outputs": [output]},
+        "when": when(ts), "microsec": micro,
+    }
+
+
+def expected_feature_drift(values: np.ndarray, feature_stats: dict) -> tuple[float, float, float]:
+    """An independent computation: np.histogram of the non-null values on the reference's
+    padded edges, and MLRun's formulas written out term by term."""
+    counts_u, edges = feature_stats["hist"]
+    u = [c / sum(counts_u) for c in counts_u]
+    counts_t, _ = np.histogram(values[~np.isnan(values)], bins=np.asarray(edges))
+    t = [c / counts_t.sum() for c in counts_t]
+    tvd = sum(abs(a - b) for a, b in zip(t, u, strict=True)) / 2
+    hellinger = math.sqrt(max(1 - sum(math.sqrt(a * b) for a, b in zip(t, u, strict=True)), 0))
+
+    def kl(a, e):
+        return sum(x * math.log(x / (y if y != 0 else 1e-4)) for x, y in zip(a, e, strict=True) if x != 0)
+
+    return tvd, hellinger, kl(t, u) + kl(u, t)
+
+
+def test_mlrun_events_give_exact_results_over_http_and_parquet(daemon):
+    rng = np.random.default_rng(42)
+    reference = rng.normal(0, 1, size=(2000, 3))
+    status, record = daemon.post("/v1/endpoints", {
+        "project": "shop", "name": "churn", "model": "churn", "version": "v1",
+        "function_uri": "shop/serving:prod", "feature_names": FEATURES,
+        "reference": {"rows": reference.tolist()},
+    })
+    assert status == 201, record
+    uid = record["uid"]
+    import hashlib
+
+    assert uid == hashlib.sha1(b"shop_serving_prod_churn_v1").hexdigest()
+    stats = record["feature_stats"]
+    assert len(stats["f_a"]["hist"][1]) == 23
+
+    first = (math.floor(time.time() / P) - 4) * P  # back-filled history: four windows
+    windows = []
+    events = []
+    for w in range(3):
+        shift = 2.5 if w == 2 else 0.0
+        values = rng.normal(shift, 1, size=(120, 3))
+        values[5, 1] = np.nan  # a missing value counts as missing, not as an error
+        windows.append(values)
+        for i, row in enumerate(values):
+            ts = first + w * P + i * (P / 121)
+            events.append(mlrun_event(
+                "churn", "shop/serving:prod", f"w{w}-{i}",
+                [None if np.isnan(v) else float(v) for v in row], int(i % 2), ts))
+    status, body = daemon.post("/v1/events", events)
+    assert (status, body["accepted"]) == (202, 360)
+
+    def all_windows():
+        _, res = daemon.get(f"/v1/endpoints/{uid}/results?application=histogram-data-drift&name=general_drift")
+        return res["results"] if len(res["results"]) == 3 else None
+
+    drift = daemon.wait_for(all_windows)
+    for w, result in enumerate(drift):
+        per_feature = [expected_feature_drift(windows[w][:, j], stats[n]) for j, n in enumerate(FEATURES)]
+        tvds, hels, klds = (list(v) for v in zip(*per_feature, strict=True))
+        expected = (np.mean(tvds) + np.mean(hels)) / 2
+        assert result["value"] == pytest.approx(expected, abs=1e-9)
+        assert result["start"] == datetime.fromtimestamp(first + w * P, tz=UTC).isoformat().replace("+00:00", "Z")
+        assert result["kind"] == 0 and result["type"] == "result"
+        assert result["sample_size"] == 120
+        features = result["extra"]["features"]
+        assert features["f_a"]["tvd"] == pytest.approx(tvds[0], abs=1e-9)
+        assert features["f_c"]["kld"] == pytest.approx(klds[2], abs=1e-9)
+    assert [r["status"] for r in drift[:2]] == [0, 0]
+    assert drift[2]["status"] == 2  # a 2.5 sd shift is detected
+
+    _, record = daemon.get(f"/v1/endpoints/{uid}")
+    assert record["drift_status"] == "detected"
+    assert record["drift_measures"]["general_drift"] == pytest.approx(drift[2]["value"])
+    assert record["events_total"] == 360 and record["error_count"] == 0
+    assert record["latency_avg_5m"] == pytest.approx(1200.0)
+    assert record["predictions_count_5m"] == 360
+    assert record["first_request"] == when(first).replace(" ", "T")[:19] + "Z"
+    assert record["last_analyzed"]["histogram-data-drift"] is not None
+    assert record["current_stats"]["f_a"]["count"] == 120
+
+    # user applications ran beside it; the broken one is recorded and stopped nothing
+    _, res = daemon.get(f"/v1/endpoints/{uid}/results?application=row-count&name=rows")
+    assert [r["value"] for r in res["results"]] == [120.0, 120.0, 120.0]
+    assert {f["application"] for f in record["app_failures"]} == {"broken"}
+
+    # the same rows in Parquet, readable by pandas as they are
+    events = pd.read_parquet(daemon.data_dir / "events" / f"endpoint_id={uid}")
+    assert len(events) == 360 and events["request_id"].is_unique
+    assert set(FEATURES) <= set(events.columns) and events["f_b"].isna().sum() == 3
+    results = pd.read_parquet(daemon.data_dir / "results" / f"endpoint_id={uid}")
+    gd = results[results["name"] == "general_drift"].sort_values("start")
+    assert list(gd["value"]) == pytest.approx([r["value"] for r in drift], abs=1e-12)
+    assert set(results["full_name"]) >= {
+        "shop.histogram-data-drift.result.general_drift", "shop.histogram-data-drift.metric.tvd_mean",
+    }
+
+
+def test_native_form_in_msgpack_and_late_events(daemon):
+    status, record = daemon.post("/v1/endpoints", {
+        "uid": "native-1", "project": "p", "name": "native", "feature_names": ["x", "y"],
+        "feature_stats": {
+            "x": {"hist": [[1, 2, 1], [0.0, 1.0, 2.0, 3.0]]},
+            "y": {"hist": [[2, 1], [0.0, 5.0, 10.0]]},
+        },
+    })
+    assert status == 201, record
+    assert record["feature_stats"]["x"]["hist"][0] == [0, 1, 2, 1, 0]
+    start = (math.floor(time.time() / P) - 3) * P
+    body = msgpack.packb({
+        "inputs": {"x": [0.5, 1.5, 1.6, 2.5], "y": [1.0, 6.0, None, 2.0]},
+        "outputs": [1, 0, 1, 1],
+        "timestamps": [start + 1, start + 2, start + 3, start + 4],
+        "latency_us": [100, 200, 300, 400],
+        "request_ids": ["a", "b", "c", "d"],
+    })
+    status, body = daemon.post("/v1/endpoints/native-1/events", body, content_type="application/msgpack")
+    assert (status, body) == (202, {"accepted": 4})
+
+    def analyzed():
+        _, res = daemon.get("/v1/endpoints/native-1/results?name=general_drift")
+        return res["results"]
+
+    (result,) = daemon.wait_for(analyzed)
+    assert result["value"] == pytest.approx(0.0, abs=1e-9)  # x matches [1,2,1]; y [2,1]
+    # an event for that closed window is late: stored and counted, not analyzed again
+    status, _ = daemon.post("/v1/endpoints/native-1/events",
+                            {"inputs": [[9.0, 9.0]], "timestamps": [start + 5], "request_ids": ["e"]})
+    assert status == 202
+    daemon.wait_for(lambda: daemon.get("/v1/endpoints/native-1")[1]["late_events"] == 1)
+    daemon.wait_for(lambda: list((daemon.data_dir / "events" / "endpoint_id=native-1").rglob("late-*.parquet")))
+    time.sleep(1.5)
+    assert len(analyzed()) == 1
+    events = pd.read_parquet(daemon.data_dir / "events" / "endpoint_id=native-1")
+    assert sorted(events["request_id"]) == ["a", "b", "c", "d", "e"]
+
+
+def test_bad_input_gets_a_clear_error_and_changes_nothing(daemon):
+    status, _ = daemon.post("/v1/endpoints", {
+        "uid": "strict", "project": "p", "name": "strict", "feature_names": ["x", "y"],
+    })
+    assert status == 201
+    good = {"inputs": [[1, 2]], "request_ids": ["ok"]}
+    bad = {"inputs": [[1, 2], [3, "seven"]], "request_ids": ["g", "b"]}
+    status, body = daemon.post("/v1/endpoints/strict/events", bad)
+    assert status == 400
+    assert body["error"]["details"] == {"index": 1, "field": "inputs[1]"}
+    assert "seven" in body["error"]["message"]
+
+    events = [mlrun_event("m", "p/f", "1", [1, 2], 1, time.time()),
+              mlrun_event("m", "p/f", "2", [1, 2], 1, time.time())]
+    events[1]["when"] = "not a time"
+    status, body = daemon.post("/v1/events", events)
+    assert status == 400 and body["error"]["details"] == {"index": 1, "field": "when"}
+    # the endpoint of that rejected request was not created either
+    _, listing = daemon.get("/v1/endpoints")
+    assert all(e["function_uri"] != "p/f" for e in listing["endpoints"])
+
+    status, body = daemon.post("/v1/endpoints/nope/events", good)
+    assert status == 404 and body["error"]["code"] == "not_found"
+    status, body = daemon.post("/v1/events", b"{not json", content_type="application/json")
+    assert status == 400 and body["error"]["code"] == "invalid_body"
+    big = {"inputs": [[1.0, 2.0]] * 100_000}
+    status, body = daemon.post("/v1/endpoints/strict/events", big)
+    assert status == 413 and body["error"]["code"] == "body_too_large"
+    status, body = daemon.post("/v1/endpoints", {"project": "p", "name": "x"})
+    assert status == 400 and body["error"]["details"]["field"] == "feature_names"
+    _, record = daemon.get("/v1/endpoints/strict")
+    assert record["events_total"] == 0
+    status, _ = daemon.post("/v1/endpoints/strict/events", good)
+    assert status == 202
+    daemon.wait_for(lambda: daemon.get("/v1/endpoints/strict")[1]["events_total"] == 1)
+
+
+def test_health_metrics_and_labels(daemon):
+    status, body = daemon.get("/healthz")
+    assert status == 200 and body["actors"]["controller"] and body["actors"]["writer"]
+    import urllib.request
+
+    with urllib.request.urlopen(daemon.url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    assert "# TYPE modelmon_ingest_events_total counter" in text
+    status, _ = daemon.post("/v1/endpoints", {"uid": "lab", "project": "p", "name": "lab", "feature_names": ["x"]})
+    status, body = daemon.post("/v1/endpoints/lab/labels", {"request_ids": ["a", "b"], "labels": [1, 0]})
+    assert (status, body) == (202, {"accepted": 2})
+    labels = pd.read_parquet(daemon.data_dir / "labels" / "endpoint_id=lab")
+    assert sorted(labels["request_id"]) == ["a", "b"]
+    status, body = daemon.post("/v1/endpoints/lab/labels", {"request_ids": ["a"], "labels": [1, 2]})
+    assert status == 400 and body["error"]["details"]["field"] == "labels"
