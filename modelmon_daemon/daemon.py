@@ -83,6 +83,9 @@ def _init_ray(settings: Settings) -> dict[str, Any]:
     return {
         "gcs_address": context.address_info.get("gcs_address"),
         "dashboard_url": context.dashboard_url,
+        # a local Ray started here uses token auth unless RAY_AUTH_MODE says otherwise;
+        # connect() needs the same mode to join it
+        "ray_auth_mode": os.environ.get("RAY_AUTH_MODE", "" if settings.ray.address else "token"),
     }
 
 
