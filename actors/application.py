@@ -37,7 +37,9 @@ class ApplicationActor:
         self.runs += 1
         app = self.apps.get(application)
         if app is None:
-            return AppOutput(application=application, failure=f"unknown application {application!r}")
+            return AppOutput(
+                application=application, failure=f"unknown application {application!r}"
+            )
         return run_application(application, app, endpoint, meta, batch, self.app_settings)
 
     def ping(self) -> int:

@@ -59,7 +59,9 @@ class ControllerActor:
 
         self.settings = Settings.from_dict(settings)
         self.runtime = runtime or RayRuntime(settings)
-        self.store = store or LmdbStore(self.settings.data_path, self.settings.storage.lmdb_map_size)
+        self.store = store or LmdbStore(
+            self.settings.data_path, self.settings.storage.lmdb_map_size
+        )
         self.routes: dict[str, str] = self.store.routes()
         self.streams: dict[str, Any] = {}
         for name in sorted(set(self.routes.values())):
@@ -112,7 +114,10 @@ class ControllerActor:
             report = TickReport(started=time.time())
             now = time.time() if now is None else now
             await asyncio.gather(
-                *(self._tick_stream(name, handle, now, report) for name, handle in self.streams.items())
+                *(
+                    self._tick_stream(name, handle, now, report)
+                    for name, handle in self.streams.items()
+                )
             )
             report.finished = time.time()
             self.ticks += 1
@@ -133,12 +138,18 @@ class ControllerActor:
         if closed is None:
             return
         await asyncio.gather(
-            *(self._process_endpoint(handle, uid, metas, frontier, report)
-              for uid, metas, frontier in closed)
+            *(
+                self._process_endpoint(handle, uid, metas, frontier, report)
+                for uid, metas, frontier in closed
+            )
         )
 
     async def _process_endpoint(
-        self, handle: Any, uid: str, metas: list[WindowMeta], frontier: float | None,
+        self,
+        handle: Any,
+        uid: str,
+        metas: list[WindowMeta],
+        frontier: float | None,
         report: TickReport,
     ) -> None:
         endpoint = self.store.get_endpoint(uid)
@@ -151,11 +162,15 @@ class ControllerActor:
                 if not meta.late:
                     outputs = list(
                         await asyncio.gather(
-                            *(self._run_application(app, endpoint, meta, data)
-                              for app in self.applications)
+                            *(
+                                self._run_application(app, endpoint, meta, data)
+                                for app in self.applications
+                            )
                         )
                     )
-                await self.writer.commit_window.remote(meta, data, outputs, endpoint, self.applications)
+                await self.writer.commit_window.remote(
+                    meta, data, outputs, endpoint, self.applications
+                )
                 await handle.ack.remote(uid, meta.start, meta.late)
                 if meta.late:
                     report.late_batches += 1

@@ -26,14 +26,15 @@ def app_name(index: int) -> str:
     return f"app:{index}"
 
 
-_restartable = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+_ray_remote: Any = ray.remote  # its overloads do not list actor-only options
+_restartable = _ray_remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 
 RemoteStream: Any = _restartable(StreamActor)
 RemoteWriter: Any = _restartable(WriterActor)
 RemoteApplication: Any = _restartable(ApplicationActor)
-RemoteController: Any = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1000)(
-    ControllerActor
-)
+RemoteController: Any = _ray_remote(
+    num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1000
+)(ControllerActor)
 
 
 def pool_size(settings: Settings) -> int:

@@ -21,7 +21,9 @@ class StreamActor:
     def __init__(self, name: str, settings: dict[str, Any], store: LmdbStore | None = None) -> None:
         self.name = name
         self.settings = Settings.from_dict(settings)
-        self.store = store or LmdbStore(self.settings.data_path, self.settings.storage.lmdb_map_size)
+        self.store = store or LmdbStore(
+            self.settings.data_path, self.settings.storage.lmdb_map_size
+        )
         self.windows: dict[str, EndpointWindows] = {}
         self.rings: dict[str, ArrivalRing] = {}
         self.committed: dict[str, dict[str, Any]] = {}
@@ -41,7 +43,11 @@ class StreamActor:
         w = self.settings.windows
         n_outputs = len(spec.get("label_names") or [])
         self.windows[uid] = EndpointWindows(
-            uid, len(spec["feature_names"]), n_outputs, w.base_period, w.allowed_lateness,
+            uid,
+            len(spec["feature_names"]),
+            n_outputs,
+            w.base_period,
+            w.allowed_lateness,
             closed_through=state["closed_through"],
         )
         self.rings[uid] = ArrivalRing()
@@ -90,7 +96,8 @@ class StreamActor:
             if meta.late:
                 state["late_events"] = state.get("late_events", 0) + meta.rows
             for key, value, pick in (
-                ("first_request", meta.first_event, min), ("last_request", meta.last_event, max)
+                ("first_request", meta.first_event, min),
+                ("last_request", meta.last_event, max),
             ):
                 if value is not None:
                     state[key] = value if state.get(key) is None else pick(state[key], value)
@@ -99,7 +106,9 @@ class StreamActor:
     def frontier_committed(self, uid: str, closed_through: float) -> None:
         self.committed[uid]["closed_through"] = closed_through
 
-    def operational(self, uids: list[str] | None = None, now: float | None = None) -> dict[str, Any]:
+    def operational(
+        self, uids: list[str] | None = None, now: float | None = None
+    ) -> dict[str, Any]:
         """Live operational metrics per endpoint: committed counters + buffered events."""
         now = time.time() if now is None else now
         out = {}

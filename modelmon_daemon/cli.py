@@ -46,8 +46,12 @@ def _add_daemon_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allowed-lateness", help="watermark lag and idle timeout, e.g. 60s")
     p.add_argument("--tick-interval", help="how often the controller looks for closed windows")
     p.add_argument("--ray-address", help="join this Ray cluster instead of starting one")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                   help="any other config key (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="any other config key (repeatable)",
+    )
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -78,14 +82,21 @@ def _start_detached(args: argparse.Namespace, settings: Settings) -> int:
         argv += ["--set", item]
     log_path = data / "daemon.log"
     with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     url = f"http://{settings.daemon.host}:{settings.daemon.port}"
     deadline = time.time() + args.wait
     while time.time() < deadline:
         if proc.poll() is not None:
-            print(f"modelmon-daemon: start failed (exit {proc.returncode}); see {log_path}",
-                  file=sys.stderr)
+            print(
+                f"modelmon-daemon: start failed (exit {proc.returncode}); see {log_path}",
+                file=sys.stderr,
+            )
             return 1
         try:
             Client(url, timeout=2).health()
@@ -138,10 +149,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     ctl = status["controller"]
     print(f"daemon      {client.url}  {health['status']}")
     print(f"data dir    {status['data_dir']}")
-    print(f"windows     base_period {status['base_period_s']:g}s, "
-          f"allowed_lateness {status['allowed_lateness_s']:g}s")
+    print(
+        f"windows     base_period {status['base_period_s']:g}s, "
+        f"allowed_lateness {status['allowed_lateness_s']:g}s"
+    )
     print(f"endpoints   {status['endpoints']}   logged records waiting: {status['wal_records']}")
-    print(f"actors      {', '.join(sorted(health['actors']))} + {len(ctl.get('stream_actors', []))} stream")
+    streams = len(ctl.get("stream_actors", []))
+    print(f"actors      {', '.join(sorted(health['actors']))} + {streams} stream")
     print(f"ticks       {ctl.get('ticks')}  (errors {ctl.get('tick_errors')})")
     return 0
 
@@ -149,7 +163,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _table(rows: list[list[Any]], header: list[str]) -> str:
     cells = [header] + [["-" if v is None else str(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    )
 
 
 def cmd_endpoints(args: argparse.Namespace) -> int:
@@ -163,11 +179,20 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
         print(json.dumps(records, indent=2))
         return 0
     rows = [
-        [r["uid"], r["project"], r["name"], r["drift_status"],
-         (r["drift_measures"] or {}).get("general_drift"), r["events_total"], r["last_request"]]
+        [
+            r["uid"],
+            r["project"],
+            r["name"],
+            r["drift_status"],
+            (r["drift_measures"] or {}).get("general_drift"),
+            r["events_total"],
+            r["last_request"],
+        ]
         for r in records
     ]
-    print(_table(rows, ["UID", "PROJECT", "NAME", "DRIFT", "GENERAL_DRIFT", "EVENTS", "LAST_REQUEST"]))
+    print(
+        _table(rows, ["UID", "PROJECT", "NAME", "DRIFT", "GENERAL_DRIFT", "EVENTS", "LAST_REQUEST"])
+    )
     return 0
 
 
@@ -182,8 +207,18 @@ def cmd_results(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = [[r["start"], r["end"], r["application"], r["name"], r["type"],
-              None if r["value"] is None else f"{r['value']:.6f}", r["status"]] for r in rows]
+    table = [
+        [
+            r["start"],
+            r["end"],
+            r["application"],
+            r["name"],
+            r["type"],
+            None if r["value"] is None else f"{r['value']:.6f}",
+            r["status"],
+        ]
+        for r in rows
+    ]
     print(_table(table, ["START", "END", "APPLICATION", "NAME", "TYPE", "VALUE", "STATUS"]))
     return 0
 
@@ -201,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("start", help="start the daemon (foreground unless --detach)")
     _add_daemon_flags(p)
     p.add_argument("--detach", action="store_true", help="run in the background")
-    p.add_argument("--wait", type=float, default=120, help="with --detach: seconds to wait for health")
+    p.add_argument(
+        "--wait", type=float, default=120, help="with --detach: seconds to wait for health"
+    )
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("stop", help="stop the daemon of a data dir")

@@ -107,7 +107,9 @@ class Settings:
 
 
 DURATION_KEYS = {
-    "windows.base_period", "windows.allowed_lateness", "controller.tick_interval",
+    "windows.base_period",
+    "windows.allowed_lateness",
+    "controller.tick_interval",
 }
 SIZE_KEYS = {"daemon.max_body_size", "storage.lmdb_map_size"}
 
@@ -243,7 +245,9 @@ def load_settings(
             try:
                 _set(settings, key, env[name])
             except ConfigError as exc:
-                raise ConfigError(key, f"(from {name}) {exc}".replace(f"config key {key}: ", "")) from None
+                raise ConfigError(
+                    key, f"(from {name}) {exc}".replace(f"config key {key}: ", "")
+                ) from None
     for key, value in (overrides or {}).items():
         if value is not None:
             _set(settings, key, value)

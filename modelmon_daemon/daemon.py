@@ -67,6 +67,7 @@ def _init_ray(settings: Settings) -> dict[str, Any]:
         "log_to_driver": False,
         "configure_logging": False,
     }
+    context: Any
     if settings.ray.address:
         context = ray.init(address=settings.ray.address, **kwargs)
     else:
@@ -157,13 +158,21 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
         (data / DAEMON_FILE).write_text(
             json.dumps(
                 {
-                    "pid": os.getpid(), "url": url, "namespace": remote.NAMESPACE,
-                    **ray_info, "started": time.time(), "data_dir": str(data),
+                    "pid": os.getpid(),
+                    "url": url,
+                    "namespace": remote.NAMESPACE,
+                    **ray_info,
+                    "started": time.time(),
+                    "data_dir": str(data),
                 }
             )
         )
-        log.info("modelmon-daemon listening on %s (data in %s, ray dashboard %s)",
-                 url, data, ray_info.get("dashboard_url") or "off")
+        log.info(
+            "modelmon-daemon listening on %s (data in %s, ray dashboard %s)",
+            url,
+            data,
+            ray_info.get("dashboard_url") or "off",
+        )
         print(f"modelmon-daemon ready on {url} (data: {data})", flush=True)
         stop = stop_event or asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -25,9 +25,22 @@ FEATURES = ["age", "income", "score", "tenure"]
 
 def _start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     argv = [
-        sys.executable, "-m", "modelmon_daemon", "start", "--data-dir", str(data_dir),
-        "--port", str(port), "--base-period", "30s", "--allowed-lateness", "3s",
-        "--tick-interval", "1s", "--set", "ray.include_dashboard=false",
+        sys.executable,
+        "-m",
+        "modelmon_daemon",
+        "start",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--base-period",
+        "30s",
+        "--allowed-lateness",
+        "3s",
+        "--tick-interval",
+        "1s",
+        "--set",
+        "ray.include_dashboard=false",
     ]
     log = open(data_dir / "demo-daemon.log", "ab")  # noqa: SIM115 - lives as long as the daemon
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -57,7 +70,10 @@ def run_demo(args: argparse.Namespace) -> int:
         for name in names:
             reference = rng.normal(50, 10, size=(2000, len(FEATURES)))
             client.register_endpoint(
-                uid=f"demo-{name}", project="demo", name=name, feature_names=FEATURES,
+                uid=f"demo-{name}",
+                project="demo",
+                name=name,
+                feature_names=FEATURES,
                 reference={"rows": reference.tolist()},
             )
         windows = args.windows
@@ -68,17 +84,22 @@ def run_demo(args: argparse.Namespace) -> int:
                 rows = rng.normal(50 + shift, 10, size=(300, len(FEATURES)))
                 ts = first + w * PERIOD + np.sort(rng.uniform(0, PERIOD - 0.001, size=300))
                 client.log_events(
-                    f"demo-{name}", inputs=rows.tolist(), outputs=rng.integers(0, 2, 300).tolist(),
-                    timestamps=ts.tolist(), latency_us=rng.integers(800, 3000, 300).tolist(),
+                    f"demo-{name}",
+                    inputs=rows.tolist(),
+                    outputs=rng.integers(0, 2, 300).tolist(),
+                    timestamps=ts.tolist(),
+                    latency_us=rng.integers(800, 3000, 300).tolist(),
                 )
-        print(f"posted {windows} windows x 300 events to {len(names)} endpoints "
-              f"(fraud shifts by +2.5 sd from window {windows // 2 + 1})", flush=True)
+        print(
+            f"posted {windows} windows x 300 events to {len(names)} endpoints "
+            f"(fraud shifts by +2.5 sd from window {windows // 2 + 1})",
+            flush=True,
+        )
         want = windows * len(names)
         deadline = time.time() + 90
         while time.time() < deadline:
             done = sum(
-                1 for name in names
-                for r in client.results(f"demo-{name}", name="general_drift")
+                1 for name in names for r in client.results(f"demo-{name}", name="general_drift")
             )
             if done >= want:
                 break

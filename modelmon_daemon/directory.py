@@ -17,7 +17,9 @@ LoggedRecord = tuple[str, int, float, ColumnBatch]
 
 
 class ActorDirectory:
-    def __init__(self, controller: Any, writer: Any, applications: list[Any], get_actor: Any) -> None:
+    def __init__(
+        self, controller: Any, writer: Any, applications: list[Any], get_actor: Any
+    ) -> None:
         self.controller = controller
         self.writer = writer
         self.applications = applications
@@ -79,13 +81,13 @@ class ActorDirectory:
                 await asyncio.sleep(0.2 * 2**attempt)
         self.forward_failures += 1
 
-    async def operational(self, uids: list[str], timeout: float = 3.0) -> dict[str, Any]:
+    async def operational(self, uids: list[str], wait_s: float = 3.0) -> dict[str, Any]:
         by_actor: dict[str, list[str]] = defaultdict(list)
         for uid in uids:
             name = self.routes.get(uid)
             if name is None:
                 try:
-                    name = await asyncio.wait_for(self.route(uid), timeout)
+                    name = await asyncio.wait_for(self.route(uid), wait_s)
                 except Exception:
                     continue
             by_actor[name].append(uid)
@@ -93,20 +95,22 @@ class ActorDirectory:
 
         async def one(name: str, group: list[str]) -> None:
             try:
-                out.update(await asyncio.wait_for(self.stream(name).operational.remote(group), timeout))
+                out.update(
+                    await asyncio.wait_for(self.stream(name).operational.remote(group), wait_s)
+                )
             except Exception as exc:
                 log.debug("operational %s: %r", name, exc)
 
         await asyncio.gather(*(one(n, g) for n, g in by_actor.items()))
         return out
 
-    async def health(self, timeout: float = 5.0) -> dict[str, bool]:
+    async def health(self, wait_s: float = 5.0) -> dict[str, bool]:
         checks = {"controller": self.controller, "writer": self.writer}
         checks.update({f"app:{i}": h for i, h in enumerate(self.applications)})
 
         async def ok(handle: Any) -> bool:
             try:
-                await asyncio.wait_for(handle.ping.remote(), timeout)
+                await asyncio.wait_for(handle.ping.remote(), wait_s)
                 return True
             except Exception:
                 return False

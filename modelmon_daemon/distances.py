@@ -31,7 +31,9 @@ def hellinger_distance(t: np.ndarray, u: np.ndarray) -> np.ndarray:
 def _kl(actual: np.ndarray, expected: np.ndarray, zero_scaling: float) -> np.ndarray:
     expected = np.where(expected != 0, expected, zero_scaling)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        terms = np.where(actual != 0, actual * np.log(np.where(actual != 0, actual, 1.0) / expected), 0.0)
+        terms = np.where(
+            actual != 0, actual * np.log(np.where(actual != 0, actual, 1.0) / expected), 0.0
+        )
     return np.sum(terms, axis=1)
 
 

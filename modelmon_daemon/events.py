@@ -78,7 +78,9 @@ class ParsedRequest:
 ShapeLookup = Callable[[str], "tuple[int, int] | None"]
 
 
-def _float_rows(rows: list[Any], n_features: int, index_of_row: list[int], field: str) -> np.ndarray:
+def _float_rows(
+    rows: list[Any], n_features: int, index_of_row: list[int], field: str
+) -> np.ndarray:
     try:
         matrix = np.array(rows, dtype=np.float64)
         if matrix.ndim == 2 and matrix.shape[1] == n_features:
@@ -92,13 +94,17 @@ def _float_rows(rows: list[Any], n_features: int, index_of_row: list[int], field
             raise InvalidEvent(index_of_row[r], field, f"row must be a list of {n_features} values")
         if len(row) != n_features:
             raise InvalidEvent(
-                index_of_row[r], field,
+                index_of_row[r],
+                field,
                 f"row has {len(row)} values, the endpoint has {n_features} features",
             )
         for j, value in enumerate(row):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
                 raise InvalidEvent(
-                    index_of_row[r], f"{field}[{j}]",
+                    index_of_row[r],
+                    f"{field}[{j}]",
                     f"feature value must be a number or null, got {value!r}",
                 )
     raise InvalidEvent(None, field, "rows could not be read as numbers")
@@ -197,12 +203,22 @@ def parse_mlrun_events(
             for r, value in enumerate(outputs):
                 if _output_width(value) != n_outputs:
                     raise InvalidEvent(
-                        i, f"resp.outputs[{r}]",
+                        i,
+                        f"resp.outputs[{r}]",
                         f"has {_output_width(value)} values, the endpoint has {n_outputs} outputs",
                     )
         acc = per_uid.setdefault(
-            uid, {"rows": [], "row_event": [], "outputs": [], "ts": [], "lat": [], "rid": [],
-                  "err": [], "error_events": [0]}
+            uid,
+            {
+                "rows": [],
+                "row_event": [],
+                "outputs": [],
+                "ts": [],
+                "lat": [],
+                "rid": [],
+                "err": [],
+                "error_events": [0],
+            },
         )
         rid = request.get("id") or (resp or {}).get("id") or uuid.uuid4().hex
         rows = inputs if inputs else [[None] * n_features]
@@ -308,7 +324,9 @@ def parse_native_events(
         outputs = [np.full(n, np.nan) for _ in range(n_outputs)]
     elif isinstance(outputs_raw, dict):
         if len(outputs_raw) != n_outputs:
-            raise InvalidEvent(None, "outputs", f"has {len(outputs_raw)} columns, expected {n_outputs}")
+            raise InvalidEvent(
+                None, "outputs", f"has {len(outputs_raw)} columns, expected {n_outputs}"
+            )
         outputs = []
         for name, col in outputs_raw.items():
             if not isinstance(col, list) or len(col) != n:
@@ -319,7 +337,9 @@ def parse_native_events(
             raise InvalidEvent(None, "outputs", f"has {len(outputs_raw)} values for {n} rows")
         for r, value in enumerate(outputs_raw):
             if _output_width(value) != n_outputs:
-                raise InvalidEvent(r, "outputs", f"has {_output_width(value)} values, expected {n_outputs}")
+                raise InvalidEvent(
+                    r, "outputs", f"has {_output_width(value)} values, expected {n_outputs}"
+                )
         outputs = _output_columns(outputs_raw, n_outputs)
     else:
         raise InvalidEvent(None, "outputs", "must be a list or an object of columns")
@@ -364,7 +384,10 @@ def _latency_value(r: int, value: Any) -> float:
 
 
 def _per_row(
-    payload: dict[str, Any], key: str, n: int, default: float,
+    payload: dict[str, Any],
+    key: str,
+    n: int,
+    default: float,
     convert: Callable[[int, Any], float],
 ) -> np.ndarray:
     raw = payload.get(key)

@@ -41,7 +41,7 @@ def _use_auth_mode(mode: str) -> None:
     refresh that config after setting the variable (the token is ~/.ray/auth_token)."""
     os.environ["RAY_AUTH_MODE"] = mode
     try:
-        from ray._raylet import Config
+        from ray._raylet import Config  # type: ignore[attr-defined]
 
         Config.initialize("")
     except (ImportError, AttributeError):  # other Ray versions read the variable at init

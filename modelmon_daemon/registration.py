@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -43,18 +44,28 @@ def _check_feature_stats(stats: Any, feature_names: list[str]) -> dict[str, Any]
         hist = feature.get("hist")
         if hist is None:
             continue
-        if not (isinstance(hist, list) and len(hist) == 2 and all(isinstance(h, list) for h in hist)):
+        if not (
+            isinstance(hist, list) and len(hist) == 2 and all(isinstance(h, list) for h in hist)
+        ):
             raise _bad(f"{field}.hist", "must be [counts, edges]")
         counts, edges = hist
         if len(edges) != len(counts) + 1 or len(counts) < 1:
-            raise _bad(f"{field}.hist", f"{len(counts)} counts need {len(counts) + 1} edges, got {len(edges)}")
+            raise _bad(
+                f"{field}.hist",
+                f"{len(counts)} counts need {len(counts) + 1} edges, got {len(edges)}",
+            )
         for v in counts:
-            if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or not math.isfinite(v):
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or v < 0
+                or not math.isfinite(v)
+            ):
                 raise _bad(f"{field}.hist", "counts must be non-negative numbers")
         for v in edges:
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
                 raise _bad(f"{field}.hist", "edges must be finite numbers")
-        if any(b < a for a, b in zip(edges, edges[1:], strict=False)):
+        if any(b < a for a, b in itertools.pairwise(edges)):
             raise _bad(f"{field}.hist", "edges must be increasing")
         if sum(counts) <= 0:
             raise _bad(f"{field}.hist", "counts are all zero")

@@ -60,8 +60,10 @@ def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
     any_missing = not bool(valid.all())
     with np.errstate(invalid="ignore", divide="ignore"):
         if any_missing:
-            mean = np.nanmean(np.where(valid, matrix, np.nan), axis=0) if counts.any() else (
-                np.full(n_cols, np.nan)
+            mean = (
+                np.nanmean(np.where(valid, matrix, np.nan), axis=0)
+                if counts.any()
+                else (np.full(n_cols, np.nan))
             )
         else:
             mean = matrix.mean(axis=0)
@@ -195,6 +197,9 @@ def current_feature_stats(
     stats: FeatureStats = {}
     for j, name in enumerate(names):
         feature = described[j]
-        feature["hist"] = [np.asarray(counts[j]).astype(int).tolist(), np.asarray(edges[j]).tolist()]
+        feature["hist"] = [
+            np.asarray(counts[j]).astype(int).tolist(),
+            np.asarray(edges[j]).tolist(),
+        ]
         stats[name] = feature
     return stats

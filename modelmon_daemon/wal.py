@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +21,7 @@ from modelmon_daemon.storage.lmdb_store import LmdbStore
 log = logging.getLogger(__name__)
 
 LoggedRecord = tuple[str, int, float, ColumnBatch]  # uid, seq, window start, rows
-Forward = Callable[[list[LoggedRecord]], Awaitable[None]]
+Forward = Callable[[list[LoggedRecord]], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -32,12 +32,15 @@ class _Request:
 
 
 class GroupCommitLog:
-    def __init__(self, store: LmdbStore, forward: Forward, executor: Executor | None = None) -> None:
+    def __init__(
+        self, store: LmdbStore, forward: Forward, executor: Executor | None = None
+    ) -> None:
         self.store = store
         self.forward = forward
         self.executor = executor
         self._queue: list[_Request] = []
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._forwards: set[asyncio.Task[None]] = set()
         self.commits = 0
@@ -49,8 +52,9 @@ class GroupCommitLog:
     async def stop(self) -> None:
         """Write what is queued, then stop; forwards in flight are awaited."""
         if self._task is not None:
-            while self._queue:
-                await asyncio.sleep(0.005)
+            if self._queue:
+                self._idle.clear()
+                await self._idle.wait()
             self._task.cancel()
             try:
                 await self._task
@@ -78,6 +82,7 @@ class GroupCommitLog:
             self._wake.clear()
             requests, self._queue = self._queue, []
             if not requests:
+                self._idle.set()
                 continue
             merged = _merge([r for req in requests for r in req.records])
             specs = [s for req in requests for s in req.new_endpoints]
@@ -94,10 +99,15 @@ class GroupCommitLog:
             for req in requests:
                 if not req.future.done():
                     req.future.set_result(None)
-            logged = [(uid, seq, start, batch) for (uid, start, batch), seq in zip(merged, seqs, strict=True)]
+            logged = [
+                (uid, seq, start, batch)
+                for (uid, start, batch), seq in zip(merged, seqs, strict=True)
+            ]
             task = loop.create_task(self.forward(logged))
             self._forwards.add(task)
             task.add_done_callback(self._forwards.discard)
+            if not self._queue:
+                self._idle.set()
 
     def _write(
         self, merged: list[tuple[str, float, ColumnBatch]], specs: list[dict[str, Any]]
@@ -115,5 +125,7 @@ def _merge(records: list[tuple[str, float, ColumnBatch]]) -> list[tuple[str, flo
     out = []
     for (uid, start), batches in groups.items():
         first = batches[0]
-        out.append((uid, start, ColumnBatch.concat(batches, first.features.shape[1], len(first.outputs))))
+        out.append(
+            (uid, start, ColumnBatch.concat(batches, first.features.shape[1], len(first.outputs)))
+        )
     return out

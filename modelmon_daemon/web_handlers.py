@@ -35,11 +35,15 @@ async def decode_body(request: web.Request) -> Any:
         try:
             return msgpack.unpackb(raw, raw=False, strict_map_key=False)
         except Exception as exc:
-            raise ApiError(f"body is not valid msgpack: {exc}", {"field": "body"}, code="invalid_body") from None
+            raise ApiError(
+                f"body is not valid msgpack: {exc}", {"field": "body"}, code="invalid_body"
+            ) from None
     try:
         return json.loads(raw)
     except ValueError as exc:
-        raise ApiError(f"body is not valid JSON: {exc}", {"field": "body"}, code="invalid_body") from None
+        raise ApiError(
+            f"body is not valid JSON: {exc}", {"field": "body"}, code="invalid_body"
+        ) from None
 
 
 def _services(request: web.Request) -> Services:
@@ -99,12 +103,17 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
             raise InvalidEvent(None, "request.inputs", "rows must be lists of feature values")
         new_specs.append(
             EndpointSpec(
-                uid=guess.uid, project=guess.project, name=guess.name, model=guess.model,
+                uid=guess.uid,
+                project=guess.project,
+                name=guess.name,
+                model=guess.model,
                 function_uri=guess.function_uri,
                 feature_names=[f"f{j}" for j in range(guess.n_features)],
-                label_names=["output"] if guess.n_outputs == 1
+                label_names=["output"]
+                if guess.n_outputs == 1
                 else [f"output_{j}" for j in range(guess.n_outputs)],
-                created=time.time(), auto_registered=True,
+                created=time.time(),
+                auto_registered=True,
             )
         )
     await _accept(services, parsed.batches, new_specs)
@@ -153,17 +162,22 @@ async def post_labels(request: web.Request) -> web.Response:
 
         day = iso(now)[:10]  # type: ignore[index]
         path = services.parquet._path(
-            "labels", f"endpoint_id={uid}", f"date={day}", f"labels-{int(now * 1e6)}-{uuid.uuid4().hex[:8]}.parquet"
+            "labels",
+            f"endpoint_id={uid}",
+            f"date={day}",
+            f"labels-{int(now * 1e6)}-{uuid.uuid4().hex[:8]}.parquet",
         )
         services.parquet._write(
             path,
-            pa.table({
-                "request_id": [str(r) for r in ids],
-                "label": [None if v is None else str(v) for v in labels],
-                "received": pa.array(np.full(len(ids), int(now * 1e6)), pa.int64()).cast(
-                    pa.timestamp("us", tz="UTC")
-                ),
-            }),
+            pa.table(
+                {
+                    "request_id": [str(r) for r in ids],
+                    "label": [None if v is None else str(v) for v in labels],
+                    "received": pa.array(np.full(len(ids), int(now * 1e6)), pa.int64()).cast(
+                        pa.timestamp("us", tz="UTC")
+                    ),
+                }
+            ),
         )
 
     await asyncio.get_running_loop().run_in_executor(services.executor, write)
@@ -185,7 +199,9 @@ async def register_endpoint(request: web.Request) -> web.Response:
         if old.feature_names != spec.feature_names or old.label_names != spec.label_names:
             raise ApiError(
                 f"endpoint {spec.uid} exists with other feature_names/label_names",
-                {"uid": spec.uid, "field": "feature_names"}, status=409, code="conflict",
+                {"uid": spec.uid, "field": "feature_names"},
+                status=409,
+                code="conflict",
             )
         spec.created = old.created
         status = 200
@@ -289,7 +305,9 @@ async def healthz(request: web.Request) -> web.Response:
     services = _services(request)
     actors = await services.directory.health()
     ok = all(actors.values()) and services.log is not None
-    return json_response({"status": "ok" if ok else "unavailable", "actors": actors}, 200 if ok else 503)
+    return json_response(
+        {"status": "ok" if ok else "unavailable", "actors": actors}, 200 if ok else 503
+    )
 
 
 async def status(request: web.Request) -> web.Response:
@@ -323,12 +341,16 @@ async def metrics(request: web.Request) -> web.Response:
         "# HELP modelmon_ingest_requests_total HTTP ingestion requests by route.",
         "# TYPE modelmon_ingest_requests_total counter",
     ]
-    lines += [f'modelmon_ingest_requests_total{{route="{k}"}} {v}' for k, v in sorted(c.requests.items())]
+    lines += [
+        f'modelmon_ingest_requests_total{{route="{k}"}} {v}' for k, v in sorted(c.requests.items())
+    ]
     lines += [
         "# HELP modelmon_ingest_rejected_total Requests answered with an error, by status.",
         "# TYPE modelmon_ingest_rejected_total counter",
     ]
-    lines += [f'modelmon_ingest_rejected_total{{status="{k}"}} {v}' for k, v in sorted(c.rejected.items())]
+    lines += [
+        f'modelmon_ingest_rejected_total{{status="{k}"}} {v}' for k, v in sorted(c.rejected.items())
+    ]
     lines += [
         "# HELP modelmon_ingest_events_total Events accepted (made durable).",
         "# TYPE modelmon_ingest_events_total counter",
@@ -359,8 +381,12 @@ async def metrics(request: web.Request) -> web.Response:
     for uid in uids:
         value = services.store.get_state(uid)["drift_measures"].get("general_drift")
         if value is not None:
-            lines.append(f'modelmon_endpoint_general_drift{{endpoint="{_prom_escape(uid)}"}} {value}')
+            lines.append(
+                f'modelmon_endpoint_general_drift{{endpoint="{_prom_escape(uid)}"}} {value}'
+            )
     return web.Response(
-        text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8",
+        text="\n".join(lines) + "\n",
+        content_type="text/plain",
+        charset="utf-8",
         headers={"X-Content-Type-Options": "nosniff"},
     )

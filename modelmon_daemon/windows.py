@@ -103,8 +103,8 @@ class EndpointWindows:
             if self.max_event_time is None or top > self.max_event_time:
                 self.max_event_time = top
         if arrival is not None:
-            self.last_arrival = arrival if self.last_arrival is None else max(
-                self.last_arrival, arrival
+            self.last_arrival = (
+                arrival if self.last_arrival is None else max(self.last_arrival, arrival)
             )
         if self.closed_through is not None and start < self.closed_through:
             self.late.setdefault(start, _Buffered()).add(seq, batch)

@@ -26,6 +26,10 @@ def make_spec(uid="ep1", n_features=2, seed=0, rows=1000):
     names = [f"x{j}" for j in range(n_features)]
     ref = rng.normal(size=(rows, n_features))
     return EndpointSpec(
-        uid=uid, project="proj", name=uid, feature_names=names, label_names=["output"],
+        uid=uid,
+        project="proj",
+        name=uid,
+        feature_names=names,
+        label_names=["output"],
         feature_stats=reference_feature_stats(ref, names),
     )

@@ -77,8 +77,12 @@ class MonitoringContext:
         """The window as a pandas DataFrame (features, outputs, timestamp, request id)."""
         import pandas as pd
 
-        data: dict[str, Any] = {n: self.batch.features[:, j] for j, n in enumerate(self.feature_names)}
-        for name, col in zip(self.endpoint.get("label_names") or [], self.batch.outputs, strict=False):
+        data: dict[str, Any] = {
+            n: self.batch.features[:, j] for j, n in enumerate(self.feature_names)
+        }
+        for name, col in zip(
+            self.endpoint.get("label_names") or [], self.batch.outputs, strict=False
+        ):
             data[name] = col
         data["timestamp"] = pd.to_datetime(self.batch.timestamps, unit="s", utc=True)
         data["request_id"] = self.batch.request_ids

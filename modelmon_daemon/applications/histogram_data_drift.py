@@ -125,7 +125,9 @@ class HistogramDataDriftApplication:
             {
                 "current_stats": current_feature_stats(
                     context.features[:, [context.feature_names.index(n) for n in drift.features]],
-                    drift.features, drift.edges, drift.counts,
+                    drift.features,
+                    drift.edges,
+                    drift.counts,
                 ),
                 "drift_measures": {
                     "tvd_mean": drift.tvd_mean,

@@ -40,15 +40,23 @@ def run_application(
         value = float(item.value)
         if isinstance(item, Metric):
             records.append(
-                ResultRecord(name, item.name, "metric", value, meta.start, meta.end,
-                             sample_size=meta.rows)
+                ResultRecord(
+                    name, item.name, "metric", value, meta.start, meta.end, sample_size=meta.rows
+                )
             )
         else:
             records.append(
                 ResultRecord(
-                    name, item.name, "result", value, meta.start, meta.end,
-                    kind=item.kind, status=item.status,
-                    extra=dict(item.extra_data), sample_size=meta.rows,
+                    name,
+                    item.name,
+                    "result",
+                    value,
+                    meta.start,
+                    meta.end,
+                    kind=item.kind,
+                    status=item.status,
+                    extra=dict(item.extra_data),
+                    sample_size=meta.rows,
                 )
             )
         if not math.isfinite(value):

@@ -23,7 +23,14 @@ import lmdb
 from modelmon_daemon.records import WindowMeta, pack, unpack
 
 DB_NAMES = (
-    "meta", "endpoints", "state", "last_analyzed", "latest", "routes", "wal", "pending",
+    "meta",
+    "endpoints",
+    "state",
+    "last_analyzed",
+    "latest",
+    "routes",
+    "wal",
+    "pending",
     "app_events",
 )
 SEP = b"\x00"
@@ -57,8 +64,12 @@ class LmdbStore:
         path = Path(data_dir) / "lmdb"
         path.mkdir(parents=True, exist_ok=True)
         self.env = lmdb.open(
-            str(path), map_size=map_size, max_dbs=len(DB_NAMES) + 4, max_readers=512,
-            sync=True, metasync=True,
+            str(path),
+            map_size=map_size,
+            max_dbs=len(DB_NAMES) + 4,
+            max_readers=512,
+            sync=True,
+            metasync=True,
         )
         self.env.reader_check()
         self.db = {name: self.env.open_db(name.encode()) for name in DB_NAMES}
@@ -109,7 +120,7 @@ class LmdbStore:
                 for key, value in cur:
                     if not key.startswith(prefix):
                         break
-                    out[key[len(prefix):].decode()] = unpack(value)
+                    out[key[len(prefix) :].decode()] = unpack(value)
         return out
 
     def latest_results(self, uid: str) -> list[dict[str, Any]]:
@@ -181,7 +192,7 @@ class LmdbStore:
                         break
                     continue
                 record = unpack(value)
-                yield _SEQ.unpack(key[len(prefix):])[0], record["w"], record["b"]
+                yield _SEQ.unpack(key[len(prefix) :])[0], record["w"], record["b"]
 
     def wal_size(self) -> int:
         with self.env.begin(db=self.db["wal"]) as txn:

@@ -78,7 +78,9 @@ def events_table(batch: ColumnBatch, feature_names: list[str], output_names: lis
     for j, name in enumerate(feature_names):
         columns[_safe_name(name, columns)] = _float_column(batch.features[:, j])
     for j, values in enumerate(batch.outputs):
-        name = output_names[j] if j < len(output_names) else default_output_name(j, len(batch.outputs))
+        name = (
+            output_names[j] if j < len(output_names) else default_output_name(j, len(batch.outputs))
+        )
         columns[_safe_name(name, columns)] = _column(values)
     return pa.table(columns)
 
@@ -137,11 +139,16 @@ class ParquetStore:
         """(path, row mask) per hour the window's rows fall in."""
         hours = np.floor(batch.timestamps / 3600.0)
         out = []
-        stem = f"w{int(meta.start)}" if not meta.late else f"late-{int(meta.start)}-{min(meta.seqs)}"
+        stem = (
+            f"w{int(meta.start)}" if not meta.late else f"late-{int(meta.start)}-{min(meta.seqs)}"
+        )
         for hour in np.unique(hours):
             day, hh = _day_hour(float(hour) * 3600.0)
             path = self._path(
-                "events", f"endpoint_id={meta.uid}", f"date={day}", f"hour={hh:02d}",
+                "events",
+                f"endpoint_id={meta.uid}",
+                f"date={day}",
+                f"hour={hh:02d}",
                 f"{stem}.parquet",
             )
             out.append((path, hours == hour))
@@ -162,7 +169,9 @@ class ParquetStore:
 
     def results_file(self, meta: WindowMeta) -> str:
         day, _ = _day_hour(meta.start)
-        return self._path("results", f"endpoint_id={meta.uid}", f"date={day}", f"w{int(meta.start)}.parquet")
+        return self._path(
+            "results", f"endpoint_id={meta.uid}", f"date={day}", f"w{int(meta.start)}.parquet"
+        )
 
     def write_results(self, path: str, records: list[ResultRecord], project: str) -> None:
         self._write(path, results_table(records, project))
@@ -180,9 +189,13 @@ class ParquetStore:
         if info.type != pafs.FileType.Directory:
             return []
         dataset = ds.dataset(
-            base, format="parquet", filesystem=self.fs, schema=RESULT_SCHEMA,
+            base,
+            format="parquet",
+            filesystem=self.fs,
+            schema=RESULT_SCHEMA,
             partitioning=ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive"),
-            exclude_invalid_files=False, ignore_prefixes=[".", "_"],
+            exclude_invalid_files=False,
+            ignore_prefixes=[".", "_"],
         )
         expr = None
 
@@ -198,7 +211,14 @@ class ParquetStore:
         if name:
             expr = both(pc.field("name") == name)
         table = dataset.to_table(filter=expr, columns=list(RESULT_SCHEMA.names))
-        table = table.sort_by([("end", "ascending"), ("application", "ascending"), ("type", "descending"), ("name", "ascending")])
+        table = table.sort_by(
+            [
+                ("end", "ascending"),
+                ("application", "ascending"),
+                ("type", "descending"),
+                ("name", "ascending"),
+            ]
+        )
         rows = table.to_pylist()
         for row in rows:
             row["extra"] = json.loads(row["extra"]) if row["extra"] else {}

@@ -19,7 +19,9 @@ def reference_matrix(reference: Any, feature_names: list[str]) -> np.ndarray:
     if "rows" in reference:
         rows = reference["rows"]
         if not isinstance(rows, list) or not rows:
-            raise ApiError("reference.rows must be a non-empty list of rows", {"field": "reference.rows"})
+            raise ApiError(
+                "reference.rows must be a non-empty list of rows", {"field": "reference.rows"}
+            )
         for i, row in enumerate(rows):
             if not isinstance(row, list) or len(row) != len(feature_names):
                 raise ApiError(
@@ -29,7 +31,9 @@ def reference_matrix(reference: Any, feature_names: list[str]) -> np.ndarray:
         try:
             return np.array(rows, dtype=np.float64)
         except (TypeError, ValueError):
-            raise ApiError("reference.rows must hold numbers or null", {"field": "reference.rows"}) from None
+            raise ApiError(
+                "reference.rows must hold numbers or null", {"field": "reference.rows"}
+            ) from None
     if "path" in reference:
         return _file_matrix(str(reference["path"]), feature_names)
     raise ApiError("reference needs rows or path", {"field": "reference"})
@@ -45,13 +49,18 @@ def _file_matrix(path: str, feature_names: list[str]) -> np.ndarray:
         elif file.suffix.lower() == ".csv":
             table = pacsv.read_csv(file)
         else:
-            raise ApiError(f"reference file must be .parquet or .csv: {path}", {"field": "reference.path"})
+            raise ApiError(
+                f"reference file must be .parquet or .csv: {path}", {"field": "reference.path"}
+            )
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ApiError(f"cannot read reference file {path}: {exc}", {"field": "reference.path"}) from None
+        raise ApiError(
+            f"cannot read reference file {path}: {exc}", {"field": "reference.path"}
+        ) from None
     missing = [n for n in feature_names if n not in table.column_names]
     if missing:
         raise ApiError(
-            f"reference file {path} has no column {missing[0]!r}", {"field": "reference.path", "column": missing[0]}
+            f"reference file {path} has no column {missing[0]!r}",
+            {"field": "reference.path", "column": missing[0]},
         )
     columns = []
     for name in feature_names:
@@ -60,6 +69,7 @@ def _file_matrix(path: str, feature_names: list[str]) -> np.ndarray:
             columns.append(col.cast(pa.float64()).to_numpy(zero_copy_only=False))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             raise ApiError(
-                f"reference column {name!r} is not numeric", {"field": "reference.path", "column": name}
+                f"reference column {name!r} is not numeric",
+                {"field": "reference.path", "column": name},
             ) from None
     return np.column_stack(columns).astype(np.float64)

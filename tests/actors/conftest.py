@@ -12,8 +12,13 @@ def ray_cluster():
     os.environ.pop("RAY_ADDRESS", None)
     temp = tempfile.mkdtemp(prefix="mmt-", dir="/tmp")
     ray.init(
-        address="local", num_cpus=2, include_dashboard=False, namespace="modelmon",
-        _temp_dir=temp, log_to_driver=False, configure_logging=False,
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        namespace="modelmon",
+        _temp_dir=temp,
+        log_to_driver=False,
+        configure_logging=False,
     )
     yield
     ray.shutdown()

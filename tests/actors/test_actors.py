@@ -46,13 +46,16 @@ def log_and_forward(controller, store, uid, batch, arrival):
     seqs = store.wal_append([(u, s, b.to_wire()) for u, s, b in records])
     name = ray.get(controller.route.remote(uid))
     stream = get_actor(name)
-    ray.get(stream.ingest.remote(
-        [(u, q, s, b) for (u, s, b), q in zip(records, seqs, strict=True)], arrival))
+    ray.get(
+        stream.ingest.remote(
+            [(u, q, s, b) for (u, s, b), q in zip(records, seqs, strict=True)], arrival
+        )
+    )
     return stream
 
 
 def test_actors_have_their_design_names(daemon_actors):
-    controller, writer, store, _ = daemon_actors
+    controller, _writer, store, _ = daemon_actors
     store.put_endpoint(make_spec("ep-a").to_dict())
     ray.get(controller.route.remote("ep-a"))
     names = set(all_actor_names())
@@ -60,7 +63,7 @@ def test_actors_have_their_design_names(daemon_actors):
 
 
 def test_pipeline_on_real_actors(daemon_actors):
-    controller, writer, store, data = daemon_actors
+    controller, _writer, store, data = daemon_actors
     store.put_endpoint(make_spec("ep1").to_dict())
     rng = np.random.default_rng(1)
     ts = np.concatenate([np.linspace(0, 59, 40), [70.0]])
@@ -80,7 +83,7 @@ def test_pipeline_on_real_actors(daemon_actors):
 
 
 def test_crashed_stream_actor_restarts_and_replays_the_log(daemon_actors):
-    controller, writer, store, _ = daemon_actors
+    controller, _writer, store, _ = daemon_actors
     store.put_endpoint(make_spec("ep1").to_dict())
     stream = log_and_forward(
         controller, store, "ep1", make_batch(np.linspace(0, 50, 30), np.zeros((30, 2))), time.time()
@@ -104,7 +107,9 @@ def test_crashed_stream_actor_restarts_and_replays_the_log(daemon_actors):
 def test_crashed_writer_is_restarted_and_the_tick_retried(daemon_actors):
     controller, writer, store, _ = daemon_actors
     store.put_endpoint(make_spec("ep1").to_dict())
-    log_and_forward(controller, store, "ep1", make_batch(np.linspace(0, 50, 10), np.zeros((10, 2))), 0.0)
+    log_and_forward(
+        controller, store, "ep1", make_batch(np.linspace(0, 50, 10), np.zeros((10, 2))), 0.0
+    )
     ray.kill(writer, no_restart=False)
     report = ray.get(controller.update.remote(time.time() + 10))
     deadline = time.time() + 60
@@ -116,7 +121,7 @@ def test_crashed_writer_is_restarted_and_the_tick_retried(daemon_actors):
 
 
 def test_controller_loop_ticks_by_itself(daemon_actors):
-    controller, writer, store, _ = daemon_actors
+    controller, _writer, _store, _ = daemon_actors
     assert ray.get(controller.ensure_running.remote()) is True
     assert ray.get(controller.ensure_running.remote()) is False
 

@@ -52,19 +52,43 @@ class Daemon:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env["PYTHONPATH"] = str(ROOT)
         argv = [
-            sys.executable, "-m", "modelmon_daemon", "start", "--data-dir", str(self.data_dir),
-            "--port", str(self.port), "--base-period", "30s", "--allowed-lateness", "2s",
-            "--tick-interval", "0.5s", "--set", "ray.include_dashboard=false",
-            "--set", "ray.num_cpus=2", "--set", "storage.lmdb_map_size=256MiB", *self.extra,
+            sys.executable,
+            "-m",
+            "modelmon_daemon",
+            "start",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--base-period",
+            "30s",
+            "--allowed-lateness",
+            "2s",
+            "--tick-interval",
+            "0.5s",
+            "--set",
+            "ray.include_dashboard=false",
+            "--set",
+            "ray.num_cpus=2",
+            "--set",
+            "storage.lmdb_map_size=256MiB",
+            *self.extra,
         ]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+                start_new_session=True,
             )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"daemon exited {self.proc.returncode}: {self.log.read_text()[-3000:]}"
+                )
             try:
                 status, _ = http("GET", self.url + "/healthz", timeout=5)
                 if status == 200:
@@ -113,7 +137,9 @@ class Daemon:
             if value:
                 return value
             if time.time() > deadline:
-                raise AssertionError(f"timed out waiting; log tail:\n{self.log.read_text()[-2000:]}")
+                raise AssertionError(
+                    f"timed out waiting; log tail:\n{self.log.read_text()[-2000:]}"
+                )
             time.sleep(interval)
 
 
@@ -126,12 +152,16 @@ def short_tmp():
 @pytest.fixture(scope="session")
 def daemon(short_tmp):
     d = Daemon(
-        short_tmp / "shared", free_port(),
+        short_tmp / "shared",
+        free_port(),
         [
-            "--set", "daemon.max_body_size=1MiB",
-            "--set", "applications.user=tests.unit.failing_app:RowCountApplication,"
-                     "tests.unit.failing_app:BrokenApplication",
-            "--set", f"applications.python_path={ROOT}",
+            "--set",
+            "daemon.max_body_size=1MiB",
+            "--set",
+            "applications.user=tests.unit.failing_app:RowCountApplication,"
+            "tests.unit.failing_app:BrokenApplication",
+            "--set",
+            f"applications.python_path={ROOT}",
         ],
     ).start()
     yield d

@@ -22,8 +22,12 @@ def cli(*args, timeout=180, env_extra=None):
     env["PYTHONPATH"] = str(ROOT)
     env.update(env_extra or {})
     return subprocess.run(
-        [sys.executable, "-m", "modelmon_daemon", *args], capture_output=True, text=True,
-        timeout=timeout, env=env, cwd=ROOT,
+        [sys.executable, "-m", "modelmon_daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
     )
 
 
@@ -44,23 +48,56 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
     data = short_tmp / "cli"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    out = cli("start", "--detach", "--data-dir", str(data), "--port", str(port),
-              "--base-period", "30s", "--allowed-lateness", "1s", "--tick-interval", "0.5s",
-              "--set", "ray.include_dashboard=false", "--set", "storage.lmdb_map_size=128MiB")
+    out = cli(
+        "start",
+        "--detach",
+        "--data-dir",
+        str(data),
+        "--port",
+        str(port),
+        "--base-period",
+        "30s",
+        "--allowed-lateness",
+        "1s",
+        "--tick-interval",
+        "0.5s",
+        "--set",
+        "ray.include_dashboard=false",
+        "--set",
+        "storage.lmdb_map_size=128MiB",
+    )
     assert out.returncode == 0, out.stderr + out.stdout
     try:
         info = json.loads((data / "daemon.json").read_text())
         assert info["url"] == url
         status = cli("status", "--url", url)
         assert status.returncode == 0 and "ok" in status.stdout
-        assert http("POST", url + "/v1/endpoints", {
-            "uid": "cli-ep", "project": "p", "name": "n", "feature_names": ["x"],
-            "reference": {"rows": [[float(i)] for i in range(100)]},
-        })[0] == 201
+        assert (
+            http(
+                "POST",
+                url + "/v1/endpoints",
+                {
+                    "uid": "cli-ep",
+                    "project": "p",
+                    "name": "n",
+                    "feature_names": ["x"],
+                    "reference": {"rows": [[float(i)] for i in range(100)]},
+                },
+            )[0]
+            == 201
+        )
         start = (math.floor(time.time() / 30) - 2) * 30
-        assert http("POST", url + "/v1/endpoints/cli-ep/events", {
-            "inputs": [[float(i)] for i in range(50)], "timestamps": [start + i * 0.1 for i in range(50)],
-        })[0] == 202
+        assert (
+            http(
+                "POST",
+                url + "/v1/endpoints/cli-ep/events",
+                {
+                    "inputs": [[float(i)] for i in range(50)],
+                    "timestamps": [start + i * 0.1 for i in range(50)],
+                },
+            )[0]
+            == 202
+        )
         deadline = time.time() + 60
         while time.time() < deadline:
             res = cli("results", "cli-ep", "--url", url, "--json")
@@ -68,7 +105,12 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
                 break
             time.sleep(0.5)
         rows = json.loads(res.stdout)
-        assert {r["name"] for r in rows} == {"general_drift", "hellinger_mean", "kld_mean", "tvd_mean"}
+        assert {r["name"] for r in rows} == {
+            "general_drift",
+            "hellinger_mean",
+            "kld_mean",
+            "tvd_mean",
+        }
         table = cli("results", "cli-ep", "--url", url, "--since", "1h")
         assert "general_drift" in table.stdout and "START" in table.stdout
         listing = cli("endpoints", "--url", url)
@@ -85,8 +127,14 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
         """)
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env["PYTHONPATH"] = str(ROOT)
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                              timeout=120, env=env, cwd=ROOT)
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=ROOT,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         seen = json.loads(done.stdout.strip().splitlines()[-1])
         assert seen["status"]["endpoints"] == 1
@@ -105,6 +153,7 @@ def test_demo_shows_detected_for_the_shifted_endpoint_only():
     assert out.returncode == 0, out.stdout + out.stderr
     status = {
         line.split()[0]: line.split("drift_status=")[1]
-        for line in out.stdout.splitlines() if "drift_status=" in line
+        for line in out.stdout.splitlines()
+        if "drift_status=" in line
     }
     assert status == {"churn": "no_detection", "fraud": "detected", "pricing": "no_detection"}

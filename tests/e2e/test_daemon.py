@@ -22,10 +22,16 @@ def when(ts: float) -> str:
 
 def mlrun_event(model, function_uri, rid, row, output, ts, micro=1200):
     return {
-        "class": "Model", "model": model, "version": "v1", "function_uri": function_uri,
-        "worker": "0", "host": "h",
-        "request": {"id": rid, "inputs": [row]}, "resp": {"id": rid, "outputs": [output]},
-        "when": when(ts), "microsec": micro,
+        "class": "Model",
+        "model": model,
+        "version": "v1",
+        "function_uri": function_uri,
+        "worker": "0",
+        "host": "h",
+        "request": {"id": rid, "inputs": [row]},
+        "resp": {"id": rid, "outputs": [output]},
+        "when": when(ts),
+        "microsec": micro,
     }
 
 
@@ -40,7 +46,9 @@ def expected_feature_drift(values: np.ndarray, feature_stats: dict) -> tuple[flo
     hellinger = math.sqrt(max(1 - sum(math.sqrt(a * b) for a, b in zip(t, u, strict=True)), 0))
 
     def kl(a, e):
-        return sum(x * math.log(x / (y if y != 0 else 1e-4)) for x, y in zip(a, e, strict=True) if x != 0)
+        return sum(
+            x * math.log(x / (y if y != 0 else 1e-4)) for x, y in zip(a, e, strict=True) if x != 0
+        )
 
     return tvd, hellinger, kl(t, u) + kl(u, t)
 
@@ -48,11 +56,18 @@ def expected_feature_drift(values: np.ndarray, feature_stats: dict) -> tuple[flo
 def test_mlrun_events_give_exact_results_over_http_and_parquet(daemon):
     rng = np.random.default_rng(42)
     reference = rng.normal(0, 1, size=(2000, 3))
-    status, record = daemon.post("/v1/endpoints", {
-        "project": "shop", "name": "churn", "model": "churn", "version": "v1",
-        "function_uri": "shop/serving:prod", "feature_names": FEATURES,
-        "reference": {"rows": reference.tolist()},
-    })
+    status, record = daemon.post(
+        "/v1/endpoints",
+        {
+            "project": "shop",
+            "name": "churn",
+            "model": "churn",
+            "version": "v1",
+            "function_uri": "shop/serving:prod",
+            "feature_names": FEATURES,
+            "reference": {"rows": reference.tolist()},
+        },
+    )
     assert status == 201, record
     uid = record["uid"]
     import hashlib
@@ -71,23 +86,36 @@ def test_mlrun_events_give_exact_results_over_http_and_parquet(daemon):
         windows.append(values)
         for i, row in enumerate(values):
             ts = first + w * P + i * (P / 121)
-            events.append(mlrun_event(
-                "churn", "shop/serving:prod", f"w{w}-{i}",
-                [None if np.isnan(v) else float(v) for v in row], int(i % 2), ts))
+            events.append(
+                mlrun_event(
+                    "churn",
+                    "shop/serving:prod",
+                    f"w{w}-{i}",
+                    [None if np.isnan(v) else float(v) for v in row],
+                    int(i % 2),
+                    ts,
+                )
+            )
     status, body = daemon.post("/v1/events", events)
     assert (status, body["accepted"]) == (202, 360)
 
     def all_windows():
-        _, res = daemon.get(f"/v1/endpoints/{uid}/results?application=histogram-data-drift&name=general_drift")
+        _, res = daemon.get(
+            f"/v1/endpoints/{uid}/results?application=histogram-data-drift&name=general_drift"
+        )
         return res["results"] if len(res["results"]) == 3 else None
 
     drift = daemon.wait_for(all_windows)
     for w, result in enumerate(drift):
-        per_feature = [expected_feature_drift(windows[w][:, j], stats[n]) for j, n in enumerate(FEATURES)]
+        per_feature = [
+            expected_feature_drift(windows[w][:, j], stats[n]) for j, n in enumerate(FEATURES)
+        ]
         tvds, hels, klds = (list(v) for v in zip(*per_feature, strict=True))
         expected = (np.mean(tvds) + np.mean(hels)) / 2
         assert result["value"] == pytest.approx(expected, abs=1e-9)
-        assert result["start"] == datetime.fromtimestamp(first + w * P, tz=UTC).isoformat().replace("+00:00", "Z")
+        assert result["start"] == datetime.fromtimestamp(first + w * P, tz=UTC).isoformat().replace(
+            "+00:00", "Z"
+        )
         assert result["kind"] == 0 and result["type"] == "result"
         assert result["sample_size"] == 120
         features = result["extra"]["features"]
@@ -119,29 +147,40 @@ def test_mlrun_events_give_exact_results_over_http_and_parquet(daemon):
     gd = results[results["name"] == "general_drift"].sort_values("start")
     assert list(gd["value"]) == pytest.approx([r["value"] for r in drift], abs=1e-12)
     assert set(results["full_name"]) >= {
-        "shop.histogram-data-drift.result.general_drift", "shop.histogram-data-drift.metric.tvd_mean",
+        "shop.histogram-data-drift.result.general_drift",
+        "shop.histogram-data-drift.metric.tvd_mean",
     }
 
 
 def test_native_form_in_msgpack_and_late_events(daemon):
-    status, record = daemon.post("/v1/endpoints", {
-        "uid": "native-1", "project": "p", "name": "native", "feature_names": ["x", "y"],
-        "feature_stats": {
-            "x": {"hist": [[1, 2, 1], [0.0, 1.0, 2.0, 3.0]]},
-            "y": {"hist": [[2, 1], [0.0, 5.0, 10.0]]},
+    status, record = daemon.post(
+        "/v1/endpoints",
+        {
+            "uid": "native-1",
+            "project": "p",
+            "name": "native",
+            "feature_names": ["x", "y"],
+            "feature_stats": {
+                "x": {"hist": [[1, 2, 1], [0.0, 1.0, 2.0, 3.0]]},
+                "y": {"hist": [[2, 1], [0.0, 5.0, 10.0]]},
+            },
         },
-    })
+    )
     assert status == 201, record
     assert record["feature_stats"]["x"]["hist"][0] == [0, 1, 2, 1, 0]
     start = (math.floor(time.time() / P) - 3) * P
-    body = msgpack.packb({
-        "inputs": {"x": [0.5, 1.5, 1.6, 2.5], "y": [1.0, 6.0, None, 2.0]},
-        "outputs": [1, 0, 1, 1],
-        "timestamps": [start + 1, start + 2, start + 3, start + 4],
-        "latency_us": [100, 200, 300, 400],
-        "request_ids": ["a", "b", "c", "d"],
-    })
-    status, body = daemon.post("/v1/endpoints/native-1/events", body, content_type="application/msgpack")
+    body = msgpack.packb(
+        {
+            "inputs": {"x": [0.5, 1.5, 1.6, 2.5], "y": [1.0, 6.0, None, 2.0]},
+            "outputs": [1, 0, 1, 1],
+            "timestamps": [start + 1, start + 2, start + 3, start + 4],
+            "latency_us": [100, 200, 300, 400],
+            "request_ids": ["a", "b", "c", "d"],
+        }
+    )
+    status, body = daemon.post(
+        "/v1/endpoints/native-1/events", body, content_type="application/msgpack"
+    )
     assert (status, body) == (202, {"accepted": 4})
 
     def analyzed():
@@ -151,11 +190,15 @@ def test_native_form_in_msgpack_and_late_events(daemon):
     (result,) = daemon.wait_for(analyzed)
     assert result["value"] == pytest.approx(0.0, abs=1e-9)  # x matches [1,2,1]; y [2,1]
     # an event for that closed window is late: stored and counted, not analyzed again
-    status, _ = daemon.post("/v1/endpoints/native-1/events",
-                            {"inputs": [[9.0, 9.0]], "timestamps": [start + 5], "request_ids": ["e"]})
+    status, _ = daemon.post(
+        "/v1/endpoints/native-1/events",
+        {"inputs": [[9.0, 9.0]], "timestamps": [start + 5], "request_ids": ["e"]},
+    )
     assert status == 202
     daemon.wait_for(lambda: daemon.get("/v1/endpoints/native-1")[1]["late_events"] == 1)
-    daemon.wait_for(lambda: list((daemon.data_dir / "events" / "endpoint_id=native-1").rglob("late-*.parquet")))
+    daemon.wait_for(
+        lambda: list((daemon.data_dir / "events" / "endpoint_id=native-1").rglob("late-*.parquet"))
+    )
     time.sleep(1.5)
     assert len(analyzed()) == 1
     events = pd.read_parquet(daemon.data_dir / "events" / "endpoint_id=native-1")
@@ -163,9 +206,15 @@ def test_native_form_in_msgpack_and_late_events(daemon):
 
 
 def test_bad_input_gets_a_clear_error_and_changes_nothing(daemon):
-    status, _ = daemon.post("/v1/endpoints", {
-        "uid": "strict", "project": "p", "name": "strict", "feature_names": ["x", "y"],
-    })
+    status, _ = daemon.post(
+        "/v1/endpoints",
+        {
+            "uid": "strict",
+            "project": "p",
+            "name": "strict",
+            "feature_names": ["x", "y"],
+        },
+    )
     assert status == 201
     good = {"inputs": [[1, 2]], "request_ids": ["ok"]}
     bad = {"inputs": [[1, 2], [3, "seven"]], "request_ids": ["g", "b"]}
@@ -174,8 +223,10 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(daemon):
     assert body["error"]["details"] == {"index": 1, "field": "inputs[1]"}
     assert "seven" in body["error"]["message"]
 
-    events = [mlrun_event("m", "p/f", "1", [1, 2], 1, time.time()),
-              mlrun_event("m", "p/f", "2", [1, 2], 1, time.time())]
+    events = [
+        mlrun_event("m", "p/f", "1", [1, 2], 1, time.time()),
+        mlrun_event("m", "p/f", "2", [1, 2], 1, time.time()),
+    ]
     events[1]["when"] = "not a time"
     status, body = daemon.post("/v1/events", events)
     assert status == 400 and body["error"]["details"] == {"index": 1, "field": "when"}
@@ -207,8 +258,12 @@ def test_health_metrics_and_labels(daemon):
     with urllib.request.urlopen(daemon.url + "/metrics", timeout=10) as resp:
         text = resp.read().decode()
     assert "# TYPE modelmon_ingest_events_total counter" in text
-    status, _ = daemon.post("/v1/endpoints", {"uid": "lab", "project": "p", "name": "lab", "feature_names": ["x"]})
-    status, body = daemon.post("/v1/endpoints/lab/labels", {"request_ids": ["a", "b"], "labels": [1, 0]})
+    status, _ = daemon.post(
+        "/v1/endpoints", {"uid": "lab", "project": "p", "name": "lab", "feature_names": ["x"]}
+    )
+    status, body = daemon.post(
+        "/v1/endpoints/lab/labels", {"request_ids": ["a", "b"], "labels": [1, 0]}
+    )
     assert (status, body) == (202, {"accepted": 2})
     labels = pd.read_parquet(daemon.data_dir / "labels" / "endpoint_id=lab")
     assert sorted(labels["request_id"]) == ["a", "b"]

@@ -21,10 +21,16 @@ def test_kill9_loses_and_duplicates_nothing_acknowledged(short_tmp):
     data = short_tmp / "durable"
     daemon = Daemon(data, free_port(), []).start()
     rng = np.random.default_rng(5)
-    status, _ = daemon.post("/v1/endpoints", {
-        "uid": "dur", "project": "p", "name": "dur", "feature_names": ["a", "b"],
-        "reference": {"rows": rng.normal(size=(500, 2)).tolist()},
-    })
+    status, _ = daemon.post(
+        "/v1/endpoints",
+        {
+            "uid": "dur",
+            "project": "p",
+            "name": "dur",
+            "feature_names": ["a", "b"],
+            "reference": {"rows": rng.normal(size=(500, 2)).tolist()},
+        },
+    )
     assert status == 201
     first = (math.floor(time.time() / P) - 40) * P  # 40 windows of history, sent in order
     acked: list[str] = []
@@ -38,9 +44,16 @@ def test_kill9_loses_and_duplicates_nothing_acknowledged(short_tmp):
             ts = [first + (i * 20 + k) * 0.05 for k in range(20)]  # 30 requests per window
             sent.extend(ids)
             try:
-                status, _ = http("POST", daemon.url + "/v1/endpoints/dur/events", {
-                    "inputs": rng.normal(size=(20, 2)).tolist(), "timestamps": ts, "request_ids": ids,
-                }, timeout=5)
+                status, _ = http(
+                    "POST",
+                    daemon.url + "/v1/endpoints/dur/events",
+                    {
+                        "inputs": rng.normal(size=(20, 2)).tolist(),
+                        "timestamps": ts,
+                        "request_ids": ids,
+                    },
+                    timeout=5,
+                )
             except OSError:
                 return
             if status == 202:
@@ -76,13 +89,17 @@ def test_kill9_loses_and_duplicates_nothing_acknowledged(short_tmp):
         events = pd.read_parquet(data / "events" / "endpoint_id=dur")
         stored = events["request_id"].tolist()
         assert len(stored) == len(set(stored)), "an event was stored twice"
-        assert set(acked) <= set(stored), f"{len(set(acked) - set(stored))} acknowledged events lost"
+        assert set(acked) <= set(stored), (
+            f"{len(set(acked) - set(stored))} acknowledged events lost"
+        )
         assert set(stored) <= set(sent)
         results = pd.read_parquet(data / "results" / "endpoint_id=dur")
         drift = results[results["name"] == "general_drift"]
         assert drift["start"].is_unique, "a window was analyzed twice"
         assert len(drift) > committed_before, "no window was left to analyze after the restart"
-        assert int(drift["sample_size"].sum()) + daemon.get("/v1/endpoints/dur")[1]["late_events"] == len(stored)
+        assert int(drift["sample_size"].sum()) + daemon.get("/v1/endpoints/dur")[1][
+            "late_events"
+        ] == len(stored)
         _, record = daemon.get("/v1/endpoints/dur")
         assert record["events_total"] == len(stored)
     finally:

@@ -11,8 +11,12 @@ class RowCountApplication:
         n = len(context.batch)
         return [
             Metric("rows", float(n)),
-            Result("too_few_rows", float(n), ResultKind.mm_app_anomaly,
-                   ResultStatus.detected if n < 5 else ResultStatus.no_detection),
+            Result(
+                "too_few_rows",
+                float(n),
+                ResultKind.mm_app_anomaly,
+                ResultStatus.detected if n < 5 else ResultStatus.no_detection,
+            ),
         ]
 
 

@@ -24,7 +24,8 @@ def env(tmp_path):
     s.windows.allowed_lateness = 5.0
     s.stream.max_actors = 2
     s.applications.user = [
-        "tests.unit.failing_app:RowCountApplication", "tests.unit.failing_app:BrokenApplication",
+        "tests.unit.failing_app:RowCountApplication",
+        "tests.unit.failing_app:BrokenApplication",
     ]
     settings = s.to_dict()
     store = LmdbStore(tmp_path, s.storage.lmdb_map_size)
@@ -63,7 +64,9 @@ async def test_tick_analyzes_each_closed_window_once(env):
     again = await controller.update(now=1001.0)
     assert again["windows"] == 0
     assert store.get_last_analyzed("ep1") == {
-        "histogram-data-drift": 120.0, "row-count": 120.0, "broken": 120.0,
+        "histogram-data-drift": 120.0,
+        "row-count": 120.0,
+        "broken": 120.0,
     }
     failures = store.app_failures("ep1")
     assert {f["application"] for f in failures} == {"broken"} and len(failures) == 2
@@ -71,12 +74,14 @@ async def test_tick_analyzes_each_closed_window_once(env):
 
 
 async def test_endpoints_share_stream_actors_past_max_actors(env):
-    controller, runtime, store = env
+    controller, _runtime, store = env
     for i in range(5):
         store.put_endpoint(make_spec(f"ep{i}").to_dict())
         await controller.route(f"ep{i}")
     assert len(set(controller.routes.values())) == 2
-    load = sorted(list(controller.routes.values()).count(n) for n in set(controller.routes.values()))
+    load = sorted(
+        list(controller.routes.values()).count(n) for n in set(controller.routes.values())
+    )
     assert load == [2, 3]
     assert store.routes() == controller.routes
 
@@ -85,7 +90,9 @@ async def test_a_lost_stream_actor_is_rebuilt_from_the_log(env):
     controller, runtime, store = env
     store.put_endpoint(make_spec("ep1").to_dict())
     ts = np.linspace(0, 59, 20)
-    await log_and_forward(controller, runtime, store, "ep1", make_batch(ts, np.zeros((20, 2))), 1000.0)
+    await log_and_forward(
+        controller, runtime, store, "ep1", make_batch(ts, np.zeros((20, 2))), 1000.0
+    )
     name = controller.routes["ep1"]
     runtime.streams.pop(name)  # the process died; Ray runs __init__ again
     controller.streams[name] = runtime.stream_actor(name)

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from modelmon_daemon.errors import InvalidEvent
-from modelmon_daemon.events import parse_mlrun_events, parse_native_events, parse_time, split_by_window
+from modelmon_daemon.events import (
+    parse_mlrun_events,
+    parse_native_events,
+    parse_time,
+    split_by_window,
+)
 from modelmon_daemon.identity import FunctionUri, endpoint_uid
 
 NOW = 1_800_000_000.0
@@ -13,9 +18,14 @@ NOW = 1_800_000_000.0
 
 def mlrun(inputs, outputs, when="2026-11-30 10:00:01.500000", **extra):
     return {
-        "class": "M", "model": "churn:v2", "function_uri": "proj/serving:latest",
-        "request": {"id": "r1", "inputs": inputs}, "resp": {"id": "r1", "outputs": outputs},
-        "when": when, "microsec": 1500, **extra,
+        "class": "M",
+        "model": "churn:v2",
+        "function_uri": "proj/serving:latest",
+        "request": {"id": "r1", "inputs": inputs},
+        "resp": {"id": "r1", "outputs": outputs},
+        "when": when,
+        "microsec": 1500,
+        **extra,
     }
 
 
@@ -26,9 +36,10 @@ def unknown(uid):
 def test_uid_is_mlrun_sha1_of_its_parts():
     expected = hashlib.sha1(b"proj_serving_latest_churn_v2").hexdigest()
     assert endpoint_uid("proj", "serving", "latest", "churn", "v2") == expected
-    assert endpoint_uid("proj", "serving", None, "churn", None) == hashlib.sha1(
-        b"proj_serving_N/A_churn_latest"
-    ).hexdigest()
+    assert (
+        endpoint_uid("proj", "serving", None, "churn", None)
+        == hashlib.sha1(b"proj_serving_N/A_churn_latest").hexdigest()
+    )
 
 
 def test_function_uri_forms():
@@ -102,14 +113,28 @@ def test_registered_endpoint_shape_is_enforced():
 
 def test_native_rows_and_columns():
     rows = parse_native_events(
-        {"inputs": [[1, 2], [3, None]], "outputs": [5, 6], "timestamps": [NOW, "2026-01-01T00:00:00Z"],
-         "latency_us": [10, None], "request_ids": ["a", "b"]},
-        ["x", "y"], 1, NOW,
+        {
+            "inputs": [[1, 2], [3, None]],
+            "outputs": [5, 6],
+            "timestamps": [NOW, "2026-01-01T00:00:00Z"],
+            "latency_us": [10, None],
+            "request_ids": ["a", "b"],
+        },
+        ["x", "y"],
+        1,
+        NOW,
     )
     cols = parse_native_events(
-        {"inputs": {"y": [2, None], "x": [1, 3]}, "outputs": [5, 6],
-         "timestamps": [NOW, "2026-01-01T00:00:00Z"], "latency_us": [10, None], "request_ids": ["a", "b"]},
-        ["x", "y"], 1, NOW,
+        {
+            "inputs": {"y": [2, None], "x": [1, 3]},
+            "outputs": [5, 6],
+            "timestamps": [NOW, "2026-01-01T00:00:00Z"],
+            "latency_us": [10, None],
+            "request_ids": ["a", "b"],
+        },
+        ["x", "y"],
+        1,
+        NOW,
     )
     for batch in (rows, cols):
         assert np.array_equal(batch.features, np.array([[1, 2], [3, np.nan]]), equal_nan=True)
@@ -141,7 +166,9 @@ def test_native_errors_name_row_and_field(payload, index, field):
 
 
 def test_parse_time_forms():
-    assert parse_time("2026-11-30 00:00:00.000000") == datetime(2026, 11, 30, tzinfo=UTC).timestamp()
+    assert (
+        parse_time("2026-11-30 00:00:00.000000") == datetime(2026, 11, 30, tzinfo=UTC).timestamp()
+    )
     assert parse_time("2026-11-30T01:00:00+01:00") == datetime(2026, 11, 30, tzinfo=UTC).timestamp()
     assert parse_time(12.5) == 12.5
     with pytest.raises(ValueError):
@@ -149,6 +176,8 @@ def test_parse_time_forms():
 
 
 def test_split_by_window_aligns_to_epoch_multiples():
-    batch = parse_native_events({"inputs": [[1], [2], [3]], "timestamps": [59.9, 60.0, 125.0]}, ["x"], 1, NOW)
+    batch = parse_native_events(
+        {"inputs": [[1], [2], [3]], "timestamps": [59.9, 60.0, 125.0]}, ["x"], 1, NOW
+    )
     parts = split_by_window(batch, 60.0)
     assert [(start, len(b)) for start, b in parts] == [(0.0, 1), (60.0, 1), (120.0, 1)]

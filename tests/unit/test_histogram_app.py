@@ -15,9 +15,12 @@ from modelmon_daemon.stats import FLOAT_MAX, pad_hist
 def _batch(matrix):
     n = matrix.shape[0]
     return ColumnBatch(
-        timestamps=np.zeros(n), features=matrix, outputs=[np.zeros(n)],
+        timestamps=np.zeros(n),
+        features=matrix,
+        outputs=[np.zeros(n)],
         request_ids=np.array([str(i) for i in range(n)], dtype=object),
-        latency_us=np.full(n, np.nan), errors=np.array([None] * n, dtype=object),
+        latency_us=np.full(n, np.nan),
+        errors=np.array([None] * n, dtype=object),
     )
 
 
@@ -76,8 +79,12 @@ def test_application_outputs_metrics_result_and_endpoint_fields():
     stats = {"x": {"hist": pad_hist([[0, 1, 2, 3], [0.0, 1.0, 2.0, 3.0, 4.0]])}}
     current = np.array([[0.5]] * 3 + [[1.5]] * 2 + [[2.5]] * 1 + [[np.nan]])
     ctx = MonitoringContext(
-        "histogram-data-drift", {"uid": "e", "feature_names": ["x"], "feature_stats": stats},
-        0.0, 30.0, _batch(current), {"potential_threshold": 0.2, "detected_threshold": 0.3},
+        "histogram-data-drift",
+        {"uid": "e", "feature_names": ["x"], "feature_stats": stats},
+        0.0,
+        30.0,
+        _batch(current),
+        {"potential_threshold": 0.2, "detected_threshold": 0.3},
     )
     out = HistogramDataDriftApplication().do_tracking(ctx)
     metrics = {o.name: o.value for o in out if isinstance(o, Metric)}

@@ -44,7 +44,9 @@ def test_wal_append_assigns_increasing_seqs_and_survives_reopen(tmp_path):
 
 
 def _commit_args(store, seqs, late=False, start=0.0):
-    meta = WindowMeta("ep1", start, start + 60.0, seqs, rows=2, late=late, first_event=1.0, last_event=2.0)
+    meta = WindowMeta(
+        "ep1", start, start + 60.0, seqs, rows=2, late=late, first_event=1.0, last_event=2.0
+    )
     return meta
 
 
@@ -58,8 +60,20 @@ def test_writer_commits_a_window_exactly_once(tmp_path):
     meta = WindowMeta("ep1", 0.0, 60.0, seqs, rows=2, first_event=1.0, last_event=2.0)
     out = AppOutput(
         "histogram-data-drift",
-        [ResultRecord("histogram-data-drift", "general_drift", "result", 0.8, 0.0, 60.0,
-                      ResultKind.data_drift, ResultStatus.detected, {"k": 1}, 2)],
+        [
+            ResultRecord(
+                "histogram-data-drift",
+                "general_drift",
+                "result",
+                0.8,
+                0.0,
+                60.0,
+                ResultKind.data_drift,
+                ResultStatus.detected,
+                {"k": 1},
+                2,
+            )
+        ],
         endpoint_updates={"drift_status": "detected"},
     )
     assert writer.commit_window(meta, batch, [out], spec, ["histogram-data-drift"]) is True
@@ -77,12 +91,11 @@ def test_writer_commits_a_window_exactly_once(tmp_path):
     ]
     assert rows[0]["start"] == "1970-01-01T00:00:00Z" and rows[0]["extra"] == {"k": 1}
     con = duckdb.connect()
-    n = con.execute(
-        f"select count(*) from read_parquet('{tmp_path}/results/**/*.parquet', hive_partitioning=true)"
-    ).fetchone()
+    read = "read_parquet('{}/{}/**/*.parquet', hive_partitioning=true)"
+    n = con.execute(f"select count(*) from {read.format(tmp_path, 'results')}").fetchone()
     assert n == (1,)
     n = con.execute(
-        f"select count(*), min(endpoint_id) from read_parquet('{tmp_path}/events/**/*.parquet', hive_partitioning=true)"
+        f"select count(*), min(endpoint_id) from {read.format(tmp_path, 'events')}"
     ).fetchone()
     assert n == (2, "ep1")
 

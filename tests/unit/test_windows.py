@@ -9,8 +9,11 @@ P, L = 60.0, 10.0
 def batch(*ts):
     n = len(ts)
     return ColumnBatch(
-        timestamps=np.array(ts, dtype=float), features=np.zeros((n, 1)), outputs=[np.zeros(n)],
-        request_ids=np.array([str(t) for t in ts], dtype=object), latency_us=np.full(n, np.nan),
+        timestamps=np.array(ts, dtype=float),
+        features=np.zeros((n, 1)),
+        outputs=[np.zeros(n)],
+        request_ids=np.array([str(t) for t in ts], dtype=object),
+        latency_us=np.full(n, np.nan),
         errors=np.array([None] * n, dtype=object),
     )
 
