@@ -89,7 +89,8 @@ def histogram_drift(
     for group in groups.values():
         names = [feature_names[j] for j in group]
         edges = padded_edges_matrix(feature_stats, names)
-        counts = binned_counts(matrix[:, group], edges)
+        block = matrix if group == list(range(matrix.shape[1])) else matrix[:, group]
+        counts = binned_counts(block, edges)
         t = probabilities(counts.astype(np.float64))
         u = reference_probabilities(feature_stats, names)
         tvd, hel, kld = total_variance_distance(t, u), hellinger_distance(t, u), kl_divergence(t, u)
