@@ -1,0 +1,65 @@
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelmon_daemon.errors import ApiError
+from modelmon_daemon.registration import build_spec
+from modelmon_daemon.stats import FLOAT_MAX
+
+
+def body(**extra):
+    return {"project": "p", "name": "m", "feature_names": ["a", "b"], **extra}
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_reference_file_gives_the_same_stats_as_rows(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(300, 2)).round(6)
+    frame = pd.DataFrame(rows, columns=["a", "b"]).assign(extra="x")
+    path = tmp_path / f"ref.{suffix}"
+    frame.to_parquet(path) if suffix == "parquet" else frame.to_csv(path, index=False)
+    from_file = build_spec(body(reference={"path": str(path)}), 0.0)
+    from_rows = build_spec(body(reference={"rows": rows.tolist()}), 0.0)
+    assert from_file.feature_stats == from_rows.feature_stats
+    hist = from_file.feature_stats["a"]["hist"]
+    assert len(hist[0]) == 22 and hist[1][0] == -FLOAT_MAX and sum(hist[0]) == 300
+
+
+def test_reference_file_missing_column_names_it(tmp_path):
+    path = tmp_path / "ref.csv"
+    pd.DataFrame({"a": [1.0, 2.0]}).to_csv(path, index=False)
+    with pytest.raises(ApiError) as err:
+        build_spec(body(reference={"path": str(path)}), 0.0)
+    assert err.value.details["column"] == "b"
+
+
+def test_uid_from_function_uri_matches_mlrun_events():
+    spec = build_spec(body(function_uri="p/serving:v3", model="m", version="7"), 0.0)
+    assert spec.uid == hashlib.sha1(b"p_serving_v3_m_7").hexdigest()
+    assert build_spec(body(), 0.0).uid == hashlib.sha1(b"p_m_N/A_m_latest").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"feature_stats": {"a": {"hist": [[1, 2], [0, 1]]}}}, "feature_stats.a.hist"),
+        ({"feature_stats": {"zz": {"hist": [[1], [0, 1]]}}}, "feature_stats.zz"),
+        ({"feature_stats": {"a": {"hist": [[1, 1], [0, 2, 1]]}}}, "feature_stats.a.hist"),
+        ({"uid": "bad uid!"}, "uid"),
+        ({"feature_names": ["a", "a"]}, "feature_names"),
+    ],
+)
+def test_bad_registration_names_the_field(extra, field):
+    with pytest.raises(ApiError) as err:
+        build_spec(body(**extra), 0.0)
+    assert err.value.details["field"] == field
+
+
+def test_given_feature_stats_are_padded_once():
+    stats = {"a": {"hist": [[1, 2], [0.0, 1.0, 2.0]]}}
+    spec = build_spec(body(feature_stats=stats), 0.0)
+    again = build_spec(body(feature_stats=spec.feature_stats), 0.0)
+    assert spec.feature_stats == again.feature_stats
+    assert spec.feature_stats["a"]["hist"][0] == [0, 1, 2, 0]
