@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -25,6 +26,7 @@ class ApplicationActor:
         self.app_settings = {
             "potential_threshold": drift.potential_threshold,
             "detected_threshold": drift.detected_threshold,
+            **dataclasses.asdict(self.settings.operational),
         }
         self.runs = 0
 

@@ -139,8 +139,10 @@ class ControllerActor:
             return
         await asyncio.gather(
             *(
-                self._process_endpoint(handle, uid, metas, frontier, report)
-                for uid, metas, frontier in closed
+                self._process_endpoint(
+                    handle, uid, metas, frontier, report, None if last is None else now - last
+                )
+                for uid, metas, frontier, last in closed
             )
         )
 
@@ -151,6 +153,7 @@ class ControllerActor:
         metas: list[WindowMeta],
         frontier: float | None,
         report: TickReport,
+        silence: float | None = None,
     ) -> None:
         endpoint = self.store.get_endpoint(uid)
         if endpoint is None:
@@ -181,12 +184,14 @@ class ControllerActor:
                         f"{uid}/{o.application}: {o.failure}" for o in outputs if o.failure
                     )
             if frontier is not None:
-                await self.writer.advance.remote(uid, frontier, self.applications)
+                await self.writer.advance.remote(
+                    uid, frontier, self.applications, endpoint, None if metas else silence
+                )
                 await handle.frontier_committed.remote(uid, frontier)
         except Exception as exc:
             self.tick_errors += 1
             report.failures.append(f"{uid}: {exc!r}"[:500])
-            log.warning("tick: endpoint %s: %r (retried next tick)", uid, exc)
+            log.warning("tick: endpoint %s: %r (retried next tick)", uid, exc, exc_info=True)
 
     async def _run_application(
         self, app: str, endpoint: dict[str, Any], meta: WindowMeta, data: Any

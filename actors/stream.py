@@ -72,14 +72,17 @@ class StreamActor:
                 taken += len(batch)
         return taken
 
-    def collect(self, now: float | None = None) -> list[tuple[str, list[WindowMeta], float | None]]:
-        """Per endpoint: windows awaiting commit and the closed-window frontier."""
+    def collect(
+        self, now: float | None = None
+    ) -> list[tuple[str, list[WindowMeta], float | None, float | None]]:
+        """Per endpoint: windows awaiting commit, the closed-window frontier and the
+        wall-clock time of the last arrival."""
         now = time.time() if now is None else now
         out = []
         for uid, windows in self.windows.items():
             metas = windows.close(now)
             if metas or windows.closed_through != self.committed[uid].get("closed_through"):
-                out.append((uid, metas, windows.closed_through))
+                out.append((uid, metas, windows.closed_through, windows.last_arrival))
         return out
 
     def window_data(self, uid: str, start: float, late: bool) -> ColumnBatch:

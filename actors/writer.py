@@ -8,8 +8,11 @@ import logging
 import time
 from typing import Any
 
+from modelmon_daemon.alerts.model import AlertConfig, AlertEvent, events_from_results
+from modelmon_daemon.alerts.templates import load_templates, render
 from modelmon_daemon.config import Settings
-from modelmon_daemon.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta
+from modelmon_daemon.enums import ResultKind, ResultStatus
+from modelmon_daemon.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta, empty_batch
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 from modelmon_daemon.storage.parquet_store import ParquetStore
 
@@ -29,6 +32,15 @@ class WriterActor:
             self.parquet.delete(path)
             log.info("writer: removed %s, written by a commit that did not happen", path)
         self.store.clear_pending(self.store.pending_files())
+        notes = self.settings.notifications
+        self.templates = load_templates(notes.templates or None)
+        d = self.settings.daemon
+        self.public_url = notes.public_url or f"http://{d.host}:{d.port}"
+
+    def _notifications(self, alert: AlertConfig, event: AlertEvent) -> list[dict[str, Any]]:
+        """One outbox entry per channel of a firing alert, its message rendered now."""
+        message = render(alert, event, self.public_url, self.templates)
+        return [{"channel": channel, **message} for channel in alert.notifications]
 
     def commit_window(
         self,
@@ -41,7 +53,7 @@ class WriterActor:
         """Write a closed window (or a late batch) and commit it; False if it was already."""
         if self.store.window_committed(meta):
             return False
-        files = self.parquet.events_files(meta, batch)
+        files = self.parquet.events_files(meta, batch) if meta.rows else []
         results: list[ResultRecord] = [r for o in outputs for r in o.results]
         results_path = self.parquet.results_file(meta) if results else None
         paths = [p for p, _ in files] + ([results_path] if results_path else [])
@@ -67,8 +79,17 @@ class WriterActor:
             for o in outputs
             if o.failure
         ]
+        result_dicts = [r.to_dict() for r in results]
         committed = self.store.commit(
-            meta, paths, applications, [r.to_dict() for r in results], updates, failures, project
+            meta,
+            paths,
+            applications,
+            result_dicts,
+            updates,
+            failures,
+            project,
+            alert_events=events_from_results(meta.uid, project, result_dicts, failures),
+            notifier=self._notifications,
         )
         if committed:
             self.rows_written += meta.rows
@@ -78,7 +99,48 @@ class WriterActor:
                 self.windows_written += 1
         return committed
 
-    def advance(self, uid: str, closed_through: float, applications: list[str]) -> None:
+    def advance(
+        self,
+        uid: str,
+        closed_through: float,
+        applications: list[str],
+        endpoint: dict[str, Any] | None = None,
+        silence: float | None = None,
+    ) -> None:
+        """Move the frontier over empty windows. An endpoint without arrivals for
+        operational.no_traffic_after gets a no_traffic result for the last of them."""
+        after = self.settings.operational.no_traffic_after
+        state = self.store.get_state(uid)
+        closed = state["closed_through"]
+        if (
+            after
+            and silence is not None
+            and silence >= after
+            and endpoint is not None
+            and (closed is None or closed < closed_through)
+        ):
+            period = self.settings.windows.base_period
+            meta = WindowMeta(uid, closed_through - period, closed_through, [], rows=0)
+            record = ResultRecord(
+                "operational-health",
+                "no_traffic",
+                "result",
+                float(silence),
+                meta.start,
+                meta.end,
+                ResultKind.system_performance,
+                ResultStatus.detected,
+                {"after_s": after, "silent_s": silence},
+                0,
+            )
+            n_out = len(endpoint.get("label_names") or [])
+            self.commit_window(
+                meta,
+                empty_batch(len(endpoint["feature_names"]), n_out),
+                [AppOutput("operational-health", [record])],
+                endpoint,
+                applications,
+            )
         self.store.advance_empty(uid, closed_through, applications)
 
     def counters(self) -> dict[str, int]:

@@ -223,6 +223,89 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_config_file(path: str) -> Any:
+    """A JSON or TOML file; a syntax error names the file and line."""
+    import tomllib
+
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror}") from None
+    if file.suffix.lower() == ".toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise CliError(f"{path}: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{path}:{exc.lineno}: {exc.msg} (column {exc.colno})") from None
+
+
+class CliError(RuntimeError):
+    pass
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    client = Client(args.url)
+    action = args.action
+    if action == "create":
+        if not args.file:
+            raise CliError("alerts create needs --file alert.json|alert.toml")
+        data = read_config_file(args.file)
+        configs = data.get("alerts", [data]) if isinstance(data, dict) else data
+        for config in configs:
+            record = client.create_alert(config)
+            print(f"alert {record['name']} saved")
+        return 0
+    if action in ("show", "reset", "events", "delete") and not args.name:
+        raise CliError(f"alerts {action} needs an alert NAME")
+    if action == "show":
+        print(json.dumps(client.alert(args.name), indent=2))
+    elif action == "reset":
+        done = client.reset_alert(args.name, args.entity)
+        print(f"alert {args.name}: {done['reset']} active entities reset")
+    elif action == "delete":
+        client.delete_alert(args.name)
+        print(f"alert {args.name} deleted")
+    elif action == "events":
+        events = client.alert_events(args.name)
+        if args.json:
+            print(json.dumps(events, indent=2))
+            return 0
+        rows = [
+            [
+                e.get("time"),
+                e.get("action"),
+                e.get("entity"),
+                e.get("kind") or e.get("channel"),
+                e.get("error") or e.get("value"),
+            ]
+            for e in events
+        ]
+        print(_table(rows, ["TIME", "ACTION", "ENTITY", "KIND/CHANNEL", "DETAIL"]))
+    else:
+        alerts = client.alerts()
+        if args.json:
+            print(json.dumps(alerts, indent=2))
+            return 0
+        rows = [
+            [
+                a["name"],
+                a["severity"],
+                ",".join(a["trigger"]["events"]),
+                ",".join(a["entities"]["ids"]),
+                "active" if a["active"] else "-",
+                a["notifications_sent"],
+                ",".join(n["kind"] for n in a["notifications"]),
+            ]
+            for a in alerts
+        ]
+        print(_table(rows, ["NAME", "SEVERITY", "EVENTS", "ENTITIES", "STATE", "SENT", "CHANNELS"]))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from modelmon_daemon.demo import run_demo
 
@@ -264,6 +347,22 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--name")
         p.set_defaults(func=func)
 
+    p = sub.add_parser("alerts", help="list, create, show, reset, delete alerts; their history")
+    p.add_argument(
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "create", "show", "reset", "events", "delete"],
+    )
+    p.add_argument("name", nargs="?")
+    p.add_argument(
+        "--file", help="with create: an alert config (JSON or TOML; [[alerts]] for several)"
+    )
+    p.add_argument("--entity", help="with reset: only this entity")
+    p.add_argument("--url", help="daemon URL (default $MODELMON_URL or http://127.0.0.1:8470)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_alerts)
+
     p = sub.add_parser("demo", help="run a short daemon with synthetic traffic and show drift")
     p.add_argument("--port", type=int, default=8471)
     p.add_argument("--data-dir", default=None, help="default: a new temporary folder")
@@ -283,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     except ClientError as exc:
         print(f"modelmon-daemon: {exc}", file=sys.stderr)
         return 1
+    except CliError as exc:
+        print(f"modelmon-daemon: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -67,3 +67,21 @@ class Client:
 
     def results(self, uid: str, **query: Any) -> list[dict[str, Any]]:
         return list(self.request("GET", f"/v1/endpoints/{uid}/results", **query)["results"])
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/alerts")["alerts"])
+
+    def alert(self, name: str) -> Any:
+        return self.request("GET", f"/v1/alerts/{name}")
+
+    def create_alert(self, config: dict[str, Any]) -> Any:
+        return self.request("POST", "/v1/alerts", config)
+
+    def delete_alert(self, name: str) -> Any:
+        return self.request("DELETE", f"/v1/alerts/{name}")
+
+    def reset_alert(self, name: str, entity: str | None = None) -> Any:
+        return self.request("POST", f"/v1/alerts/{name}/reset", None, entity=entity)
+
+    def alert_events(self, name: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/v1/alerts/{name}/events")["events"])

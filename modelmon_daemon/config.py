@@ -61,7 +61,9 @@ class StreamSettings:
 @dataclass
 class ApplicationSettings:
     pool_size: int = 0
-    builtin: list[str] = field(default_factory=lambda: ["histogram-data-drift"])
+    builtin: list[str] = field(
+        default_factory=lambda: ["histogram-data-drift", "operational-health"]
+    )
     user: list[str] = field(default_factory=list)
     python_path: list[str] = field(default_factory=list)
 
@@ -78,6 +80,26 @@ class StorageSettings:
 
 
 @dataclass
+class OperationalSettings:
+    latency_potential_us: float = 0.0
+    latency_detected_us: float = 0.0
+    error_rate_potential: float = 0.05
+    error_rate_detected: float = 0.2
+    no_traffic_after: float = 0.0
+
+
+@dataclass
+class NotificationSettings:
+    public_url: str = ""
+    templates: str = ""
+    max_attempts: int = 8
+    backoff_initial: float = 1.0
+    backoff_max: float = 300.0
+    default_cooldown: float = 1800.0
+    poll_interval: float = 0.5
+
+
+@dataclass
 class Settings:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     ray: RaySettings = field(default_factory=RaySettings)
@@ -87,6 +109,9 @@ class Settings:
     applications: ApplicationSettings = field(default_factory=ApplicationSettings)
     drift: DriftSettings = field(default_factory=DriftSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    operational: OperationalSettings = field(default_factory=OperationalSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def data_path(self) -> Path:
@@ -100,6 +125,9 @@ class Settings:
         """Rebuild from to_dict() output (as actors receive it); values are already typed."""
         settings = cls()
         for section, values in data.items():
+            if section == "alerts":
+                settings.alerts = list(values)  # type: ignore[arg-type]
+                continue
             target = getattr(settings, section)
             for key, value in values.items():
                 setattr(target, key, value)
@@ -110,6 +138,11 @@ DURATION_KEYS = {
     "windows.base_period",
     "windows.allowed_lateness",
     "controller.tick_interval",
+    "operational.no_traffic_after",
+    "notifications.backoff_initial",
+    "notifications.backoff_max",
+    "notifications.default_cooldown",
+    "notifications.poll_interval",
 }
 SIZE_KEYS = {"daemon.max_body_size", "storage.lmdb_map_size"}
 
@@ -165,6 +198,7 @@ def all_keys() -> list[str]:
     return [
         f"{s.name}.{f.name}"
         for s in dataclasses.fields(settings)
+        if dataclasses.is_dataclass(getattr(settings, s.name))
         for f in dataclasses.fields(getattr(settings, s.name))
     ]
 
@@ -214,6 +248,33 @@ def validate(settings: Settings) -> Settings:
         )
     if settings.storage.lmdb_map_size < 16 * 1024**2:
         raise ConfigError("storage.lmdb_map_size", "must be at least 16MiB")
+    op = settings.operational
+    for low, high in (
+        ("latency_potential_us", "latency_detected_us"),
+        ("error_rate_potential", "error_rate_detected"),
+    ):
+        lo, hi = getattr(op, low), getattr(op, high)
+        if lo < 0 or hi < 0:
+            raise ConfigError(f"operational.{low}", "must not be negative (0 = off)")
+        if lo and hi and not lo < hi:
+            raise ConfigError(f"operational.{high}", f"must be greater than operational.{low}")
+    n = settings.notifications
+    if n.max_attempts < 1:
+        raise ConfigError("notifications.max_attempts", "must be at least 1")
+    if n.poll_interval <= 0:
+        raise ConfigError("notifications.poll_interval", "must be positive")
+    from modelmon_daemon.alerts.model import parse_alert
+    from modelmon_daemon.errors import ApiError
+
+    names = set()
+    for i, alert in enumerate(settings.alerts):
+        try:
+            parsed = parse_alert(alert, default_cooldown=n.default_cooldown)
+        except ApiError as exc:
+            raise ConfigError(f"alerts[{i}]", exc.message) from None
+        if parsed.name in names:
+            raise ConfigError(f"alerts[{i}].name", f"{parsed.name!r} is defined twice")
+        names.add(parsed.name)
     return settings
 
 
@@ -234,6 +295,11 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"{file}: {exc}") from None
         for section, values in data.items():
+            if section == "alerts":
+                if not isinstance(values, list):
+                    raise ConfigError("alerts", f"{file}: expected [[alerts]] tables")
+                settings.alerts = [dict(v) for v in values]
+                continue
             if not isinstance(values, dict):
                 raise ConfigError(section, f"{file}: expected a [{section}] table")
             for name, value in values.items():

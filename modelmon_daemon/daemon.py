@@ -101,6 +101,18 @@ def _check_wal_period(settings: Settings, store: Any) -> None:
     store.put_meta("base_period", settings.windows.base_period)
 
 
+def _load_config_alerts(settings: Settings, store: Any) -> None:
+    """Alerts of the config file replace stored ones of the same name (state is kept)."""
+    from modelmon_daemon.alerts.model import parse_alert
+
+    for body in settings.alerts:
+        alert = parse_alert(body, time.time(), settings.notifications.default_cooldown)
+        existing = store.get_alert(alert.name)
+        if existing is not None:
+            alert.created = existing.created
+        store.put_alert(alert)
+
+
 async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> None:
     """Run the daemon until SIGINT/SIGTERM (or `stop_event`)."""
     import ray
@@ -119,6 +131,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
         raise StartupError(f"a daemon (pid {previous['pid']}) already runs on {data}")
     store = LmdbStore(data, settings.storage.lmdb_map_size)
     _check_wal_period(settings, store)
+    _load_config_alerts(settings, store)
     t0 = time.time()
     ray_info = _init_ray(settings)
     log.info("ray up in %.1fs (%s)", time.time() - t0, ray_info.get("gcs_address"))

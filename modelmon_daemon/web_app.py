@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from modelmon_daemon.alerts.delivery import OutboxDelivery
 from modelmon_daemon.config import Settings
 from modelmon_daemon.directory import ActorDirectory
 from modelmon_daemon.errors import ApiError
@@ -45,6 +46,7 @@ class Services:
     log: GroupCommitLog | None = None
     specs: dict[str, EndpointSpec] = field(default_factory=dict)
     counters: IngestCounters = field(default_factory=IngestCounters)
+    delivery: OutboxDelivery | None = None
     started: float = 0.0
 
 
@@ -107,6 +109,7 @@ def _count_rejected(request: web.Request, status: int) -> None:
 
 
 def build_app(services: Services) -> web.Application:
+    from modelmon_daemon import web_alerts
     from modelmon_daemon import web_handlers as h
 
     app = web.Application(
@@ -140,8 +143,28 @@ def build_app(services: Services) -> web.Application:
         except asyncio.CancelledError:
             pass
 
+    async def notification_delivery(app: web.Application) -> AsyncIterator[None]:
+        n = services.settings.notifications
+        delivery = OutboxDelivery(
+            services.store,
+            services.executor,
+            n.max_attempts,
+            n.backoff_initial,
+            n.backoff_max,
+            n.poll_interval,
+        )
+        services.delivery = delivery
+        task = asyncio.get_running_loop().create_task(delivery.run())
+        yield
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
     app.cleanup_ctx.append(durability_log)
     app.cleanup_ctx.append(controller_watchdog)
+    app.cleanup_ctx.append(notification_delivery)
     app.router.add_get("/healthz", h.healthz)
     app.router.add_get("/metrics", h.metrics)
     app.router.add_post("/v1/endpoints", h.register_endpoint)
@@ -152,4 +175,5 @@ def build_app(services: Services) -> web.Application:
     app.router.add_post("/v1/endpoints/{uid}/labels", h.post_labels)
     app.router.add_get("/v1/endpoints/{uid}/results", h.get_results)
     app.router.add_get("/v1/status", h.status)
+    web_alerts.add_routes(app)
     return app

@@ -13,9 +13,11 @@ from modelmon_daemon.applications.base import (
     validate_outputs,
 )
 from modelmon_daemon.applications.histogram_data_drift import HistogramDataDriftApplication
+from modelmon_daemon.applications.operational_health import OperationalHealthApplication
 
 BUILTIN_APPLICATIONS: dict[str, type] = {
     HistogramDataDriftApplication.NAME: HistogramDataDriftApplication,
+    OperationalHealthApplication.NAME: OperationalHealthApplication,
 }
 
 

@@ -14,13 +14,19 @@ so read-modify-write inside one write transaction is safe across processes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import lmdb
 
+from modelmon_daemon.alerts.engine import Decision, evaluate, manual_reset
+from modelmon_daemon.alerts.model import AlertConfig, AlertEvent
 from modelmon_daemon.records import WindowMeta, pack, unpack
+
+# (alert, event) -> outbox entries, one per channel
+Notifier = Callable[[AlertConfig, AlertEvent], list[dict[str, Any]]]
 
 DB_NAMES = (
     "meta",
@@ -32,6 +38,10 @@ DB_NAMES = (
     "wal",
     "pending",
     "app_events",
+    "alerts",
+    "alert_state",
+    "alert_history",
+    "outbox",
 )
 SEP = b"\x00"
 _SEQ = struct.Struct(">Q")
@@ -233,6 +243,8 @@ class LmdbStore:
         endpoint_updates: dict[str, Any],
         failures: list[dict[str, Any]],
         project: str,
+        alert_events: list[AlertEvent] | None = None,
+        notifier: Notifier | None = None,
     ) -> bool:
         """Make a written window (or late batch) count, atomically: drop its log records,
         advance the frontier and last_analyzed, store latest results, add counters, and
@@ -278,6 +290,8 @@ class LmdbStore:
                 txn.put(key, pack(failure), db=self.db["app_events"])
             for path in files:
                 txn.delete(path.encode(), db=self.db["pending"])
+            if alert_events and notifier is not None:
+                self._apply_alerts(txn, alert_events, notifier, time.time())
         return True
 
     def advance_empty(self, uid: str, through: float, applications: list[str]) -> None:
@@ -293,3 +307,147 @@ class LmdbStore:
             txn.put(uid.encode(), pack(state), db=self.db["state"])
             for app in applications:
                 txn.put(_k(uid, app), pack(through), db=self.db["last_analyzed"])
+
+    # -- alerts -------------------------------------------------------------------------
+
+    def put_alert(self, alert: AlertConfig) -> None:
+        with self.env.begin(db=self.db["alerts"], write=True) as txn:
+            txn.put(alert.name.encode(), pack(alert.to_dict()))
+
+    def get_alert(self, name: str) -> AlertConfig | None:
+        with self.env.begin(db=self.db["alerts"]) as txn:
+            raw = txn.get(name.encode())
+        return None if raw is None else AlertConfig.from_dict(unpack(raw))
+
+    def list_alerts(self) -> list[AlertConfig]:
+        with self.env.begin(db=self.db["alerts"]) as txn:
+            return [AlertConfig.from_dict(unpack(v)) for _, v in txn.cursor()]
+
+    def delete_alert(self, name: str) -> bool:
+        with self.env.begin(write=True) as txn:
+            found = txn.delete(name.encode(), db=self.db["alerts"])
+            for key in self._prefixed_keys(txn, "alert_state", name):
+                txn.delete(key, db=self.db["alert_state"])
+        return bool(found)
+
+    def _prefixed_keys(self, txn: Any, db: str, name: str) -> list[bytes]:
+        prefix = name.encode() + SEP
+        keys = []
+        cur = txn.cursor(db=self.db[db])
+        if cur.set_range(prefix):
+            for key in cur.iternext(keys=True, values=False):
+                if not key.startswith(prefix):
+                    break
+                keys.append(bytes(key))
+        return keys
+
+    def alert_states(self, name: str) -> dict[str, dict[str, Any]]:
+        with self.env.begin() as txn:
+            out = {}
+            for key in self._prefixed_keys(txn, "alert_state", name):
+                entity = key.split(SEP, 1)[1].decode()
+                out[entity] = unpack(bytes(txn.get(key, db=self.db["alert_state"]) or b""))
+            return out
+
+    def alert_history(self, name: str, limit: int = 1000) -> list[dict[str, Any]]:
+        with self.env.begin() as txn:
+            keys = self._prefixed_keys(txn, "alert_history", name)[-limit:]
+            return [unpack(bytes(txn.get(k, db=self.db["alert_history"]) or b"")) for k in keys]
+
+    def _history(self, txn: Any, name: str, record: dict[str, Any]) -> None:
+        raw = txn.get(b"history_seq", db=self.db["meta"])
+        seq = (0 if raw is None else unpack(raw)) + 1
+        txn.put(b"history_seq", pack(seq), db=self.db["meta"])
+        key = _k(name, f"{record['time']:020.6f}", f"{seq:012d}")
+        txn.put(key, pack({**record, "alert": name}), db=self.db["alert_history"])
+
+    def _apply_alerts(
+        self, txn: Any, events: list[AlertEvent], notifier: Notifier, now: float
+    ) -> None:
+        alerts = [AlertConfig.from_dict(unpack(v)) for _, v in txn.cursor(db=self.db["alerts"])]
+        for alert in alerts:
+            for event in events:
+                if not alert.matches_entity(event.entity):
+                    continue
+                key = _k(alert.name, event.entity)
+                raw = txn.get(key, db=self.db["alert_state"])
+                decision: Decision = evaluate(alert, {} if raw is None else unpack(raw), event, now)
+                txn.put(key, pack(decision.state), db=self.db["alert_state"])
+                for record in decision.history:
+                    self._history(txn, alert.name, record)
+                if decision.notify:
+                    for entry in notifier(alert, event):
+                        self._outbox_put(
+                            txn, {**entry, "alert": alert.name, "entity": event.entity}
+                        )
+
+    def reset_alert(self, name: str, entity: str | None = None) -> int:
+        """Manual reset of every entity of an alert (or one); returns how many were active."""
+        now = time.time()
+        n = 0
+        with self.env.begin(write=True) as txn:
+            for key in self._prefixed_keys(txn, "alert_state", name):
+                ent = key.split(SEP, 1)[1].decode()
+                if entity is not None and ent != entity:
+                    continue
+                raw = bytes(txn.get(key, db=self.db["alert_state"]) or b"")
+                state, was_active = manual_reset(unpack(raw))
+                txn.put(key, pack(state), db=self.db["alert_state"])
+                if was_active:
+                    n += 1
+                    self._history(
+                        txn, name, {"time": now, "entity": ent, "action": "reset", "by": "manual"}
+                    )
+        return n
+
+    # -- outbox -------------------------------------------------------------------------
+
+    def _outbox_put(self, txn: Any, entry: dict[str, Any]) -> None:
+        raw = txn.get(b"outbox_seq", db=self.db["meta"])
+        seq = (0 if raw is None else unpack(raw)) + 1
+        txn.put(b"outbox_seq", pack(seq), db=self.db["meta"])
+        entry = {"attempts": 0, "next_at": 0.0, "created": time.time(), **entry, "seq": seq}
+        txn.put(_SEQ.pack(seq), pack(entry), db=self.db["outbox"])
+
+    def outbox(self) -> list[dict[str, Any]]:
+        with self.env.begin(db=self.db["outbox"]) as txn:
+            return [unpack(v) for _, v in txn.cursor()]
+
+    def outbox_retry(self, entry: dict[str, Any], error: str, next_at: float) -> None:
+        with self.env.begin(write=True) as txn:
+            updated = {
+                **entry,
+                "attempts": entry["attempts"] + 1,
+                "next_at": next_at,
+                "last_error": error,
+            }
+            txn.put(_SEQ.pack(entry["seq"]), pack(updated), db=self.db["outbox"])
+            self._history(
+                txn,
+                entry["alert"],
+                {
+                    "time": time.time(),
+                    "entity": entry["entity"],
+                    "action": "delivery_failed",
+                    "channel": entry["channel"]["kind"],
+                    "attempt": entry["attempts"] + 1,
+                    "error": error,
+                    "retry_at": next_at,
+                },
+            )
+
+    def outbox_done(self, entry: dict[str, Any], delivered: bool, error: str = "") -> None:
+        with self.env.begin(write=True) as txn:
+            txn.delete(_SEQ.pack(entry["seq"]), db=self.db["outbox"])
+            self._history(
+                txn,
+                entry["alert"],
+                {
+                    "time": time.time(),
+                    "entity": entry["entity"],
+                    "action": "delivered" if delivered else "gave_up",
+                    "channel": entry["channel"]["kind"],
+                    "attempts": entry["attempts"] + 1,
+                    **({"error": error} if error else {}),
+                },
+            )

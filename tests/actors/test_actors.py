@@ -27,6 +27,7 @@ def daemon_actors(clean_actors, tmp_path):
     s.windows.base_period = P
     s.windows.allowed_lateness = 5.0
     s.applications.pool_size = 2
+    s.applications.builtin = ["histogram-data-drift"]
     s.applications.user = ["tests.unit.failing_app:RowCountApplication"]
     s.applications.python_path = [ROOT]
     settings = s.to_dict()

@@ -139,3 +139,62 @@ def test_window_across_an_hour_is_split_by_hour(tmp_path):
     writer.commit_window(meta, batch, [], spec, [])
     hours = sorted(p.parent.name for p in (tmp_path / "events").rglob("*.parquet"))
     assert hours == ["hour=00", "hour=01"]
+
+
+def test_a_drift_result_queues_one_notification_per_channel_exactly_once(tmp_path):
+    from modelmon_daemon.alerts.model import parse_alert
+
+    writer = WriterActor(settings_for(tmp_path))
+    store = writer.store
+    store.put_alert(
+        parse_alert(
+            {
+                "name": "drift",
+                "entities": {"kind": "model-endpoint-result", "ids": ["ep1"]},
+                "trigger": {"events": ["data-drift-detected"]},
+                "notifications": [
+                    {"kind": "slack", "webhook_url": "http://127.0.0.1:9/x"},
+                    {"kind": "command", "argv": ["true"]},
+                ],
+            }
+        )
+    )
+    spec = make_spec().to_dict()
+    store.put_endpoint(spec)
+
+    def window(start, status):
+        seqs = store.wal_append([("ep1", start, make_batch([start + 1], [[1, 2]]).to_wire())])
+        meta = WindowMeta("ep1", start, start + 60.0, seqs, rows=1)
+        out = AppOutput(
+            "histogram-data-drift",
+            [
+                ResultRecord(
+                    "histogram-data-drift",
+                    "general_drift",
+                    "result",
+                    0.9,
+                    start,
+                    start + 60.0,
+                    ResultKind.data_drift,
+                    status,
+                    {},
+                    1,
+                )
+            ],
+        )
+        return meta, out
+
+    meta, out = window(0.0, ResultStatus.detected)
+    batch = make_batch([1.0], [[1, 2]])
+    assert writer.commit_window(meta, batch, [out], spec, ["histogram-data-drift"])
+    assert not writer.commit_window(meta, batch, [out], spec, ["histogram-data-drift"])
+    queued = store.outbox()
+    assert sorted(e["channel"]["kind"] for e in queued) == ["command", "slack"]
+    assert "Data drift detected on endpoint ep1" in queued[0]["text"]
+    meta, out = window(60.0, ResultStatus.detected)  # still active: deduplicated
+    writer.commit_window(meta, batch, [out], spec, ["histogram-data-drift"])
+    assert len(store.outbox()) == 2
+    store.close()
+    reopened = LmdbStore(tmp_path, MAP)  # state survives a restart
+    assert reopened.alert_states("drift")["ep1.histogram-data-drift.result.general_drift"]["active"]
+    assert [h["action"] for h in reopened.alert_history("drift")] == ["activated", "deduplicated"]

@@ -1,0 +1,101 @@
+"""Real notification receivers on 127.0.0.1 for the tests: an aiohttp server that records
+webhook and Slack posts, and an SMTP server (aiosmtpd) that records mail."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from email import message_from_bytes
+from typing import Any
+
+from aiohttp import web
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HttpReceiver:
+    """Records every POST: path, headers, raw body and JSON. `fail_with` makes it answer
+    an error status instead (a receiver that is up but broken)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.posts: list[dict[str, Any]] = []
+        self.fail_with: int | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.fail_with:
+            return web.Response(status=self.fail_with, text="receiver says no")
+        self.posts.append(
+            {
+                "path": request.path,
+                "headers": dict(request.headers),
+                "body": body,
+                "json": json.loads(body) if body else None,
+            }
+        )
+        return web.Response(status=200, text="ok")
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def start(self) -> HttpReceiver:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def on(self, path: str) -> list[dict[str, Any]]:
+        return [p for p in self.posts if p["path"] == path]
+
+
+class _MailHandler:
+    def __init__(self, box: list[Any]) -> None:
+        self.box = box
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.box.append(
+            {
+                "from": envelope.mail_from,
+                "to": list(envelope.rcpt_tos),
+                "message": message_from_bytes(envelope.content),
+            }
+        )
+        return "250 OK"
+
+
+class SmtpReceiver:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.mail: list[dict[str, Any]] = []
+        self._controller = Controller(_MailHandler(self.mail), hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> SmtpReceiver:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()

@@ -1,0 +1,198 @@
+import pytest
+
+from modelmon_daemon.alerts.engine import evaluate, manual_reset, new_state
+from modelmon_daemon.alerts.model import AlertEvent, events_from_results, parse_alert
+from modelmon_daemon.alerts.templates import load_templates, render
+from modelmon_daemon.errors import ApiError
+
+
+def alert(**extra):
+    body = {
+        "name": "drift",
+        "summary": "Drift!",
+        "severity": "high",
+        "entities": {"kind": "model-endpoint-result", "ids": ["*"]},
+        "trigger": {"events": ["data-drift-detected"]},
+        "criteria": {"count": 1, "period": "10m"},
+        "reset_policy": "auto",
+        "cooldown": "30m",
+        "notifications": [{"kind": "webhook", "url": "http://127.0.0.1:1/hook", "secret": "s"}],
+    }
+    body.update(extra)
+    return parse_alert(body, 0.0)
+
+
+def event(
+    kind="data-drift-detected", end=600.0, entity="ep.histogram-data-drift.result.general_drift"
+):
+    return AlertEvent(
+        kind,
+        entity,
+        "ep",
+        "proj",
+        "histogram-data-drift",
+        "general_drift",
+        0.8,
+        2 if kind else 0,
+        end - 600.0,
+        end,
+    )
+
+
+def test_results_become_mlrun_event_kinds():
+    results = [
+        {
+            "type": "result",
+            "kind": 0,
+            "status": 2,
+            "application": "a",
+            "name": "x",
+            "value": 1.0,
+            "start": 0.0,
+            "end": 1.0,
+        },
+        {
+            "type": "result",
+            "kind": 3,
+            "status": 1,
+            "application": "a",
+            "name": "y",
+            "value": 1.0,
+            "start": 0.0,
+            "end": 1.0,
+        },
+        {
+            "type": "result",
+            "kind": 1,
+            "status": 0,
+            "application": "a",
+            "name": "z",
+            "value": 0.0,
+            "start": 0.0,
+            "end": 1.0,
+        },
+        {
+            "type": "result",
+            "kind": 1,
+            "status": -1,
+            "application": "a",
+            "name": "w",
+            "value": 0.0,
+            "start": 0.0,
+            "end": 1.0,
+        },
+        {
+            "type": "metric",
+            "kind": None,
+            "status": None,
+            "application": "a",
+            "name": "m",
+            "value": 0.0,
+            "start": 0.0,
+            "end": 1.0,
+        },
+    ]
+    failures = [{"application": "b", "message": "boom", "start": 0.0, "end": 1.0}]
+    events = events_from_results("ep", "p", results, failures)
+    assert [(e.kind, e.entity) for e in events] == [
+        ("data-drift-detected", "ep.a.result.x"),
+        ("system-performance-suspected", "ep.a.result.y"),
+        (None, "ep.a.result.z"),
+        ("mm-app-failed", "ep.b.result.failure"),
+    ]
+
+
+def test_entities_match_star_endpoint_and_exact_id():
+    assert alert().matches_entity("any.app.result.x")
+    only = alert(entities={"kind": "model-endpoint-result", "ids": ["ep"]})
+    assert only.matches_entity("ep.app.result.x") and not only.matches_entity("ep2.app.result.x")
+    exact = alert(entities={"kind": "model-endpoint-result", "ids": ["ep.app.result.x"]})
+    assert exact.matches_entity("ep.app.result.x") and not exact.matches_entity("ep.app.result.y")
+
+
+def test_fires_once_then_deduplicates_until_auto_reset():
+    a = alert()
+    d = evaluate(a, new_state(), event(end=600), now=1000.0)
+    assert d.notify and d.state["active"]
+    d = evaluate(a, d.state, event(end=1200), now=1100.0)
+    assert not d.notify and d.history[0]["action"] == "deduplicated"
+    d = evaluate(a, d.state, event(kind=None, end=1800), now=1200.0)
+    assert not d.state["active"] and d.history[0]["action"] == "reset"
+    d = evaluate(a, d.state, event(end=2400), now=1300.0)  # within the 30 m cooldown
+    assert not d.notify and d.history[0]["action"] == "cooldown"
+    d = evaluate(a, d.state, event(end=3000), now=1000.0 + 1801)
+    assert d.notify
+
+
+def test_count_within_period():
+    a = alert(criteria={"count": 3, "period": "30m"})
+    state = new_state()
+    fired = []
+    for i, end in enumerate([600, 1200, 4800, 5400, 6000]):  # a 1-hour gap in between
+        d = evaluate(a, state, event(end=end), now=float(i))
+        state = d.state
+        fired.append(d.notify)
+    assert fired == [False, False, False, False, True]
+
+
+def test_manual_reset_policy_ignores_clearing_events():
+    a = alert(reset_policy="manual", cooldown="0s")
+    d = evaluate(a, new_state(), event(), now=1.0)
+    d = evaluate(a, d.state, event(kind=None), now=2.0)
+    assert d.state["active"]
+    state, was = manual_reset(d.state)
+    assert was and not state["active"]
+    assert evaluate(a, state, event(end=1200), now=3.0).notify
+
+
+def test_other_kinds_do_not_trigger():
+    d = evaluate(alert(), new_state(), event(kind="concept-drift-detected"), now=1.0)
+    assert not d.notify and not d.history
+    wild = alert(trigger={"events": ["concept-drift-*"]})
+    assert evaluate(wild, new_state(), event(kind="concept-drift-suspected"), now=1.0).notify
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"severity": "urgent"}, "severity"),
+        ({"trigger": {"events": ["drift-happened"]}}, "trigger.events[0]"),
+        ({"entities": {"kind": "model-endpoint-result", "ids": []}}, "entities.ids"),
+        ({"criteria": {"count": 0}}, "criteria.count"),
+        ({"reset_policy": "sometimes"}, "reset_policy"),
+        ({"notifications": [{"kind": "pager"}]}, "notifications[0].kind"),
+        (
+            {
+                "notifications": [
+                    {"kind": "email", "smtp_host": "h", "smtp_port": 25, "from": "a@b"}
+                ]
+            },
+            "notifications[0].to",
+        ),
+        ({"notifications": [{"kind": "webhook", "url": "ftp://x"}]}, "notifications[0].url"),
+        ({"notifications": [{"kind": "command", "argv": []}]}, "notifications[0].argv"),
+        ({"cooldown": "forever"}, "cooldown"),
+    ],
+)
+def test_bad_alert_config_names_the_field(change, field):
+    with pytest.raises(ApiError) as err:
+        alert(**change)
+    assert err.value.details["field"] == field
+
+
+def test_templates_render_every_placeholder():
+    templates = load_templates()
+    out = render(alert(), event(), "http://127.0.0.1:8470", templates)
+    assert "Data drift detected on endpoint ep" in out["text"]
+    assert "histogram-data-drift.general_drift = 0.8 (detected)" in out["text"]
+    assert (
+        "http://127.0.0.1:8470/v1/endpoints/ep/results?application=histogram-data-drift"
+        in out["text"]
+    )
+    assert out["subject"] == "[modelmon] high: drift - data-drift-detected on ep"
+    assert "{" not in out["text"]
+    assert out["payload"]["event"]["kind"] == "data-drift-detected"
+
+
+def test_secret_is_not_shown_back():
+    assert alert().to_api()["notifications"][0]["secret"] == "***"
