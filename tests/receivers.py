@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 def free_port() -> int:
@@ -88,10 +89,30 @@ class _MailHandler:
 
 
 class SmtpReceiver:
-    def __init__(self) -> None:
+    """With `tls_context`, offers STARTTLS; with `login`, requires AUTH (user, password)."""
+
+    def __init__(self, tls_context: Any = None, login: tuple[str, str] | None = None) -> None:
         self.port = free_port()
         self.mail: list[dict[str, Any]] = []
-        self._controller = Controller(_MailHandler(self.mail), hostname="127.0.0.1", port=self.port)
+        kwargs: dict[str, Any] = {}
+        if tls_context is not None:
+            kwargs.update(tls_context=tls_context, require_starttls=True)
+        if login is not None:
+
+            def authenticate(
+                server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+            ) -> AuthResult:
+                ok = (data.login.decode(), data.password.decode()) == login
+                return AuthResult(success=ok)
+
+            kwargs.update(
+                authenticator=authenticate,
+                auth_required=True,
+                auth_require_tls=tls_context is not None,
+            )
+        self._controller = Controller(
+            _MailHandler(self.mail), hostname="127.0.0.1", port=self.port, **kwargs
+        )
 
     def start(self) -> SmtpReceiver:
         self._controller.start()

@@ -46,10 +46,15 @@ def _send_email(channel: dict[str, Any], subject: str, text: str) -> None:
     msg["To"] = ", ".join(channel["to"])
     msg.set_content(text)
     host, port = channel["smtp_host"], int(channel["smtp_port"])
-    smtp_cls = smtplib.SMTP_SSL if channel.get("ssl") else smtplib.SMTP
-    with smtp_cls(host, port, timeout=20) as smtp:
+    context = ssl.create_default_context(cafile=channel.get("ca_file") or None)
+    smtp: smtplib.SMTP
+    if channel.get("ssl"):
+        smtp = smtplib.SMTP_SSL(host, port, timeout=20, context=context)
+    else:
+        smtp = smtplib.SMTP(host, port, timeout=20)
+    with smtp:
         if channel.get("starttls"):
-            smtp.starttls(context=ssl.create_default_context())
+            smtp.starttls(context=context)
         if channel.get("username"):
             smtp.login(channel["username"], channel.get("password") or "")
         smtp.send_message(msg)

@@ -28,7 +28,7 @@ CHANNELS = {
     "slack": ({"webhook_url"}, set()),
     "email": (
         {"smtp_host", "smtp_port", "from", "to"},
-        {"starttls", "username", "password", "ssl"},
+        {"starttls", "username", "password", "ssl", "ca_file"},
     ),
     "command": ({"argv"}, {"timeout"}),
 }

@@ -4,6 +4,8 @@ import asyncio
 import hashlib
 import hmac
 import json
+import ssl
+import subprocess
 import sys
 import time
 
@@ -80,6 +82,61 @@ async def test_email_over_smtp():
         assert mail["to"] == ["oncall@example.com"]
         assert mail["message"]["Subject"] == "[modelmon] high: drift"
         assert "Data drift detected" in mail["message"].get_payload()
+    finally:
+        smtp.stop()
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for 127.0.0.1 (openssl)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
+async def test_email_with_starttls_and_login(certificate):
+    key, cert = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    smtp = SmtpReceiver(tls_context=server_tls, login=("mm", "pw")).start()
+    base = {
+        "kind": "email",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp.port,
+        "from": "mm@example.com",
+        "to": ["ops@example.com"],
+        "starttls": True,
+        "ca_file": str(cert),
+        "username": "mm",
+    }
+    try:
+        async with aiohttp.ClientSession() as session:
+            without_login = {k: v for k, v in base.items() if k != "username"}
+            with pytest.raises(DeliveryError, match="530"):  # the server requires AUTH
+                await send(entry(without_login), session)
+            await send(entry({**base, "password": "pw"}), session)
+        assert len(smtp.mail) == 1 and smtp.mail[0]["to"] == ["ops@example.com"]
     finally:
         smtp.stop()
 
