@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from actors import ray_metrics
 from modelmon_daemon.config import Settings
 from modelmon_daemon.records import AppOutput, WindowMeta
 from modelmon_daemon.storage.lmdb_store import LmdbStore
@@ -75,6 +76,18 @@ class ControllerActor:
         self.ticks = 0
         self.last_report = TickReport()
         self.tick_errors = 0
+        self.ray_windows = ray_metrics.counter(
+            "modelmon_windows_analyzed", "Closed windows analyzed and committed."
+        )
+        self.ray_results = ray_metrics.counter(
+            "modelmon_results_stored", "Results and metrics stored."
+        )
+        self.ray_late = ray_metrics.counter(
+            "modelmon_late_batches_stored", "Late-event batches stored."
+        )
+        self.ray_endpoints = ray_metrics.gauge(
+            "modelmon_endpoints_routed", "Endpoints with a stream actor."
+        )
 
     async def set_applications(self, names: list[str]) -> None:
         self.applications = list(names)
@@ -122,6 +135,10 @@ class ControllerActor:
             report.finished = time.time()
             self.ticks += 1
             self.last_report = report
+            self.ray_windows.inc(report.windows)
+            self.ray_results.inc(report.results)
+            self.ray_late.inc(report.late_batches)
+            self.ray_endpoints.set(len(self.routes))
             return report.__dict__
 
     async def _tick_stream(self, name: str, handle: Any, now: float, report: TickReport) -> None:
@@ -253,6 +270,7 @@ class ControllerActor:
             "applications": self.applications,
             "last_tick": self.last_report.__dict__,
             "loop_running": self._loop_task is not None and not self._loop_task.done(),
+            "ray_metrics": ray_metrics.is_live(self.ray_windows),
         }
 
     async def ping(self) -> str:

@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any
 
+from actors import ray_metrics
 from modelmon_daemon.config import Settings
 from modelmon_daemon.opsmetrics import ArrivalRing
 from modelmon_daemon.records import ColumnBatch, WindowMeta
@@ -28,6 +29,9 @@ class StreamActor:
         self.rings: dict[str, ArrivalRing] = {}
         self.committed: dict[str, dict[str, Any]] = {}
         self.started = time.time()
+        self.ray_rows = ray_metrics.counter(
+            "modelmon_stream_rows", "Rows buffered by stream actors.", ("actor",)
+        )
         for uid, actor in self.store.routes().items():
             if actor == name:
                 self.add_endpoint(uid)
@@ -70,6 +74,8 @@ class StreamActor:
             if self.windows[uid].add(seq, start, batch, arrival):
                 self.rings[uid].add(arrival, len(batch), batch.latency_us)
                 taken += len(batch)
+        if taken:
+            self.ray_rows.inc(taken, tags={"actor": self.name})
         return taken
 
     def collect(

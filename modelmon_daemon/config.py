@@ -89,6 +89,11 @@ class OperationalSettings:
 
 
 @dataclass
+class MetricsSettings:
+    per_feature: bool = False
+
+
+@dataclass
 class NotificationSettings:
     public_url: str = ""
     templates: str = ""
@@ -111,6 +116,7 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     operational: OperationalSettings = field(default_factory=OperationalSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
     @property

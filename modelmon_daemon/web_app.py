@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from modelmon_daemon.alerts.delivery import OutboxDelivery
 from modelmon_daemon.config import Settings
 from modelmon_daemon.directory import ActorDirectory
 from modelmon_daemon.errors import ApiError
+from modelmon_daemon.prometheus import MetricsExporter
 from modelmon_daemon.records import EndpointSpec
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 from modelmon_daemon.storage.parquet_store import ParquetStore
@@ -47,6 +49,7 @@ class Services:
     specs: dict[str, EndpointSpec] = field(default_factory=dict)
     counters: IngestCounters = field(default_factory=IngestCounters)
     delivery: OutboxDelivery | None = None
+    exporter: MetricsExporter = field(default_factory=MetricsExporter)
     started: float = 0.0
 
 
@@ -67,6 +70,22 @@ def _default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(type(value).__name__)
+
+
+@web.middleware
+async def timing_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Request duration per route (the route pattern, so label values stay bounded)."""
+    started = time.perf_counter()
+    try:
+        return await handler(request)
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        services = request.app.get(SERVICES)
+        if services is not None:
+            services.exporter.request_seconds.labels(route).observe(time.perf_counter() - started)
 
 
 @web.middleware
@@ -113,7 +132,8 @@ def build_app(services: Services) -> web.Application:
     from modelmon_daemon import web_handlers as h
 
     app = web.Application(
-        client_max_size=services.settings.daemon.max_body_size, middlewares=[error_middleware]
+        client_max_size=services.settings.daemon.max_body_size,
+        middlewares=[timing_middleware, error_middleware],
     )
     app[SERVICES] = services
 

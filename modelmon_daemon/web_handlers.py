@@ -330,63 +330,34 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
-def _prom_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 async def metrics(request: web.Request) -> web.Response:
+    from modelmon_daemon.prometheus import CONTENT_TYPE, Snapshot
+    from modelmon_daemon.web_alerts import alert_record
+
     services = _services(request)
     c = services.counters
-    lines = [
-        "# HELP modelmon_ingest_requests_total HTTP ingestion requests by route.",
-        "# TYPE modelmon_ingest_requests_total counter",
-    ]
-    lines += [
-        f'modelmon_ingest_requests_total{{route="{k}"}} {v}' for k, v in sorted(c.requests.items())
-    ]
-    lines += [
-        "# HELP modelmon_ingest_rejected_total Requests answered with an error, by status.",
-        "# TYPE modelmon_ingest_rejected_total counter",
-    ]
-    lines += [
-        f'modelmon_ingest_rejected_total{{status="{k}"}} {v}' for k, v in sorted(c.rejected.items())
-    ]
-    lines += [
-        "# HELP modelmon_ingest_events_total Events accepted (made durable).",
-        "# TYPE modelmon_ingest_events_total counter",
-        f"modelmon_ingest_events_total {c.events_accepted}",
-        "# HELP modelmon_ingest_rows_total Prediction rows accepted.",
-        "# TYPE modelmon_ingest_rows_total counter",
-        f"modelmon_ingest_rows_total {c.rows_accepted}",
-    ]
     uids = [e["uid"] for e in services.store.list_endpoints()]
-    ops = await services.directory.operational(uids)
-    gauges = {
-        "predictions_count_5m": "Predictions in the last 5 minutes.",
-        "predictions_per_second": "Predictions per second over the last minute.",
-        "error_count": "Error events seen.",
-        "late_events": "Events that arrived after their window closed.",
-    }
-    for key, help_text in gauges.items():
-        name = f"modelmon_endpoint_{key}"
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-        for uid in uids:
-            value = ops.get(uid, {}).get(key)
-            if value is not None:
-                lines.append(f'{name}{{endpoint="{_prom_escape(uid)}"}} {float(value)}')
-    lines += [
-        "# HELP modelmon_endpoint_general_drift Latest general_drift of the endpoint.",
-        "# TYPE modelmon_endpoint_general_drift gauge",
-    ]
-    for uid in uids:
-        value = services.store.get_state(uid)["drift_measures"].get("general_drift")
-        if value is not None:
-            lines.append(
-                f'modelmon_endpoint_general_drift{{endpoint="{_prom_escape(uid)}"}} {value}'
-            )
-    return web.Response(
-        text="\n".join(lines) + "\n",
-        content_type="text/plain",
-        charset="utf-8",
-        headers={"X-Content-Type-Options": "nosniff"},
+    endpoints = await _records(services, uids)
+    for record in endpoints:
+        record["latest_results"] = services.store.latest_results(record["uid"])
+    try:
+        controller = await asyncio.wait_for(services.directory.controller.status.remote(), 5)
+    except Exception:
+        controller = {}
+    delivery = services.delivery
+    snapshot = Snapshot(
+        requests=dict(c.requests),
+        rejected=dict(c.rejected),
+        events=c.events_accepted,
+        rows=c.rows_accepted,
+        wal_records=services.store.wal_size(),
+        ticks=int(controller.get("ticks", 0)),
+        tick_errors=int(controller.get("tick_errors", 0)),
+        notifications_delivered=delivery.delivered if delivery else 0,
+        notification_failures=delivery.failed_attempts if delivery else 0,
+        endpoints=endpoints,
+        alerts=[alert_record(services, a) for a in services.store.list_alerts()],
+        per_feature=services.settings.metrics.per_feature,
     )
+    body = services.exporter.render(snapshot)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

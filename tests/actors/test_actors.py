@@ -123,6 +123,7 @@ def test_crashed_writer_is_restarted_and_the_tick_retried(daemon_actors):
 
 def test_controller_loop_ticks_by_itself(daemon_actors):
     controller, _writer, _store, _ = daemon_actors
+    assert ray.get(controller.status.remote())["ray_metrics"] is True  # Ray's metrics API
     assert ray.get(controller.ensure_running.remote()) is True
     assert ray.get(controller.ensure_running.remote()) is False
 

@@ -257,7 +257,24 @@ def test_health_metrics_and_labels(daemon):
 
     with urllib.request.urlopen(daemon.url + "/metrics", timeout=10) as resp:
         text = resp.read().decode()
-    assert "# TYPE modelmon_ingest_events_total counter" in text
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from modelmon_daemon.prometheus import metric_names
+
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["modelmon_ingest_events"].type == "counter"
+    names = {s.name for f in families.values() for s in f.samples}
+    assert {
+        "modelmon_ingest_events_total",
+        "modelmon_endpoint_drift",
+        "modelmon_endpoint_predictions_5m",
+        "modelmon_ingest_request_duration_seconds_bucket",
+    } <= names
+    declared = metric_names()
+    for family in families.values():
+        if family.name.startswith("modelmon_"):
+            name = family.name + ("_total" if family.type == "counter" else "")
+            assert name in declared, name
     status, _ = daemon.post(
         "/v1/endpoints", {"uid": "lab", "project": "p", "name": "lab", "feature_names": ["x"]}
     )

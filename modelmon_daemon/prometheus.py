@@ -1,0 +1,248 @@
+"""Prometheus exposition of the daemon: ingestion counters and latency histogram, the log
+backlog, controller and notification counters, and per-endpoint gauges (operational
+metrics, latest drift, latest result values, alert states).
+
+The registry is injected; everything that lives elsewhere (LMDB, stream actors) is read
+into a Snapshot by the HTTP handler just before a scrape, and a custom collector turns
+the snapshot into metric families. Per-feature series only with `metrics.per_feature`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+disable_created_metrics()  # *_created series double the output and no dashboard uses them
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass
+class Snapshot:
+    requests: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+    rows: int = 0
+    wal_records: int = 0
+    ticks: int = 0
+    tick_errors: int = 0
+    notifications_delivered: int = 0
+    notification_failures: int = 0
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    per_feature: bool = False
+
+
+ENDPOINT_GAUGES = {
+    "predictions_count_5m": (
+        "modelmon_endpoint_predictions_5m",
+        "Predictions in the last 5 minutes.",
+        1.0,
+    ),
+    "predictions_count_1h": (
+        "modelmon_endpoint_predictions_1h",
+        "Predictions in the last hour.",
+        1.0,
+    ),
+    "predictions_per_second": (
+        "modelmon_endpoint_predictions_per_second",
+        "Predictions per second over the last minute.",
+        1.0,
+    ),
+    "latency_avg_5m": (
+        "modelmon_endpoint_latency_avg_5m_seconds",
+        "Average model latency over the last 5 minutes.",
+        1e-6,
+    ),
+    "latency_avg_1h": (
+        "modelmon_endpoint_latency_avg_1h_seconds",
+        "Average model latency over the last hour.",
+        1e-6,
+    ),
+    "buffered_events": (
+        "modelmon_endpoint_buffered_events",
+        "Events waiting for their window to close.",
+        1.0,
+    ),
+}
+ENDPOINT_COUNTERS = {
+    "events_total": ("modelmon_endpoint_events", "Prediction rows received."),
+    "error_count": ("modelmon_endpoint_errors", "Error events received."),
+    "late_events": (
+        "modelmon_endpoint_late_events",
+        "Rows that arrived after their window closed.",
+    ),
+}
+DRIFT_MEASURES = ("general_drift", "tvd_mean", "hellinger_mean", "kld_mean")
+STATUS_VALUES = {"no_detection": 0, "potential_detection": 1, "detected": 2}
+
+
+def metric_names() -> set[str]:
+    """Every metric family name the daemon exports (Grafana dashboards are checked against it)."""
+    names = {
+        "modelmon_ingest_requests_total",
+        "modelmon_ingest_rejected_total",
+        "modelmon_ingest_events_total",
+        "modelmon_ingest_rows_total",
+        "modelmon_ingest_request_duration_seconds",
+        "modelmon_wal_pending_records",
+        "modelmon_controller_ticks_total",
+        "modelmon_controller_tick_errors_total",
+        "modelmon_notifications_delivered_total",
+        "modelmon_notification_failures_total",
+        "modelmon_endpoints",
+        "modelmon_endpoint_drift",
+        "modelmon_endpoint_drift_status",
+        "modelmon_endpoint_result_value",
+        "modelmon_endpoint_result_status",
+        "modelmon_endpoint_feature_drift",
+        "modelmon_alert_active",
+        "modelmon_alert_notifications_total",
+    }
+    names |= {name for name, _, _ in ENDPOINT_GAUGES.values()}
+    names |= {f"{name}_total" for name, _ in ENDPOINT_COUNTERS.values()}
+    return names
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, exporter: MetricsExporter) -> None:
+        self.exporter = exporter
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.exporter.snapshot
+        c = CounterMetricFamily(
+            "modelmon_ingest_requests", "HTTP ingestion requests.", labels=["route"]
+        )
+        for route, n in sorted(s.requests.items()):
+            c.add_metric([route], n)
+        yield c
+        c = CounterMetricFamily(
+            "modelmon_ingest_rejected", "Requests answered with an error.", labels=["status"]
+        )
+        for status, n in sorted(s.rejected.items()):
+            c.add_metric([status], n)
+        yield c
+        yield CounterMetricFamily(
+            "modelmon_ingest_events", "Events accepted (durable).", value=s.events
+        )
+        yield CounterMetricFamily("modelmon_ingest_rows", "Prediction rows accepted.", value=s.rows)
+        yield GaugeMetricFamily(
+            "modelmon_wal_pending_records",
+            "Durability-log records whose window is not in Parquet yet.",
+            value=s.wal_records,
+        )
+        yield CounterMetricFamily("modelmon_controller_ticks", "Controller ticks.", value=s.ticks)
+        yield CounterMetricFamily(
+            "modelmon_controller_tick_errors",
+            "Failed endpoint ticks (retried).",
+            value=s.tick_errors,
+        )
+        yield CounterMetricFamily(
+            "modelmon_notifications_delivered",
+            "Notifications delivered.",
+            value=s.notifications_delivered,
+        )
+        yield CounterMetricFamily(
+            "modelmon_notification_failures",
+            "Failed delivery attempts.",
+            value=s.notification_failures,
+        )
+        yield GaugeMetricFamily(
+            "modelmon_endpoints", "Registered endpoints.", value=len(s.endpoints)
+        )
+        yield from self._endpoints(s)
+        active = GaugeMetricFamily(
+            "modelmon_alert_active", "Active entities of an alert.", labels=["alert"]
+        )
+        sent = CounterMetricFamily(
+            "modelmon_alert_notifications", "Notifications an alert sent.", labels=["alert"]
+        )
+        for a in s.alerts:
+            active.add_metric([a["name"]], len(a["active_entities"]))
+            sent.add_metric([a["name"]], a["notifications_sent"])
+        yield active
+        yield sent
+
+    def _endpoints(self, s: Snapshot) -> Iterator[Metric]:
+        gauges = {
+            k: GaugeMetricFamily(n, h, labels=["endpoint"])
+            for k, (n, h, _) in ENDPOINT_GAUGES.items()
+        }
+        counters = {
+            k: CounterMetricFamily(n, h, labels=["endpoint"])
+            for k, (n, h) in ENDPOINT_COUNTERS.items()
+        }
+        drift = GaugeMetricFamily(
+            "modelmon_endpoint_drift",
+            "Latest histogram drift of the endpoint.",
+            labels=["endpoint", "measure"],
+        )
+        status = GaugeMetricFamily(
+            "modelmon_endpoint_drift_status",
+            "Latest drift status: 0 none, 1 potential, 2 detected.",
+            labels=["endpoint"],
+        )
+        value = GaugeMetricFamily(
+            "modelmon_endpoint_result_value",
+            "Latest value of each result and metric.",
+            labels=["endpoint", "application", "name"],
+        )
+        rstatus = GaugeMetricFamily(
+            "modelmon_endpoint_result_status",
+            "Latest status of each result (-1 irrelevant .. 2 detected).",
+            labels=["endpoint", "application", "name"],
+        )
+        feature = GaugeMetricFamily(
+            "modelmon_endpoint_feature_drift",
+            "Latest per-feature drift.",
+            labels=["endpoint", "feature", "measure"],
+        )
+        for e in s.endpoints:
+            uid = e["uid"]
+            for key, (_, _, scale) in ENDPOINT_GAUGES.items():
+                if e.get(key) is not None:
+                    gauges[key].add_metric([uid], float(e[key]) * scale)
+            for key in ENDPOINT_COUNTERS:
+                counters[key].add_metric([uid], float(e.get(key) or 0))
+            measures = e.get("drift_measures") or {}
+            for m in DRIFT_MEASURES:
+                if measures.get(m) is not None:
+                    drift.add_metric([uid, m], float(measures[m]))
+            if e.get("drift_status") in STATUS_VALUES:
+                status.add_metric([uid], STATUS_VALUES[e["drift_status"]])
+            for r in e.get("latest_results", []):
+                if r.get("value") is not None:
+                    value.add_metric([uid, r["application"], r["name"]], float(r["value"]))
+                if r.get("status") is not None:
+                    rstatus.add_metric([uid, r["application"], r["name"]], float(r["status"]))
+            if s.per_feature:
+                for name, per in (measures.get("features") or {}).items():
+                    for m, v in per.items():
+                        feature.add_metric([uid, name, m], float(v))
+        yield from gauges.values()
+        yield from counters.values()
+        yield from (drift, status, value, rstatus, feature)
+
+
+class MetricsExporter:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.snapshot = Snapshot()
+        self.request_seconds = Histogram(
+            "modelmon_ingest_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_SnapshotCollector(self))
+
+    def render(self, snapshot: Snapshot) -> bytes:
+        self.snapshot = snapshot
+        return bytes(generate_latest(self.registry))
