@@ -306,6 +306,52 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from modelmon_daemon.durations import parse_duration
+    from modelmon_daemon.evaluate import (
+        EvaluateError,
+        as_rows,
+        evaluate,
+        progress_bar,
+        write_results,
+    )
+
+    settings = load_settings(args.config)
+    try:
+        period = parse_duration(args.base_period) if args.base_period else None
+    except ValueError as exc:
+        raise CliError(f"--base-period: {exc}") from None
+    try:
+        result = evaluate(
+            args.data,
+            args.reference,
+            settings,
+            base_period=period,
+            time_column=args.time_column,
+            features=args.features.split(",") if args.features else None,
+            uid=args.endpoint,
+            project=args.project,
+            progress=None if args.json else progress_bar,
+        )
+    except EvaluateError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        print(json.dumps(as_rows(result), indent=2))
+    else:
+        data_dir = args.data_dir or settings.daemon.data_dir
+        paths = write_results(result, data_dir)
+        drift = [r for r in result.results if r.name == "general_drift"]
+        detected = sum(1 for r in drift if r.status is not None and int(r.status) == 2)
+        print(
+            f"{len(result.windows)} windows, {len(result.results)} results written to "
+            f"{len(paths)} files under {data_dir}/results/endpoint_id={result.uid}; "
+            f"general_drift detected in {detected} of {len(drift)} windows"
+        )
+    for failure in result.failures:
+        print(f"application failure: {failure}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from modelmon_daemon.demo import run_demo
 
@@ -362,6 +408,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="daemon URL (default $MODELMON_URL or http://127.0.0.1:8470)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("evaluate", help="run the applications over an offline dataset")
+    p.add_argument("data", help="the data to analyze (.parquet or .csv)")
+    p.add_argument("--reference", required=True, help="reference data (.parquet or .csv)")
+    p.add_argument("--base-period", help="window length (default: the config's)")
+    p.add_argument("--time-column", help="event time column; without it the file is one window")
+    p.add_argument(
+        "--features", help="comma-separated feature columns (default: numeric reference columns)"
+    )
+    p.add_argument("--endpoint", help="endpoint id for the results (default evaluate-<file>)")
+    p.add_argument("--project", default="evaluate")
+    p.add_argument("--data-dir", help="where to write results (default: the config's data_dir)")
+    p.add_argument("--config")
+    p.add_argument("--json", action="store_true", help="print the results instead of writing them")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="run a short daemon with synthetic traffic and show drift")
     p.add_argument("--port", type=int, default=8471)
