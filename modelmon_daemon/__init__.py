@@ -14,4 +14,12 @@ def connect(target: Any = "./modelmon-data") -> Any:
     return _connect(target)
 
 
-__all__ = ["__version__", "connect"]
+def __getattr__(name: str) -> Any:
+    if name == "Client":
+        from modelmon_daemon.client import Client
+
+        return Client
+    raise AttributeError(name)
+
+
+__all__ = ["Client", "__version__", "connect"]

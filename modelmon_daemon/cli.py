@@ -170,8 +170,11 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
 
 def cmd_endpoints(args: argparse.Namespace) -> int:
     client = Client(args.url)
-    if args.uid:
-        record = client.endpoint(args.uid)
+    uid = [u for u in args.uid if u != "show"]
+    if len(uid) > 1:
+        raise CliError("endpoints show takes one UID")
+    if uid:
+        record = client.endpoint(uid[0])
         print(json.dumps(record, indent=2))
         return 0
     records = client.endpoints()
@@ -306,6 +309,26 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from modelmon_daemon.report import build_report, plots
+
+    client = Client(args.url)
+    record = client.endpoint(args.uid)
+    results = client.results(args.uid)
+    status = client.status()
+    potential = status.get("drift_thresholds", {}).get("potential", 0.5)
+    detected = status.get("drift_thresholds", {}).get("detected", 0.7)
+    if args.png:
+        images = plots(record, results, potential, detected)
+        if args.png not in images:
+            raise CliError(f"no plot {args.png!r}; plots: {', '.join(images)}")
+        Path(args.out).write_bytes(images[args.png])
+    else:
+        Path(args.out).write_text(build_report(record, results, potential, detected))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from modelmon_daemon.durations import parse_duration
     from modelmon_daemon.evaluate import (
@@ -385,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--url", help="daemon URL (default $MODELMON_URL or http://127.0.0.1:8470)")
         p.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "endpoints":
-            p.add_argument("uid", nargs="?")
+            p.add_argument("uid", nargs="*", help="UID, or show UID")
         if name == "results":
             p.add_argument("uid")
             p.add_argument("--since", help="only windows ending in the last DURATION, e.g. 1h")
@@ -408,6 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="daemon URL (default $MODELMON_URL or http://127.0.0.1:8470)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("report", help="a self-contained HTML report of an endpoint (or one PNG)")
+    p.add_argument("uid")
+    p.add_argument("--out", required=True, help="report.html, or the .png with --png")
+    p.add_argument("--png", metavar="PLOT", help="export one plot: drift, operations, feature:NAME")
+    p.add_argument("--url", help="daemon URL (default $MODELMON_URL or http://127.0.0.1:8470)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("evaluate", help="run the applications over an offline dataset")
     p.add_argument("data", help="the data to analyze (.parquet or .csv)")

@@ -74,7 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 project="demo",
                 name=name,
                 feature_names=FEATURES,
-                reference={"rows": reference.tolist()},
+                reference=reference,
             )
         windows = args.windows
         first = (math.floor(time.time() / PERIOD) - windows) * PERIOD
@@ -85,10 +85,10 @@ def run_demo(args: argparse.Namespace) -> int:
                 ts = first + w * PERIOD + np.sort(rng.uniform(0, PERIOD - 0.001, size=300))
                 client.log_events(
                     f"demo-{name}",
-                    inputs=rows.tolist(),
-                    outputs=rng.integers(0, 2, 300).tolist(),
-                    timestamps=ts.tolist(),
-                    latency_us=rng.integers(800, 3000, 300).tolist(),
+                    rows,
+                    outputs=rng.integers(0, 2, 300),
+                    timestamps=ts,
+                    latency_us=rng.integers(800, 3000, 300),
                 )
         print(
             f"posted {windows} windows x 300 events to {len(names)} endpoints "

@@ -322,6 +322,10 @@ async def status(request: web.Request) -> web.Response:
             "data_dir": str(services.settings.data_path),
             "base_period_s": services.settings.windows.base_period,
             "allowed_lateness_s": services.settings.windows.allowed_lateness,
+            "drift_thresholds": {
+                "potential": services.settings.drift.potential_threshold,
+                "detected": services.settings.drift.detected_threshold,
+            },
             "endpoints": len(services.store.list_endpoints()),
             "wal_records": services.store.wal_size(),
             "controller": controller,
