@@ -24,8 +24,7 @@ class ApplicationActor:
         )
         drift = self.settings.drift
         self.app_settings = {
-            "potential_threshold": drift.potential_threshold,
-            "detected_threshold": drift.detected_threshold,
+            **dataclasses.asdict(drift),
             **dataclasses.asdict(self.settings.operational),
         }
         self.runs = 0

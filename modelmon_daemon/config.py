@@ -72,6 +72,10 @@ class ApplicationSettings:
 class DriftSettings:
     potential_threshold: float = 0.5
     detected_threshold: float = 0.7
+    min_sample_size: int = 0
+    psi_threshold: float = 0.2
+    share_potential: float = 0.25
+    share_detected: float = 0.5
 
 
 @dataclass
@@ -251,6 +255,17 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(
             "drift.detected_threshold",
             f"must be greater than drift.potential_threshold ({p}), got {q}",
+        )
+    d = settings.drift
+    if d.min_sample_size < 0:
+        raise ConfigError("drift.min_sample_size", "must not be negative")
+    if d.psi_threshold <= 0:
+        raise ConfigError("drift.psi_threshold", "must be positive")
+    if not 0 < d.share_potential < d.share_detected <= 1:
+        raise ConfigError(
+            "drift.share_detected",
+            f"need 0 < share_potential ({d.share_potential}) < share_detected "
+            f"({d.share_detected}) <= 1",
         )
     if settings.storage.lmdb_map_size < 16 * 1024**2:
         raise ConfigError("storage.lmdb_map_size", "must be at least 16MiB")

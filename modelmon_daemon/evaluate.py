@@ -131,8 +131,7 @@ def evaluate(
         starts = ts.copy()
     apps = build_applications(settings.applications.builtin, settings.applications.user)
     app_settings = {
-        "potential_threshold": settings.drift.potential_threshold,
-        "detected_threshold": settings.drift.detected_threshold,
+        **settings.drift.__dict__,
         **settings.operational.__dict__,
     }
     endpoint = spec.to_dict()

@@ -121,6 +121,8 @@ class HistogramDataDriftApplication:
             return []
         value = drift.general_drift
         status = status_for(value, potential, detected)
+        if len(context.batch) < int(context.settings.get("min_sample_size", 0)):
+            status = ResultStatus.irrelevant  # too few rows to call it either way
         per_feature = drift.per_feature()
         context.endpoint_updates.update(
             {

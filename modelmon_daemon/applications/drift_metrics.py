@@ -1,0 +1,106 @@
+"""More drift measures from the same binned window as the histogram application: PSI,
+Jensen-Shannon (base 2), Wasserstein normalized by the reference standard deviation and
+the Kolmogorov-Smirnov statistic, per feature, plus the share of drifted features as a
+data_drift result. Below `drift.min_sample_size` rows the status is `irrelevant`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
+from modelmon_daemon.applications.histogram_data_drift import histogram_drift
+from modelmon_daemon.distances import (
+    PSI_EPSILON,
+    bin_positions,
+    jensen_shannon_divergence,
+    kolmogorov_smirnov_binned,
+    population_stability_index,
+    probabilities,
+    wasserstein_binned,
+)
+from modelmon_daemon.enums import ResultKind, ResultStatus
+from modelmon_daemon.stats import pad_hist
+
+NAME = "drift-metrics"
+
+
+def drift_measures(
+    matrix: np.ndarray, feature_names: list[str], feature_stats: dict[str, Any]
+) -> dict[str, dict[str, float]] | None:
+    """feature -> {psi, js, wasserstein, ks}; features binned together per bin count."""
+    binned = histogram_drift(matrix, feature_names, feature_stats)
+    if binned is None:
+        return None
+    out: dict[str, dict[str, float]] = {}
+    groups: dict[int, list[int]] = {}
+    for k, counts in enumerate(binned.counts):
+        groups.setdefault(len(counts), []).append(k)
+    for members in groups.values():
+        names = [binned.features[k] for k in members]
+        counts = np.array([binned.counts[k] for k in members], dtype=np.float64)
+        edges = np.array([binned.edges[k] for k in members])
+        ref_counts = np.array(
+            [pad_hist(feature_stats[n]["hist"])[0] for n in names], dtype=np.float64
+        )
+        t, u = probabilities(counts), probabilities(ref_counts)
+        std = np.array([float(feature_stats[n].get("std") or 0.0) for n in names])
+        wasserstein = wasserstein_binned(t, u, bin_positions(edges))
+        scale = np.where(std > 0, std, 1.0)
+        values = {
+            "psi": population_stability_index(t, u),
+            "js": jensen_shannon_divergence(t, u),
+            "wasserstein": wasserstein / scale,
+            "ks": kolmogorov_smirnov_binned(t, u),
+        }
+        for j, name in enumerate(names):
+            out[name] = {key: float(v[j]) for key, v in values.items()}
+    return {n: out[n] for n in binned.features}
+
+
+def share_status(share: float, potential: float, detected: float) -> ResultStatus:
+    if share >= detected:
+        return ResultStatus.detected
+    if share >= potential:
+        return ResultStatus.potential_detection
+    return ResultStatus.no_detection
+
+
+class DriftMetricsApplication:
+    NAME = NAME
+
+    def do_tracking(self, context: MonitoringContext) -> list[Result | Metric]:
+        s = context.settings
+        measures = drift_measures(context.features, context.feature_names, context.feature_stats)
+        if measures is None:
+            return []
+        psi_threshold = float(s.get("psi_threshold", 0.2))
+        drifted = sorted(n for n, m in measures.items() if m["psi"] >= psi_threshold)
+        share = len(drifted) / len(measures)
+        rows = len(context.batch)
+        status = share_status(
+            share, float(s.get("share_potential", 0.25)), float(s.get("share_detected", 0.5))
+        )
+        if rows < int(s.get("min_sample_size", 0)):
+            status = ResultStatus.irrelevant
+        out: list[Result | Metric] = [
+            Metric(f"{key}_mean", float(np.mean([m[key] for m in measures.values()])))
+            for key in ("psi", "js", "wasserstein", "ks")
+        ]
+        out.append(
+            Result(
+                "drifted_features_share",
+                share,
+                ResultKind.data_drift,
+                status,
+                {
+                    "features": measures,
+                    "drifted": drifted,
+                    "psi_threshold": psi_threshold,
+                    "psi_epsilon": PSI_EPSILON,
+                    "sample_size": rows,
+                },
+            )
+        )
+        return out
