@@ -256,16 +256,16 @@ def validate(settings: Settings) -> Settings:
             "drift.detected_threshold",
             f"must be greater than drift.potential_threshold ({p}), got {q}",
         )
-    d = settings.drift
-    if d.min_sample_size < 0:
+    dr = settings.drift
+    if dr.min_sample_size < 0:
         raise ConfigError("drift.min_sample_size", "must not be negative")
-    if d.psi_threshold <= 0:
+    if dr.psi_threshold <= 0:
         raise ConfigError("drift.psi_threshold", "must be positive")
-    if not 0 < d.share_potential < d.share_detected <= 1:
+    if not 0 < dr.share_potential < dr.share_detected <= 1:
         raise ConfigError(
             "drift.share_detected",
-            f"need 0 < share_potential ({d.share_potential}) < share_detected "
-            f"({d.share_detected}) <= 1",
+            f"need 0 < share_potential ({dr.share_potential}) < share_detected "
+            f"({dr.share_detected}) <= 1",
         )
     if settings.storage.lmdb_map_size < 16 * 1024**2:
         raise ConfigError("storage.lmdb_map_size", "must be at least 16MiB")
