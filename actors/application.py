@@ -26,6 +26,7 @@ class ApplicationActor:
         self.app_settings = {
             **dataclasses.asdict(drift),
             **dataclasses.asdict(self.settings.operational),
+            **dataclasses.asdict(self.settings.data_quality),
         }
         self.runs = 0
 

@@ -93,6 +93,14 @@ class OperationalSettings:
 
 
 @dataclass
+class DataQualitySettings:
+    missing_potential: float = 0.05
+    missing_detected: float = 0.2
+    out_of_range_potential: float = 0.05
+    out_of_range_detected: float = 0.2
+
+
+@dataclass
 class MetricsSettings:
     per_feature: bool = False
 
@@ -121,6 +129,7 @@ class Settings:
     operational: OperationalSettings = field(default_factory=OperationalSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    data_quality: DataQualitySettings = field(default_factory=DataQualitySettings)
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -270,15 +279,18 @@ def validate(settings: Settings) -> Settings:
     if settings.storage.lmdb_map_size < 16 * 1024**2:
         raise ConfigError("storage.lmdb_map_size", "must be at least 16MiB")
     op = settings.operational
-    for low, high in (
-        ("latency_potential_us", "latency_detected_us"),
-        ("error_rate_potential", "error_rate_detected"),
-    ):
-        lo, hi = getattr(op, low), getattr(op, high)
+    pairs = (
+        ("operational", op, "latency_potential_us", "latency_detected_us"),
+        ("operational", op, "error_rate_potential", "error_rate_detected"),
+        ("data_quality", settings.data_quality, "missing_potential", "missing_detected"),
+        ("data_quality", settings.data_quality, "out_of_range_potential", "out_of_range_detected"),
+    )
+    for section, values, low, high in pairs:
+        lo, hi = getattr(values, low), getattr(values, high)
         if lo < 0 or hi < 0:
-            raise ConfigError(f"operational.{low}", "must not be negative (0 = off)")
+            raise ConfigError(f"{section}.{low}", "must not be negative (0 = off)")
         if lo and hi and not lo < hi:
-            raise ConfigError(f"operational.{high}", f"must be greater than operational.{low}")
+            raise ConfigError(f"{section}.{high}", f"must be greater than {section}.{low}")
     n = settings.notifications
     if n.max_attempts < 1:
         raise ConfigError("notifications.max_attempts", "must be at least 1")

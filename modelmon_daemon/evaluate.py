@@ -133,6 +133,7 @@ def evaluate(
     app_settings = {
         **settings.drift.__dict__,
         **settings.operational.__dict__,
+        **settings.data_quality.__dict__,
     }
     endpoint = spec.to_dict()
     windows, results, failures = [], [], []

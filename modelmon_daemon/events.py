@@ -284,12 +284,11 @@ def parse_native_events(
     inputs = payload.get("inputs")
     n_features = len(feature_names)
     if isinstance(inputs, dict):
-        missing = [f for f in feature_names if f not in inputs]
-        if missing:
-            raise InvalidEvent(None, f"inputs.{missing[0]}", "column missing")
         unknown = [c for c in inputs if c not in feature_names]
         if unknown:
             raise InvalidEvent(None, f"inputs.{unknown[0]}", "not a feature of this endpoint")
+        if not any(f in inputs for f in feature_names):
+            raise InvalidEvent(None, "inputs", "no column of this endpoint's features")
         lengths = {len(v) if isinstance(v, list) else -1 for v in inputs.values()}
         if -1 in lengths:
             bad = next(c for c, v in inputs.items() if not isinstance(v, list))
@@ -299,6 +298,9 @@ def parse_native_events(
         n = lengths.pop() if lengths else 0
         columns = []
         for name in feature_names:
+            if name not in inputs:  # a feature gone missing: all null, reported by data-quality
+                columns.append(np.full(n, np.nan))
+                continue
             try:
                 columns.append(np.array(inputs[name], dtype=np.float64))
             except (TypeError, ValueError):

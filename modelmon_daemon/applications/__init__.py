@@ -12,6 +12,7 @@ from modelmon_daemon.applications.base import (
     load_user_application,
     validate_outputs,
 )
+from modelmon_daemon.applications.data_quality import DataQualityApplication
 from modelmon_daemon.applications.drift_metrics import DriftMetricsApplication
 from modelmon_daemon.applications.histogram_data_drift import HistogramDataDriftApplication
 from modelmon_daemon.applications.operational_health import OperationalHealthApplication
@@ -20,6 +21,7 @@ BUILTIN_APPLICATIONS: dict[str, type] = {
     HistogramDataDriftApplication.NAME: HistogramDataDriftApplication,
     OperationalHealthApplication.NAME: OperationalHealthApplication,
     DriftMetricsApplication.NAME: DriftMetricsApplication,
+    DataQualityApplication.NAME: DataQualityApplication,
 }
 
 

@@ -1,0 +1,79 @@
+"""Data quality per window: missing rate and out-of-reference-range rate per feature, and
+features missing altogether (a clear result instead of a KeyError). Vectorized over all
+features at once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
+from modelmon_daemon.applications.operational_health import threshold_status
+from modelmon_daemon.enums import ResultKind, ResultStatus
+
+NAME = "data-quality"
+
+
+def quality_rates(
+    matrix: np.ndarray, lows: np.ndarray, highs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(missing rate, out-of-range rate among present values) per column."""
+    rows = matrix.shape[0]
+    missing = np.isnan(matrix)
+    present = rows - missing.sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        outside = ((matrix < lows) | (matrix > highs)).sum(axis=0)
+    missing_rate = missing.sum(axis=0) / max(rows, 1)
+    out_rate = np.divide(outside, present, out=np.zeros(len(present)), where=present > 0)
+    return missing_rate, out_rate
+
+
+class DataQualityApplication:
+    NAME = NAME
+
+    def do_tracking(self, context: MonitoringContext) -> list[Result | Metric]:
+        s = context.settings
+        names = context.feature_names
+        stats = context.feature_stats
+        lows = np.array([stats.get(n, {}).get("min", -np.inf) for n in names], dtype=np.float64)
+        highs = np.array([stats.get(n, {}).get("max", np.inf) for n in names], dtype=np.float64)
+        lows = np.where(np.isnan(lows), -np.inf, lows)
+        highs = np.where(np.isnan(highs), np.inf, highs)
+        missing, out_of_range = quality_rates(context.features, lows, highs)
+        gone = [n for n, rate in zip(names, missing, strict=True) if rate == 1.0]
+        per_feature = {
+            n: {"missing_rate": float(m), "out_of_range_rate": float(o)}
+            for n, m, o in zip(names, missing, out_of_range, strict=True)
+        }
+        worst_missing = float(missing.max()) if len(names) else 0.0
+        worst_range = float(out_of_range.max()) if len(names) else 0.0
+        small = len(context.batch) < int(s.get("min_sample_size", 0))
+        range_status = threshold_status(
+            worst_range, s.get("out_of_range_potential", 0.05), s.get("out_of_range_detected", 0.2)
+        )
+        return [
+            Metric("missing_rate_mean", float(missing.mean()) if len(names) else 0.0),
+            Metric("out_of_range_rate_mean", float(out_of_range.mean()) if len(names) else 0.0),
+            Result(
+                "missing_rate_max",
+                worst_missing,
+                ResultKind.mm_app_anomaly,
+                threshold_status(
+                    worst_missing, s.get("missing_potential", 0.05), s.get("missing_detected", 0.2)
+                ),
+                {"features": per_feature},
+            ),
+            Result(
+                "out_of_range_rate_max",
+                worst_range,
+                ResultKind.data_drift,
+                ResultStatus.irrelevant if small else range_status,
+                {"features": per_feature},
+            ),
+            Result(
+                "missing_features",
+                float(len(gone)),
+                ResultKind.mm_app_anomaly,
+                ResultStatus.detected if gone else ResultStatus.no_detection,
+                {"missing": gone},
+            ),
+        ]
