@@ -5,15 +5,23 @@ happened are deleted on start-up, so every acknowledged event lands exactly once
 from __future__ import annotations
 
 import logging
+import pickle
 import time
 from typing import Any
 
 from modelmon_daemon.alerts.model import AlertConfig, AlertEvent, events_from_results
 from modelmon_daemon.alerts.templates import load_templates, render
 from modelmon_daemon.config import Settings
+from modelmon_daemon.drift import ADWIN, DDM
 from modelmon_daemon.enums import ResultKind, ResultStatus
+from modelmon_daemon.performance import (
+    classification_keys,
+    classification_metrics,
+    drop_status,
+    regression_metrics,
+)
 from modelmon_daemon.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta, empty_batch
-from modelmon_daemon.storage.lmdb_store import LmdbStore
+from modelmon_daemon.storage.lmdb_store import LmdbStore, PerformanceUpdate
 from modelmon_daemon.storage.parquet_store import ParquetStore
 
 log = logging.getLogger(__name__)
@@ -54,7 +62,10 @@ class WriterActor:
         if self.store.window_committed(meta):
             return False
         files = self.parquet.events_files(meta, batch) if meta.rows else []
-        results: list[ResultRecord] = [r for o in outputs for r in o.results]
+        perf_results, perf_update = self._performance(meta, batch, endpoint)
+        if perf_results:
+            applications = [*applications, "model-performance", "concept-drift"]
+        results: list[ResultRecord] = [r for o in outputs for r in o.results] + perf_results
         results_path = self.parquet.results_file(meta) if results else None
         paths = [p for p, _ in files] + ([results_path] if results_path else [])
         self.store.add_pending(paths)
@@ -90,6 +101,7 @@ class WriterActor:
             project,
             alert_events=events_from_results(meta.uid, project, result_dicts, failures),
             notifier=self._notifications,
+            performance=perf_update,
         )
         if committed:
             self.rows_written += meta.rows
@@ -98,6 +110,132 @@ class WriterActor:
             else:
                 self.windows_written += 1
         return committed
+
+    def _performance(
+        self, meta: WindowMeta, batch: ColumnBatch, endpoint: dict[str, Any]
+    ) -> tuple[list[ResultRecord], PerformanceUpdate | None]:
+        """Join labels to this window's predictions and score every pair joined since the
+        last scored window (late labels of analyzed windows included)."""
+        model_type = endpoint.get("model_type") or ""
+        if not model_type or not batch.outputs:
+            return [], None
+        rids = [str(r) for r in batch.request_ids.tolist()]
+        outputs = batch.outputs[0].tolist()
+        stamps = batch.timestamps.tolist()
+        joined, waiting = self.store.performance_inputs(meta.uid, rids)
+        update = PerformanceUpdate(expires=time.time() + self.settings.performance.label_ttl)
+        rows = [
+            (rid, output, ts)
+            for rid, output, ts in zip(rids, outputs, stamps, strict=True)
+            if output is not None and not (isinstance(output, float) and output != output)
+        ]
+        if meta.late:
+            # late rows only feed the join (the commit joins those whose label is waiting);
+            # their pairs are scored with the next window
+            update.predictions = rows
+            return [], update
+        pairs = [(p["ts"], p["label"], p["output"]) for p in joined.values()]
+        update.used_joined = list(joined)
+        for rid, output, ts in rows:
+            if rid in waiting:
+                pairs.append((ts, waiting[rid], output))
+                update.used_labels.append(rid)
+            else:
+                update.predictions.append((rid, output, ts))
+        if not pairs:
+            return [], update
+        pairs.sort(key=lambda p: p[0])
+        return self._score(meta, endpoint, model_type, pairs, update), update
+
+    def _score(
+        self,
+        meta: WindowMeta,
+        endpoint: dict[str, Any],
+        model_type: str,
+        pairs: list[tuple[float, Any, Any]],
+        update: PerformanceUpdate,
+    ) -> list[ResultRecord]:
+        labels = [p[1] for p in pairs]
+        predictions = [p[2] for p in pairs]
+        perf = self.settings.performance
+        if model_type == "classification":
+            values = classification_metrics(labels, predictions)
+            main = "accuracy"
+            errors = [
+                0.0 if a == b else 1.0
+                for a, b in zip(
+                    classification_keys(labels), classification_keys(predictions), strict=True
+                )
+            ]
+        else:
+            numeric_labels = [float(v) for v in labels]
+            numeric_predictions = [float(v) for v in predictions]
+            values = regression_metrics(numeric_labels, numeric_predictions)
+            main = "rmse"
+            errors = [abs(a - b) for a, b in zip(numeric_labels, numeric_predictions, strict=True)]
+        reference = endpoint.get("reference_performance") or {}
+        status, drop = drop_status(
+            main, values[main], reference.get(main), perf.drop_potential, perf.drop_detected
+        )
+        if len(pairs) < self.settings.drift.min_sample_size:
+            status = ResultStatus.irrelevant
+        n = len(pairs)
+        records = [
+            ResultRecord(
+                "model-performance", name, "metric", value, meta.start, meta.end, sample_size=n
+            )
+            for name, value in values.items()
+            if name != main
+        ]
+        records.append(
+            ResultRecord(
+                "model-performance",
+                main,
+                "result",
+                values[main],
+                meta.start,
+                meta.end,
+                ResultKind.model_performance,
+                status,
+                {
+                    "reference": reference.get(main),
+                    "relative_drop": drop,
+                    "pairs": n,
+                    **{k: v for k, v in values.items() if k != main},
+                },
+                n,
+            )
+        )
+        raw = self.store.get_detector(meta.uid)
+        fresh = DDM() if model_type == "classification" else ADWIN()
+        state: dict[str, Any] = pickle.loads(raw) if raw else {"detector": fresh, "seen": 0}
+        detector, seen_before = state["detector"], int(state["seen"])
+        alarm_at = None
+        for i, error in enumerate(errors):
+            if detector.update(error).drift_detected and alarm_at is None:
+                alarm_at = seen_before + i
+        seen = seen_before + len(errors)
+        update.detector = pickle.dumps({"detector": detector, "seen": seen})
+        records.append(
+            ResultRecord(
+                "concept-drift",
+                "error_stream_drift",
+                "result",
+                1.0 if alarm_at is not None else 0.0,
+                meta.start,
+                meta.end,
+                ResultKind.concept_drift,
+                ResultStatus.detected if alarm_at is not None else ResultStatus.no_detection,
+                {
+                    "detector": type(detector).__name__,
+                    "alarm_at_event": alarm_at,
+                    "events_seen": seen,
+                    "error_mean": float(sum(errors) / n),
+                },
+                n,
+            )
+        )
+        return records
 
     def advance(
         self,

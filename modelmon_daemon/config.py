@@ -101,6 +101,13 @@ class DataQualitySettings:
 
 
 @dataclass
+class PerformanceSettings:
+    label_ttl: float = 3600.0
+    drop_potential: float = 0.05
+    drop_detected: float = 0.1
+
+
+@dataclass
 class MetricsSettings:
     per_feature: bool = False
 
@@ -130,6 +137,7 @@ class Settings:
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     data_quality: DataQualitySettings = field(default_factory=DataQualitySettings)
+    performance: PerformanceSettings = field(default_factory=PerformanceSettings)
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -162,6 +170,7 @@ DURATION_KEYS = {
     "notifications.backoff_max",
     "notifications.default_cooldown",
     "notifications.poll_interval",
+    "performance.label_ttl",
 }
 SIZE_KEYS = {"daemon.max_body_size", "storage.lmdb_map_size"}
 
@@ -291,6 +300,11 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f"{section}.{low}", "must not be negative (0 = off)")
         if lo and hi and not lo < hi:
             raise ConfigError(f"{section}.{high}", f"must be greater than {section}.{low}")
+    perf = settings.performance
+    if not 0 < perf.drop_potential < perf.drop_detected:
+        raise ConfigError("performance.drop_detected", "need 0 < drop_potential < drop_detected")
+    if perf.label_ttl <= 0:
+        raise ConfigError("performance.label_ttl", "must be positive")
     n = settings.notifications
     if n.max_attempts < 1:
         raise ConfigError("notifications.max_attempts", "must be at least 1")

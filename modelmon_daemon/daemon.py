@@ -132,6 +132,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     store = LmdbStore(data, settings.storage.lmdb_map_size)
     _check_wal_period(settings, store)
     _load_config_alerts(settings, store)
+    store.put_meta("label_ttl", settings.performance.label_ttl)
     t0 = time.time()
     ray_info = _init_ray(settings)
     log.info("ray up in %.1fs (%s)", time.time() - t0, ray_info.get("gcs_address"))

@@ -151,6 +151,8 @@ class EndpointSpec:
     feature_stats: dict[str, Any] = field(default_factory=dict)
     created: float = 0.0
     auto_registered: bool = False
+    model_type: str = ""  # "classification" | "regression": labels are joined and scored
+    reference_performance: dict[str, float] = field(default_factory=dict)
 
     @property
     def output_names(self) -> list[str]:

@@ -110,7 +110,22 @@ def build_spec(body: Any, now: float) -> EndpointSpec:
         except ValueError as exc:
             raise _bad("reference", str(exc)) from None
         stats = {**computed, **stats}
+    model_type = body.get("model_type") or ""
+    if model_type not in ("", "classification", "regression"):
+        raise _bad("model_type", "classification or regression")
+    reference_performance = body.get("reference_performance") or {}
+    if not isinstance(reference_performance, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool)
+        for v in reference_performance.values()
+    ):
+        raise _bad("reference_performance", "an object of metric -> number")
+    known = {"accuracy", "precision", "recall", "f1", "mae", "rmse", "r2"}
+    unknown = sorted(set(reference_performance) - known)
+    if unknown:
+        raise _bad(f"reference_performance.{unknown[0]}", f"one of {', '.join(sorted(known))}")
     return EndpointSpec(
+        model_type=model_type,
+        reference_performance={k: float(v) for k, v in reference_performance.items()},
         uid=uid,
         project=body["project"],
         name=body["name"],

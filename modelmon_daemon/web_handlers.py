@@ -136,8 +136,8 @@ async def post_native_events(request: web.Request) -> web.Response:
 
 
 async def post_labels(request: web.Request) -> web.Response:
-    """Ground truth by request id, stored durably to Parquet for the joins of the
-    performance application."""
+    """Ground truth by request id: kept in Parquet as posted, and in LMDB for the join with
+    predictions (both durable before the 202)."""
     services = _services(request)
     uid = request.match_info["uid"]
     _spec(services, uid)
@@ -180,8 +180,13 @@ async def post_labels(request: web.Request) -> web.Response:
             ),
         )
 
-    await asyncio.get_running_loop().run_in_executor(services.executor, write)
-    return json_response({"accepted": len(ids)}, 202)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(services.executor, write)
+    pairs = [(str(r), v) for r, v in zip(ids, labels, strict=True) if v is not None]
+    joined = await loop.run_in_executor(
+        services.executor, services.store.log_labels, uid, pairs, now
+    )
+    return json_response({"accepted": len(ids), "joined": joined}, 202)
 
 
 # -- endpoints -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,19 @@ from modelmon_daemon.records import WindowMeta, pack, unpack
 
 # (alert, event) -> outbox entries, one per channel
 Notifier = Callable[[AlertConfig, AlertEvent], list[dict[str, Any]]]
+
+
+@dataclass
+class PerformanceUpdate:
+    """What a window commit does to the label join: pairs it scored (deleted), rows
+    whose label may still come (kept until expires), the detector's new state."""
+
+    used_joined: list[str] = field(default_factory=list)
+    used_labels: list[str] = field(default_factory=list)
+    predictions: list[tuple[str, Any, float]] = field(default_factory=list)  # rid, output, ts
+    detector: bytes | None = None
+    expires: float = 0.0
+
 
 DB_NAMES = (
     "meta",
@@ -42,6 +56,10 @@ DB_NAMES = (
     "alert_state",
     "alert_history",
     "outbox",
+    "labels",
+    "predictions",
+    "joined",
+    "detectors",
 )
 SEP = b"\x00"
 _SEQ = struct.Struct(">Q")
@@ -245,6 +263,7 @@ class LmdbStore:
         project: str,
         alert_events: list[AlertEvent] | None = None,
         notifier: Notifier | None = None,
+        performance: PerformanceUpdate | None = None,
     ) -> bool:
         """Make a written window (or late batch) count, atomically: drop its log records,
         advance the frontier and last_analyzed, store latest results, add counters, and
@@ -290,6 +309,8 @@ class LmdbStore:
                 txn.put(key, pack(failure), db=self.db["app_events"])
             for path in files:
                 txn.delete(path.encode(), db=self.db["pending"])
+            if performance is not None:
+                self._apply_performance(txn, uid, performance)
             if alert_events and notifier is not None:
                 self._apply_alerts(txn, alert_events, notifier, time.time())
         return True
@@ -451,3 +472,90 @@ class LmdbStore:
                     **({"error": error} if error else {}),
                 },
             )
+
+    # -- labels and the prediction join ---------------------------------------------------
+
+    def log_labels(self, uid: str, pairs: list[tuple[str, Any]], now: float) -> int:
+        """Durably store labels; a label whose prediction is already committed is joined at
+        once. Returns how many were joined now."""
+        joined = 0
+        with self.env.begin(write=True) as txn:
+            for rid, label in pairs:
+                key = _k(uid, rid)
+                raw = txn.get(key, db=self.db["predictions"])
+                if raw is not None:
+                    pred = unpack(raw)
+                    txn.put(
+                        key,
+                        pack({"label": label, "output": pred["output"], "ts": pred["ts"]}),
+                        db=self.db["joined"],
+                    )
+                    txn.delete(key, db=self.db["predictions"])
+                    joined += 1
+                else:
+                    txn.put(
+                        key,
+                        pack({"label": label, "expires": now + self._label_ttl(txn)}),
+                        db=self.db["labels"],
+                    )
+        return joined
+
+    def _label_ttl(self, txn: Any) -> float:
+        raw = txn.get(b"label_ttl", db=self.db["meta"])
+        return 3600.0 if raw is None else float(unpack(raw))
+
+    def performance_inputs(
+        self, uid: str, request_ids: list[str]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+        """(pairs joined and not yet scored, labels waiting for these request ids)."""
+        prefix = uid.encode() + SEP
+        joined: dict[str, dict[str, Any]] = {}
+        waiting: dict[str, Any] = {}
+        with self.env.begin() as txn:
+            cur = txn.cursor(db=self.db["joined"])
+            if cur.set_range(prefix):
+                for key, value in cur:
+                    if not key.startswith(prefix):
+                        break
+                    joined[key[len(prefix) :].decode()] = unpack(value)
+            labels = self.db["labels"]
+            for rid in request_ids:
+                raw = txn.get(_k(uid, rid), db=labels)
+                if raw is not None:
+                    waiting[rid] = unpack(raw)["label"]
+        return joined, waiting
+
+    def get_detector(self, uid: str) -> bytes | None:
+        with self.env.begin(db=self.db["detectors"]) as txn:
+            raw = txn.get(uid.encode())
+        return None if raw is None else bytes(raw)
+
+    def _apply_performance(self, txn: Any, uid: str, update: PerformanceUpdate) -> None:
+        for rid in update.used_joined:
+            txn.delete(_k(uid, rid), db=self.db["joined"])
+        for rid in update.used_labels:
+            txn.delete(_k(uid, rid), db=self.db["labels"])
+        for rid, output, ts in update.predictions:
+            key = _k(uid, rid)
+            raw = txn.get(key, db=self.db["labels"])
+            if raw is not None:  # the label came while this window was being written
+                txn.put(
+                    key,
+                    pack({"label": unpack(raw)["label"], "output": output, "ts": ts}),
+                    db=self.db["joined"],
+                )
+                txn.delete(key, db=self.db["labels"])
+            else:
+                txn.put(
+                    key,
+                    pack({"output": output, "ts": ts, "expires": update.expires}),
+                    db=self.db["predictions"],
+                )
+        if update.detector is not None:
+            txn.put(uid.encode(), update.detector, db=self.db["detectors"])
+        now = time.time()
+        for db in ("predictions", "labels"):  # past label_ttl: nothing will join them
+            for key in self._prefixed_keys(txn, db, uid):
+                raw = txn.get(key, db=self.db[db])
+                if raw is not None and unpack(raw).get("expires", now + 1) < now:
+                    txn.delete(key, db=self.db[db])
