@@ -286,3 +286,55 @@ def test_health_metrics_and_labels(daemon):
     assert sorted(labels["request_id"]) == ["a", "b"]
     status, body = daemon.post("/v1/endpoints/lab/labels", {"request_ids": ["a"], "labels": [1, 2]})
     assert status == 400 and body["error"]["details"]["field"] == "labels"
+
+
+def test_labels_join_predictions_and_score_the_model(daemon):
+    status, _ = daemon.post(
+        "/v1/endpoints",
+        {
+            "uid": "clf-e2e",
+            "project": "p",
+            "name": "clf",
+            "feature_names": ["x"],
+            "model_type": "classification",
+            "reference_performance": {"accuracy": 0.95},
+        },
+    )
+    assert status == 201
+    ids = [f"q{i}" for i in range(40)]
+    outputs = [i % 2 for i in range(40)]
+    truth = [o if i < 30 else 1 - o for i, o in enumerate(outputs)]  # 30 of 40 right
+    # labels may come first: the first window's labels are posted before its predictions
+    status, body = daemon.post(
+        "/v1/endpoints/clf-e2e/labels", {"request_ids": ids[:20], "labels": truth[:20]}
+    )
+    assert (status, body["joined"]) == (202, 0)
+    start = (math.floor(time.time() / P) - 3) * P
+    ts = [start + (i if i < 20 else P + i - 20) for i in range(40)]
+    status, _ = daemon.post(
+        "/v1/endpoints/clf-e2e/events",
+        {
+            "inputs": [[float(i)] for i in range(40)],
+            "outputs": outputs,
+            "timestamps": ts,
+            "request_ids": ids,
+        },
+    )
+    assert status == 202
+
+    def scored():
+        _, res = daemon.get(
+            "/v1/endpoints/clf-e2e/results?application=model-performance&name=accuracy"
+        )
+        return res["results"] if res["results"] else None
+
+    (first,) = daemon.wait_for(scored)
+    assert first["value"] == 1.0 and first["sample_size"] == 20 and first["status"] == 0
+    daemon.wait_for(lambda: daemon.get("/v1/endpoints/clf-e2e")[1]["buffered_events"] == 0)
+    # labels of the analyzed second window join its stored predictions at once
+    status, body = daemon.post(
+        "/v1/endpoints/clf-e2e/labels", {"request_ids": ids[20:], "labels": truth[20:]}
+    )
+    assert (status, body["joined"]) == (202, 20)
+    _, res = daemon.get("/v1/endpoints/clf-e2e/results?application=concept-drift")
+    assert res["results"][0]["extra"]["detector"] == "DDM"
