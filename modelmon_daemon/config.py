@@ -73,6 +73,7 @@ class DriftSettings:
     potential_threshold: float = 0.5
     detected_threshold: float = 0.7
     min_sample_size: int = 0
+    calibration: str = "off"
     psi_threshold: float = 0.2
     share_potential: float = 0.25
     share_detected: float = 0.5
@@ -277,6 +278,8 @@ def validate(settings: Settings) -> Settings:
     dr = settings.drift
     if dr.min_sample_size < 0:
         raise ConfigError("drift.min_sample_size", "must not be negative")
+    if dr.calibration not in ("off", "bootstrap"):
+        raise ConfigError("drift.calibration", "off or bootstrap")
     if dr.psi_threshold <= 0:
         raise ConfigError("drift.psi_threshold", "must be positive")
     if not 0 < dr.share_potential < dr.share_detected <= 1:

@@ -153,6 +153,7 @@ class EndpointSpec:
     auto_registered: bool = False
     model_type: str = ""  # "classification" | "regression": labels are joined and scored
     reference_performance: dict[str, float] = field(default_factory=dict)
+    calibrate: bool = False
 
     @property
     def output_names(self) -> list[str]:

@@ -123,7 +123,11 @@ def build_spec(body: Any, now: float) -> EndpointSpec:
     unknown = sorted(set(reference_performance) - known)
     if unknown:
         raise _bad(f"reference_performance.{unknown[0]}", f"one of {', '.join(sorted(known))}")
+    calibrate = body.get("calibrate", False)
+    if not isinstance(calibrate, bool):
+        raise _bad("calibrate", "true or false")
     return EndpointSpec(
+        calibrate=calibrate,
         model_type=model_type,
         reference_performance={k: float(v) for k, v in reference_performance.items()},
         uid=uid,

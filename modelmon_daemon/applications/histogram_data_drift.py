@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
+from modelmon_daemon.calibration import calibrated_thresholds
 from modelmon_daemon.distances import (
     hellinger_distance,
     kl_divergence,
@@ -120,6 +121,17 @@ class HistogramDataDriftApplication:
         if drift is None:
             return []
         value = drift.general_drift
+        calibrated = context.settings.get("calibration") == "bootstrap" or bool(
+            context.endpoint.get("calibrate")
+        )
+        if calibrated:
+            reference = [
+                reference_probabilities(context.feature_stats, [name])[0] for name in drift.features
+            ]
+            n = int(np.min([c.sum() for c in drift.counts]))
+            potential, detected = calibrated_thresholds(
+                reference, max(n, 1), context.endpoint_uid, potential, detected
+            )
         status = status_for(value, potential, detected)
         if len(context.batch) < int(context.settings.get("min_sample_size", 0)):
             status = ResultStatus.irrelevant  # too few rows to call it either way
@@ -153,7 +165,11 @@ class HistogramDataDriftApplication:
                 status,
                 extra_data={
                     "features": per_feature,
-                    "thresholds": {"potential": potential, "detected": detected},
+                    "thresholds": {
+                        "potential": potential,
+                        "detected": detected,
+                        "calibrated": calibrated,
+                    },
                 },
             ),
         ]
