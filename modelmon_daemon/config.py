@@ -62,7 +62,13 @@ class StreamSettings:
 class ApplicationSettings:
     pool_size: int = 0
     builtin: list[str] = field(
-        default_factory=lambda: ["histogram-data-drift", "operational-health"]
+        default_factory=lambda: [
+            "histogram-data-drift",
+            "operational-health",
+            "drift-metrics",
+            "data-quality",
+            "multivariate-drift",
+        ]
     )
     user: list[str] = field(default_factory=list)
     python_path: list[str] = field(default_factory=list)
@@ -77,6 +83,8 @@ class DriftSettings:
     psi_threshold: float = 0.2
     share_potential: float = 0.25
     share_detected: float = 0.5
+    z_potential: float = 3.0
+    z_detected: float = 5.0
 
 
 @dataclass
@@ -278,6 +286,8 @@ def validate(settings: Settings) -> Settings:
     dr = settings.drift
     if dr.min_sample_size < 0:
         raise ConfigError("drift.min_sample_size", "must not be negative")
+    if not 0 < dr.z_potential < dr.z_detected:
+        raise ConfigError("drift.z_detected", "need 0 < z_potential < z_detected")
     if dr.calibration not in ("off", "bootstrap"):
         raise ConfigError("drift.calibration", "off or bootstrap")
     if dr.psi_threshold <= 0:

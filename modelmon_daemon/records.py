@@ -154,6 +154,7 @@ class EndpointSpec:
     model_type: str = ""  # "classification" | "regression": labels are joined and scored
     reference_performance: dict[str, float] = field(default_factory=dict)
     calibrate: bool = False
+    multivariate: dict[str, Any] = field(default_factory=dict)  # PCA fitted on the reference
 
     @property
     def output_names(self) -> list[str]:

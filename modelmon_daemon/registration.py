@@ -8,6 +8,7 @@ from typing import Any
 
 from modelmon_daemon.errors import ApiError
 from modelmon_daemon.identity import UID_PATTERN, FunctionUri, endpoint_uid, split_versioned_model
+from modelmon_daemon.multivariate import fit_pca
 from modelmon_daemon.records import EndpointSpec
 from modelmon_daemon.stats import pad_feature_stats, reference_feature_stats
 from modelmon_daemon.storage.reference import reference_matrix
@@ -101,6 +102,7 @@ def build_spec(body: Any, now: float) -> EndpointSpec:
         else:
             uid = endpoint_uid(body["project"], body["name"], None, name, version)
     stats: dict[str, Any] = {}
+    multivariate: dict[str, Any] = {}
     if body.get("feature_stats") is not None:
         stats = _check_feature_stats(body["feature_stats"], feature_names)
     if body.get("reference") is not None:
@@ -110,6 +112,7 @@ def build_spec(body: Any, now: float) -> EndpointSpec:
         except ValueError as exc:
             raise _bad("reference", str(exc)) from None
         stats = {**computed, **stats}
+        multivariate = fit_pca(matrix) or {}
     model_type = body.get("model_type") or ""
     if model_type not in ("", "classification", "regression"):
         raise _bad("model_type", "classification or regression")
@@ -127,6 +130,7 @@ def build_spec(body: Any, now: float) -> EndpointSpec:
     if not isinstance(calibrate, bool):
         raise _bad("calibrate", "true or false")
     return EndpointSpec(
+        multivariate=multivariate,
         calibrate=calibrate,
         model_type=model_type,
         reference_performance={k: float(v) for k, v in reference_performance.items()},

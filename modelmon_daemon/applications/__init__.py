@@ -15,6 +15,7 @@ from modelmon_daemon.applications.base import (
 from modelmon_daemon.applications.data_quality import DataQualityApplication
 from modelmon_daemon.applications.drift_metrics import DriftMetricsApplication
 from modelmon_daemon.applications.histogram_data_drift import HistogramDataDriftApplication
+from modelmon_daemon.applications.multivariate_drift import MultivariateDriftApplication
 from modelmon_daemon.applications.operational_health import OperationalHealthApplication
 
 BUILTIN_APPLICATIONS: dict[str, type] = {
@@ -22,6 +23,7 @@ BUILTIN_APPLICATIONS: dict[str, type] = {
     OperationalHealthApplication.NAME: OperationalHealthApplication,
     DriftMetricsApplication.NAME: DriftMetricsApplication,
     DataQualityApplication.NAME: DataQualityApplication,
+    MultivariateDriftApplication.NAME: MultivariateDriftApplication,
 }
 
 

@@ -1,0 +1,48 @@
+"""Multivariate drift: the window's mean PCA reconstruction error against the reference's
+own variation (see multivariate.py). Needs reference data at registration."""
+
+from __future__ import annotations
+
+from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
+from modelmon_daemon.enums import ResultKind, ResultStatus
+from modelmon_daemon.multivariate import reconstruction_errors, window_z
+
+NAME = "multivariate-drift"
+
+
+class MultivariateDriftApplication:
+    NAME = NAME
+
+    def do_tracking(self, context: MonitoringContext) -> list[Result | Metric]:
+        model = context.endpoint.get("multivariate")
+        if not model or len(context.batch) == 0:
+            return []
+        errors = reconstruction_errors(context.features, model)
+        z = window_z(errors, model)
+        potential = float(context.settings.get("z_potential", 3.0))
+        detected = float(context.settings.get("z_detected", 5.0))
+        if len(context.batch) < int(context.settings.get("min_sample_size", 0)):
+            status = ResultStatus.irrelevant
+        elif z >= detected:
+            status = ResultStatus.detected
+        elif z >= potential:
+            status = ResultStatus.potential_detection
+        else:
+            status = ResultStatus.no_detection
+        return [
+            Metric("reconstruction_error_z", z),
+            Result(
+                "reconstruction_error",
+                float(errors.mean()),
+                ResultKind.data_drift,
+                status,
+                {
+                    "z": z,
+                    "reference_mean": model["row_error_mean"],
+                    "reference_std": model["row_error_std"],
+                    "components": len(model["components"]),
+                    "explained_variance": model["explained_variance"],
+                    "thresholds": {"z_potential": potential, "z_detected": detected},
+                },
+            ),
+        ]
