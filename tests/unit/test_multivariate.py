@@ -15,9 +15,8 @@ NAMES = ["x", "y", "z"]
 
 def correlated(rng, n, broken=False):
     x = rng.normal(size=n)
-    y = (rng.normal(size=n) if broken else x + 0.1 * rng.normal(size=n)) / (
-        1.005 if not broken else 1
-    )
+    # y has the same marginal either way; only its link to x breaks
+    y = rng.normal(scale=np.sqrt(1.01), size=n) if broken else x + 0.1 * rng.normal(size=n)
     return np.column_stack([x, y, rng.normal(size=n)])
 
 
