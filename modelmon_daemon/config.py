@@ -68,6 +68,7 @@ class ApplicationSettings:
             "drift-metrics",
             "data-quality",
             "multivariate-drift",
+            "prediction-drift",
         ]
     )
     user: list[str] = field(default_factory=list)

@@ -155,6 +155,7 @@ class EndpointSpec:
     reference_performance: dict[str, float] = field(default_factory=dict)
     calibrate: bool = False
     multivariate: dict[str, Any] = field(default_factory=dict)  # PCA fitted on the reference
+    prediction_stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def output_names(self) -> list[str]:

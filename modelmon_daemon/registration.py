@@ -6,12 +6,13 @@ import itertools
 import math
 from typing import Any
 
+from modelmon_daemon.applications.prediction_drift import prediction_stats
 from modelmon_daemon.errors import ApiError
 from modelmon_daemon.identity import UID_PATTERN, FunctionUri, endpoint_uid, split_versioned_model
 from modelmon_daemon.multivariate import fit_pca
 from modelmon_daemon.records import EndpointSpec
 from modelmon_daemon.stats import pad_feature_stats, reference_feature_stats
-from modelmon_daemon.storage.reference import reference_matrix
+from modelmon_daemon.storage.reference import reference_matrix, reference_predictions
 
 
 def _bad(field: str, message: str) -> ApiError:
@@ -103,6 +104,7 @@ def build_spec(body: Any, now: float) -> EndpointSpec:
             uid = endpoint_uid(body["project"], body["name"], None, name, version)
     stats: dict[str, Any] = {}
     multivariate: dict[str, Any] = {}
+    prediction: dict[str, Any] = {}
     if body.get("feature_stats") is not None:
         stats = _check_feature_stats(body["feature_stats"], feature_names)
     if body.get("reference") is not None:
@@ -113,6 +115,12 @@ def build_spec(body: Any, now: float) -> EndpointSpec:
             raise _bad("reference", str(exc)) from None
         stats = {**computed, **stats}
         multivariate = fit_pca(matrix) or {}
+        predictions = reference_predictions(body["reference"])
+        if predictions is not None:
+            try:
+                prediction = prediction_stats(predictions)
+            except ValueError as exc:
+                raise _bad("reference.predictions", str(exc)) from None
     model_type = body.get("model_type") or ""
     if model_type not in ("", "classification", "regression"):
         raise _bad("model_type", "classification or regression")
@@ -130,6 +138,7 @@ def build_spec(body: Any, now: float) -> EndpointSpec:
     if not isinstance(calibrate, bool):
         raise _bad("calibrate", "true or false")
     return EndpointSpec(
+        prediction_stats=prediction,
         multivariate=multivariate,
         calibrate=calibrate,
         model_type=model_type,

@@ -73,3 +73,28 @@ def _file_matrix(path: str, feature_names: list[str]) -> np.ndarray:
                 {"field": "reference.path", "column": name},
             ) from None
     return np.column_stack(columns).astype(np.float64)
+
+
+def reference_predictions(reference: dict[str, Any]) -> list[Any] | None:
+    """The reference's predictions: `predictions` beside `rows`, or `prediction_column`
+    of the file at `path`; None when not given."""
+    if "predictions" in reference:
+        values = reference["predictions"]
+        if not isinstance(values, list) or not values:
+            raise ApiError(
+                "reference.predictions must be a non-empty list", {"field": "reference.predictions"}
+            )
+        return values
+    column = reference.get("prediction_column")
+    if column is None or "path" not in reference:
+        return None
+    path = str(reference["path"])
+    table = (
+        pq.read_table(path) if path.lower().endswith((".parquet", ".pq")) else pacsv.read_csv(path)
+    )
+    if column not in table.column_names:
+        raise ApiError(
+            f"reference file {path} has no column {column!r}",
+            {"field": "reference.prediction_column", "column": column},
+        )
+    return list(table.column(column).to_pylist())

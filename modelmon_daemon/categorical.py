@@ -1,0 +1,61 @@
+"""Drift of categorical values (pure): value counts against the reference's, over the
+union of categories. Strings and integers are both categories (1, 1.0 and True are the
+same category). Unseen categories are reported; chi-square compares the window's counts
+with the reference proportions (unseen categories get a small expected share, 0.5 of one
+reference row, so the test stays defined)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from modelmon_daemon.distances import (
+    hellinger_distance,
+    jensen_shannon_divergence,
+    total_variance_distance,
+)
+
+
+def category(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def category_counts(values: Iterable[Any]) -> dict[str, int]:
+    return dict(
+        Counter(
+            category(v) for v in values if v is not None and not (isinstance(v, float) and v != v)
+        )
+    )
+
+
+def categorical_drift(current: dict[str, int], reference: dict[str, int]) -> dict[str, Any]:
+    categories = sorted(set(reference) | set(current))
+    t = np.array([current.get(c, 0) for c in categories], dtype=np.float64)
+    u = np.array([reference.get(c, 0) for c in categories], dtype=np.float64)
+    n, m = t.sum(), u.sum()
+    if n == 0 or m == 0:
+        return {"n": int(n), "categories": categories}
+    tp, up = t / n, u / m
+    expected = np.where(u > 0, u, 0.5) / (m + 0.5 * np.sum(u == 0)) * n
+    chi2, p_value = scipy_stats.chisquare(t, expected * n / expected.sum())
+    tvd = float(total_variance_distance(tp, up)[0])
+    hellinger = float(hellinger_distance(tp, up)[0])
+    return {
+        "n": int(n),
+        "tvd": tvd,
+        "hellinger": hellinger,
+        "drift": (tvd + hellinger) / 2.0,
+        "js": float(jensen_shannon_divergence(tp, up)[0]),
+        "chi2": float(chi2),
+        "p_value": float(p_value),
+        "unseen": sorted(c for c in current if c not in reference),
+        "categories": categories,
+    }
