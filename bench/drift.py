@@ -6,7 +6,10 @@ edges, then the distances per feature). Prints both and the speed-up ratio.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +42,42 @@ def best_ms(fn, repeat=REPEAT):
     return min(times), float(np.median(times))
 
 
+def all_numeric_apps(window, names, stats, model):
+    """Every built-in numeric drift application on one window, as the pool runs them."""
+    from modelmon_daemon.applications.base import MonitoringContext
+    from modelmon_daemon.applications.data_quality import DataQualityApplication
+    from modelmon_daemon.applications.drift_metrics import DriftMetricsApplication
+    from modelmon_daemon.applications.histogram_data_drift import HistogramDataDriftApplication
+    from modelmon_daemon.applications.multivariate_drift import MultivariateDriftApplication
+    from modelmon_daemon.records import ColumnBatch
+
+    n = window.shape[0]
+    batch = ColumnBatch(
+        np.zeros(n),
+        window,
+        [],
+        np.empty(n, dtype=object),
+        np.full(n, np.nan),
+        np.full(n, None, dtype=object),
+    )
+    endpoint = {
+        "uid": "bench",
+        "feature_names": names,
+        "feature_stats": stats,
+        "multivariate": model,
+    }
+    out = []
+    for app in (
+        HistogramDataDriftApplication(),
+        DriftMetricsApplication(),
+        DataQualityApplication(),
+        MultivariateDriftApplication(),
+    ):
+        ctx = MonitoringContext(app.NAME, endpoint, 0.0, 600.0, batch, {})
+        out += app.do_tracking(ctx)
+    return out
+
+
 def main() -> None:
     rng = np.random.default_rng(0)
     names = [f"f{j}" for j in range(FEATURES)]
@@ -57,6 +96,28 @@ def main() -> None:
     print(f"  speed-up vs baseline: {base[0] / ours[0]:.2f}x")
     label = "current_stats for the endpoint record:"
     print(f"  {label:<48}{with_stats[0]:7.2f} / {with_stats[1]:7.2f} ms")
+    from modelmon_daemon.multivariate import fit_pca
+
+    model = fit_pca(reference)
+    every = best_ms(lambda: all_numeric_apps(window, names, stats, model), repeat=3)
+    label = "all numeric apps (histogram, PSI/JS/W/KS, quality, PCA):"
+    print(f"  {label:<48}{every[0]:7.2f} / {every[1]:7.2f} ms")
+    evidently_python = os.environ.get("EVIDENTLY_PYTHON")
+    if evidently_python:  # a separate venv with Evidently; never a dependency here
+        script = str(Path(__file__).with_name("evidently_preset.py"))
+        out = subprocess.run(
+            [evidently_python, script, str(ROWS), str(FEATURES)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        evidently_ms = float(out.stdout.strip().splitlines()[-1])
+        print(f"  Evidently DataDriftPreset, same data:          {evidently_ms:9.1f} ms")
+        print(
+            f"  all our numeric apps vs Evidently's preset: {evidently_ms / every[0]:.0f}x faster"
+        )
+    else:
+        print("  (set EVIDENTLY_PYTHON to a venv's python with evidently to compare)")
 
 
 if __name__ == "__main__":

@@ -80,7 +80,10 @@ notifications = [
   {{ kind = "command", argv = {argv} }},
 ]
 """)
-    daemon = Daemon(short_tmp / "alerts", free_port(), ["--config", str(cfg)]).start()
+    only_histogram = ["--set", "applications.builtin=histogram-data-drift"]
+    daemon = Daemon(
+        short_tmp / "alerts", free_port(), ["--config", str(cfg), *only_histogram]
+    ).start()
     try:
         rng = np.random.default_rng(11)
         register(daemon, "drifty", rng)
@@ -120,7 +123,9 @@ notifications = [
         assert history.count("activated") == 1 and history.count("deduplicated") == 1
 
         daemon.stop()
-        daemon = Daemon(short_tmp / "alerts", daemon.port, ["--config", str(cfg)]).start()
+        daemon = Daemon(
+            short_tmp / "alerts", daemon.port, ["--config", str(cfg), *only_histogram]
+        ).start()
         # still drifting, in the current window (older windows are closed: their events
         # would be late); it closes once the clock passes its end
         now_window = math.floor(time.time() / P) * P
@@ -162,6 +167,8 @@ def test_a_receiver_that_is_down_is_retried_and_analysis_goes_on(short_tmp):
             "notifications.backoff_max=0.5s",
             "--set",
             "notifications.max_attempts=100",
+            "--set",
+            "applications.builtin=histogram-data-drift",
         ],
     ).start()
     receiver = None

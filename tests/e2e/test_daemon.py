@@ -281,7 +281,7 @@ def test_health_metrics_and_labels(daemon):
     status, body = daemon.post(
         "/v1/endpoints/lab/labels", {"request_ids": ["a", "b"], "labels": [1, 0]}
     )
-    assert (status, body) == (202, {"accepted": 2})
+    assert (status, body) == (202, {"accepted": 2, "joined": 0})
     labels = pd.read_parquet(daemon.data_dir / "labels" / "endpoint_id=lab")
     assert sorted(labels["request_id"]) == ["a", "b"]
     status, body = daemon.post("/v1/endpoints/lab/labels", {"request_ids": ["a"], "labels": [1, 2]})
