@@ -102,6 +102,11 @@ def main() -> None:
     every = best_ms(lambda: all_numeric_apps(window, names, stats, model), repeat=3)
     label = "all numeric apps (histogram, PSI/JS/W/KS, quality, PCA):"
     print(f"  {label:<48}{every[0]:7.2f} / {every[1]:7.2f} ms")
+    from modelmon_daemon.applications.drift_metrics import drift_measures
+
+    per_column = best_ms(lambda: drift_measures(window, names, stats))
+    label = "drift-metrics (PSI, JS, Wasserstein, KS per column):"
+    print(f"  {label:<48}{per_column[0]:7.2f} / {per_column[1]:7.2f} ms")
     evidently_python = os.environ.get("EVIDENTLY_PYTHON")
     if evidently_python:  # a separate venv with Evidently; never a dependency here
         script = str(Path(__file__).with_name("evidently_preset.py"))
