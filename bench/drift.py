@@ -119,8 +119,9 @@ def main() -> None:
         evidently_ms = float(out.stdout.strip().splitlines()[-1])
         print(f"  Evidently DataDriftPreset, same data:          {evidently_ms:9.1f} ms")
         print(
-            f"  all our numeric apps vs Evidently's preset: {evidently_ms / every[0]:.0f}x faster"
+            f"  per-column drift vs Evidently's preset: {evidently_ms / per_column[0]:.0f}x faster"
         )
+        print(f"  every numeric app vs Evidently's preset: {evidently_ms / every[0]:.0f}x faster")
     else:
         print("  (set EVIDENTLY_PYTHON to a venv's python with evidently to compare)")
 
