@@ -61,6 +61,7 @@ class EndpointGuess:
     model: str
     n_features: int
     n_outputs: int
+    categorical: tuple[int, ...] = ()
 
 
 @dataclass
@@ -74,8 +75,41 @@ class ParsedRequest:
         return sum(len(b) for b in self.batches.values())
 
 
-# (n_features, n_outputs) of a known endpoint, or None
-ShapeLookup = Callable[[str], "tuple[int, int] | None"]
+# (n_features, n_outputs, categorical feature indices) of a known endpoint, or None
+ShapeLookup = Callable[[str], "tuple[int, int, tuple[int, ...]] | None"]
+CATEGORY_TYPES = (str, int, float, bool)
+
+
+def _split_rows(
+    rows: list[Any],
+    n_features: int,
+    categorical: tuple[int, ...],
+    index_of_row: list[int],
+    field: str,
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Rows -> numeric matrix and, for categorical positions, object arrays of values
+    (their matrix column stays NaN). Without categorical features: one numpy call."""
+    if not categorical:
+        return _float_rows(rows, n_features, index_of_row, field), {}
+    values: dict[int, list[Any]] = {j: [] for j in categorical}
+    numeric_rows = []
+    for r, row in enumerate(rows):
+        if not isinstance(row, list | tuple) or len(row) != n_features:
+            _float_rows([row], n_features, [index_of_row[r]], field)  # raises the clear error
+        row = list(row)
+        for j in categorical:
+            value = row[j]
+            if value is not None and not isinstance(value, CATEGORY_TYPES):
+                raise InvalidEvent(
+                    index_of_row[r],
+                    f"{field}[{j}]",
+                    f"categorical value must be a string, number or null, got {value!r}",
+                )
+            values[j].append(value)
+            row[j] = None
+        numeric_rows.append(row)
+    matrix = _float_rows(numeric_rows, n_features, index_of_row, field)
+    return matrix, {j: _objects(v) for j, v in values.items()}
 
 
 def _float_rows(
@@ -143,7 +177,7 @@ def parse_mlrun_events(
     if not events:
         raise InvalidEvent(None, "body", "no events")
     per_uid: dict[str, dict[str, list[Any]]] = {}
-    shapes: dict[str, tuple[int, int]] = {}
+    shapes: dict[str, tuple[int, int, tuple[int, ...]]] = {}
     parsed = ParsedRequest(events=len(events))
     for i, event in enumerate(events):
         if not isinstance(event, dict):
@@ -194,11 +228,15 @@ def parse_mlrun_events(
                 raise InvalidEvent(i, "request.inputs", "first event of a new endpoint has no rows")
             width = len(inputs[0]) if isinstance(inputs[0], list | tuple) else -1
             n_out = _output_width(outputs[0]) if outputs else 1
-            shape = (width, n_out)
-            guess.n_features, guess.n_outputs = shape
+            # string values in the first row make those features categorical
+            cats = (
+                tuple(j for j, v in enumerate(inputs[0]) if isinstance(v, str)) if width > 0 else ()
+            )
+            shape = (width, n_out, cats)
+            guess.n_features, guess.n_outputs, guess.categorical = shape
             parsed.new_endpoints[uid] = guess
         shapes[uid] = shape
-        n_features, n_outputs = shape
+        n_features, n_outputs, _ = shape
         if outputs is not None:
             for r, value in enumerate(outputs):
                 if _output_width(value) != n_outputs:
@@ -233,8 +271,10 @@ def parse_mlrun_events(
         if error is not None:
             acc["error_events"][0] += 1
     for uid, acc in per_uid.items():
-        n_features, n_outputs = shapes[uid]
-        features = _float_rows(acc["rows"], n_features, acc["row_event"], "request.inputs")
+        n_features, n_outputs, cats = shapes[uid]
+        features, categorical = _split_rows(
+            acc["rows"], n_features, cats, acc["row_event"], "request.inputs"
+        )
         parsed.batches[uid] = ColumnBatch(
             timestamps=np.asarray(acc["ts"], dtype=np.float64),
             features=features,
@@ -243,6 +283,7 @@ def parse_mlrun_events(
             latency_us=np.asarray(acc["lat"], dtype=np.float64),
             errors=_objects(acc["err"]),
             error_events=acc["error_events"][0],
+            categorical=categorical,
         )
     return parsed
 
@@ -276,7 +317,11 @@ def _event_endpoint(i: int, event: dict[str, Any]) -> tuple[str, EndpointGuess |
 
 
 def parse_native_events(
-    payload: Any, feature_names: Sequence[str], n_outputs: int, now: float
+    payload: Any,
+    feature_names: Sequence[str],
+    n_outputs: int,
+    now: float,
+    categorical: tuple[int, ...] = (),
 ) -> ColumnBatch:
     """The native columnar form of one endpoint; the event index is the row index."""
     if not isinstance(payload, dict):
@@ -297,8 +342,20 @@ def parse_native_events(
             raise InvalidEvent(None, "inputs", "columns have different lengths")
         n = lengths.pop() if lengths else 0
         columns = []
-        for name in feature_names:
+        category_columns: dict[int, np.ndarray] = {}
+        for j, name in enumerate(feature_names):
             if name not in inputs:  # a feature gone missing: all null, reported by data-quality
+                columns.append(np.full(n, np.nan))
+                if j in categorical:
+                    category_columns[j] = _objects([None] * n)
+                continue
+            if j in categorical:
+                for r, value in enumerate(inputs[name]):
+                    if value is not None and not isinstance(value, CATEGORY_TYPES):
+                        raise InvalidEvent(
+                            r, f"inputs.{name}", f"must be a string, number or null, got {value!r}"
+                        )
+                category_columns[j] = _objects(inputs[name])
                 columns.append(np.full(n, np.nan))
                 continue
             try:
@@ -315,7 +372,9 @@ def parse_native_events(
         features = np.column_stack(columns) if columns else np.empty((n, 0))
     elif isinstance(inputs, list):
         n = len(inputs)
-        features = _float_rows(inputs, n_features, list(range(n)), "inputs")
+        features, category_columns = _split_rows(
+            inputs, n_features, categorical, list(range(n)), "inputs"
+        )
     else:
         raise InvalidEvent(None, "inputs", "missing: a list of rows or an object of columns")
     if n == 0:
@@ -367,7 +426,9 @@ def parse_native_events(
             raise InvalidEvent(None, "errors", f"must be a list of {n} values (null = no error)")
         errors = _objects([None if e is None else str(e) for e in errors_raw])
         error_events = sum(e is not None for e in errors_raw)
-    return ColumnBatch(timestamps, features, outputs, request_ids, latency, errors, error_events)
+    return ColumnBatch(
+        timestamps, features, outputs, request_ids, latency, errors, error_events, category_columns
+    )
 
 
 def _time_value(r: int, value: Any) -> float:

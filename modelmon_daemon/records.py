@@ -19,7 +19,9 @@ from modelmon_daemon.enums import ResultKind, ResultStatus
 @dataclass
 class ColumnBatch:
     """Rows of one endpoint: timestamps (epoch s), features (n x F float64, NaN = missing),
-    outputs (one array per output), request ids, latency (us, NaN = unknown), error text."""
+    outputs (one array per output), request ids, latency (us, NaN = unknown), error text.
+    Categorical features keep their values (strings, integers; None = missing) in
+    `categorical`, by feature index; their column of `features` is all NaN."""
 
     timestamps: np.ndarray
     features: np.ndarray
@@ -28,6 +30,7 @@ class ColumnBatch:
     latency_us: np.ndarray
     errors: np.ndarray
     error_events: int = 0
+    categorical: dict[int, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.timestamps.shape[0])
@@ -43,6 +46,7 @@ class ColumnBatch:
             latency_us=self.latency_us[index],
             errors=errors_taken,
             error_events=0,
+            categorical={j: c[index] for j, c in self.categorical.items()},
         )
 
     @staticmethod
@@ -65,6 +69,10 @@ class ColumnBatch:
             latency_us=np.concatenate([b.latency_us for b in batches]),
             errors=np.concatenate([b.errors for b in batches]),
             error_events=sum(b.error_events for b in batches),
+            categorical={
+                j: np.concatenate([b.categorical.get(j, _nones(len(b))) for b in batches])
+                for j in sorted({j for b in batches for j in b.categorical})
+            },
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -79,6 +87,7 @@ class ColumnBatch:
             "l": _f8(self.latency_us),
             "e": [None if e is None else str(e) for e in self.errors.tolist()],
             "ee": self.error_events,
+            "c": {int(j): c.tolist() for j, c in self.categorical.items()},
         }
 
     @staticmethod
@@ -93,7 +102,12 @@ class ColumnBatch:
             latency_us=np.frombuffer(wire["l"], dtype="<f8").copy(),
             errors=_object_array(wire["e"]),
             error_events=int(wire["ee"]),
+            categorical={int(j): _object_array(v) for j, v in (wire.get("c") or {}).items()},
         )
+
+
+def _nones(n: int) -> np.ndarray:
+    return np.full(n, None, dtype=object)
 
 
 def _object_array(values: list[Any]) -> np.ndarray:
@@ -154,6 +168,7 @@ class EndpointSpec:
     model_type: str = ""  # "classification" | "regression": labels are joined and scored
     reference_performance: dict[str, float] = field(default_factory=dict)
     calibrate: bool = False
+    categorical_features: list[str] = field(default_factory=list)
     multivariate: dict[str, Any] = field(default_factory=dict)  # PCA fitted on the reference
     prediction_stats: dict[str, Any] = field(default_factory=dict)
 

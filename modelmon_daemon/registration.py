@@ -7,12 +7,13 @@ import math
 from typing import Any
 
 from modelmon_daemon.applications.prediction_drift import prediction_stats
+from modelmon_daemon.categorical import category_counts
 from modelmon_daemon.errors import ApiError
 from modelmon_daemon.identity import UID_PATTERN, FunctionUri, endpoint_uid, split_versioned_model
 from modelmon_daemon.multivariate import fit_pca
 from modelmon_daemon.records import EndpointSpec
 from modelmon_daemon.stats import pad_feature_stats, reference_feature_stats
-from modelmon_daemon.storage.reference import reference_matrix, reference_predictions
+from modelmon_daemon.storage.reference import reference_columns, reference_predictions
 
 
 def _bad(field: str, message: str) -> ApiError:
@@ -107,14 +108,31 @@ def build_spec(body: Any, now: float) -> EndpointSpec:
     prediction: dict[str, Any] = {}
     if body.get("feature_stats") is not None:
         stats = _check_feature_stats(body["feature_stats"], feature_names)
+    declared = set(_string_list(body, "categorical_features", required=False))
+    strangers = sorted(declared - set(feature_names))
+    if strangers:
+        raise _bad("categorical_features", f"{strangers[0]!r} is not one of feature_names")
+    categorical = set(declared)
     if body.get("reference") is not None:
-        matrix = reference_matrix(body["reference"], feature_names)
+        matrix, values, found = reference_columns(body["reference"], feature_names, declared)
+        categorical |= found
+        numeric = [j for j, n in enumerate(feature_names) if n not in categorical]
         try:
-            computed = reference_feature_stats(matrix, feature_names)
+            computed = reference_feature_stats(
+                matrix[:, numeric], [feature_names[j] for j in numeric]
+            )
         except ValueError as exc:
             raise _bad("reference", str(exc)) from None
+        for name in categorical:
+            counts = category_counts(values.get(name, []))
+            computed[name] = {
+                "kind": "categorical",
+                "count": sum(counts.values()),
+                "counts": counts,
+            }
         stats = {**computed, **stats}
-        multivariate = fit_pca(matrix) or {}
+        model = fit_pca(matrix[:, numeric]) if numeric else None
+        multivariate = {**model, "columns": numeric} if model else {}
         predictions = reference_predictions(body["reference"])
         if predictions is not None:
             try:
@@ -138,6 +156,7 @@ def build_spec(body: Any, now: float) -> EndpointSpec:
     if not isinstance(calibrate, bool):
         raise _bad("calibrate", "true or false")
     return EndpointSpec(
+        categorical_features=[n for n in feature_names if n in categorical],
         prediction_stats=prediction,
         multivariate=multivariate,
         calibrate=calibrate,

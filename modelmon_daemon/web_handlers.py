@@ -50,6 +50,11 @@ def _services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
+def categorical_indices(spec: EndpointSpec) -> tuple[int, ...]:
+    names = set(spec.categorical_features)
+    return tuple(j for j, name in enumerate(spec.feature_names) if name in names)
+
+
 def _spec(services: Services, uid: str) -> EndpointSpec:
     spec = services.specs.get(uid)
     if spec is None:
@@ -89,12 +94,12 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
     services.counters.count(services.counters.requests, "mlrun_events")
     payload = await decode_body(request)
 
-    def shape(uid: str) -> tuple[int, int] | None:
+    def shape(uid: str) -> tuple[int, int, tuple[int, ...]] | None:
         try:
             spec = _spec(services, uid)
         except NotFound:
             return None
-        return len(spec.feature_names), len(spec.label_names)
+        return len(spec.feature_names), len(spec.label_names), categorical_indices(spec)
 
     parsed = parse_mlrun_events(payload, shape, time.time())
     new_specs = []
@@ -114,6 +119,7 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
                 else [f"output_{j}" for j in range(guess.n_outputs)],
                 created=time.time(),
                 auto_registered=True,
+                categorical_features=[f"f{j}" for j in guess.categorical],
             )
         )
     await _accept(services, parsed.batches, new_specs)
@@ -128,7 +134,9 @@ async def post_native_events(request: web.Request) -> web.Response:
     uid = request.match_info["uid"]
     spec = _spec(services, uid)
     payload = await decode_body(request)
-    batch = parse_native_events(payload, spec.feature_names, len(spec.label_names), time.time())
+    batch = parse_native_events(
+        payload, spec.feature_names, len(spec.label_names), time.time(), categorical_indices(spec)
+    )
     await _accept(services, {uid: batch}, [])
     services.counters.events_accepted += len(batch)
     services.counters.rows_accepted += len(batch)

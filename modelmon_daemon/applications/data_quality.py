@@ -39,6 +39,11 @@ class DataQualityApplication:
         lows = np.where(np.isnan(lows), -np.inf, lows)
         highs = np.where(np.isnan(highs), np.inf, highs)
         missing, out_of_range = quality_rates(context.features, lows, highs)
+        rows = len(context.batch)
+        for j, values in context.batch.categorical.items():  # their matrix column is NaN
+            absent = sum(v is None or (isinstance(v, float) and v != v) for v in values.tolist())
+            missing[j] = absent / rows if rows else 0.0
+            out_of_range[j] = 0.0
         gone = [n for n, rate in zip(names, missing, strict=True) if rate == 1.0]
         per_feature = {
             n: {"missing_rate": float(m), "out_of_range_rate": float(o)}

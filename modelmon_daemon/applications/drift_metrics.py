@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
-from modelmon_daemon.applications.histogram_data_drift import histogram_drift
+from modelmon_daemon.applications.histogram_data_drift import histogram_drift, status_for
+from modelmon_daemon.categorical import categorical_drift, category_counts
 from modelmon_daemon.distances import (
     PSI_EPSILON,
     bin_positions,
@@ -59,6 +60,21 @@ def drift_measures(
     return {n: out[n] for n in binned.features}
 
 
+def categorical_measures(context: MonitoringContext) -> dict[str, dict[str, Any]]:
+    """feature -> category distances, for categorical features with reference counts."""
+    out = {}
+    for j, values in context.batch.categorical.items():
+        name = context.feature_names[j]
+        reference = context.feature_stats.get(name, {})
+        if reference.get("kind") != "categorical":
+            continue
+        found = categorical_drift(category_counts(values.tolist()), reference["counts"])
+        if "drift" in found:
+            found.pop("categories")
+            out[name] = found
+    return out
+
+
 def share_status(share: float, potential: float, detected: float) -> ResultStatus:
     if share >= detected:
         return ResultStatus.detected
@@ -73,11 +89,17 @@ class DriftMetricsApplication:
     def do_tracking(self, context: MonitoringContext) -> list[Result | Metric]:
         s = context.settings
         measures = drift_measures(context.features, context.feature_names, context.feature_stats)
-        if measures is None:
+        categories = categorical_measures(context)
+        if measures is None and not categories:
             return []
+        measures = measures or {}
         psi_threshold = float(s.get("psi_threshold", 0.2))
-        drifted = sorted(n for n, m in measures.items() if m["psi"] >= psi_threshold)
-        share = len(drifted) / len(measures)
+        potential = float(s.get("potential_threshold", 0.5))
+        drifted = sorted(
+            [n for n, m in measures.items() if m["psi"] >= psi_threshold]
+            + [n for n, m in categories.items() if m["drift"] >= potential]
+        )
+        share = len(drifted) / (len(measures) + len(categories))
         rows = len(context.batch)
         status = share_status(
             share, float(s.get("share_potential", 0.25)), float(s.get("share_detected", 0.5))
@@ -87,7 +109,21 @@ class DriftMetricsApplication:
         out: list[Result | Metric] = [
             Metric(f"{key}_mean", float(np.mean([m[key] for m in measures.values()])))
             for key in ("psi", "js", "wasserstein", "ks")
+            if measures
         ]
+        if categories:
+            value = float(np.mean([m["drift"] for m in categories.values()]))
+            out.append(
+                Result(
+                    "categorical_drift",
+                    value,
+                    ResultKind.data_drift,
+                    ResultStatus.irrelevant
+                    if rows < int(s.get("min_sample_size", 0))
+                    else status_for(value, potential, float(s.get("detected_threshold", 0.7))),
+                    {"features": categories},
+                )
+            )
         out.append(
             Result(
                 "drifted_features_share",
@@ -95,7 +131,7 @@ class DriftMetricsApplication:
                 ResultKind.data_drift,
                 status,
                 {
-                    "features": measures,
+                    "features": {**measures, **categories},
                     "drifted": drifted,
                     "psi_threshold": psi_threshold,
                     "psi_epsilon": PSI_EPSILON,

@@ -17,7 +17,9 @@ class MultivariateDriftApplication:
         model = context.endpoint.get("multivariate")
         if not model or len(context.batch) == 0:
             return []
-        errors = reconstruction_errors(context.features, model)
+        columns = model.get("columns")
+        features = context.features if columns is None else context.features[:, columns]
+        errors = reconstruction_errors(features, model)
         z = window_z(errors, model)
         potential = float(context.settings.get("z_potential", 3.0))
         detected = float(context.settings.get("z_detected", 5.0))

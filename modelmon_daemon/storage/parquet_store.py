@@ -76,7 +76,10 @@ def events_table(batch: ColumnBatch, feature_names: list[str], output_names: lis
         "error": _object_column(batch.errors),
     }
     for j, name in enumerate(feature_names):
-        columns[_safe_name(name, columns)] = _float_column(batch.features[:, j])
+        if j in batch.categorical:
+            columns[_safe_name(name, columns)] = _object_column(batch.categorical[j])
+        else:
+            columns[_safe_name(name, columns)] = _float_column(batch.features[:, j])
     for j, values in enumerate(batch.outputs):
         name = (
             output_names[j] if j < len(output_names) else default_output_name(j, len(batch.outputs))

@@ -13,6 +13,59 @@ import pyarrow.parquet as pq
 from modelmon_daemon.errors import ApiError
 
 
+def reference_columns(
+    reference: Any, feature_names: list[str], categorical: set[str]
+) -> tuple[np.ndarray, dict[str, list[Any]], set[str]]:
+    """(numeric matrix with NaN in categorical columns, categorical values by name, the
+    categorical feature names). A column holding strings is categorical even if not
+    declared."""
+    if isinstance(reference, dict) and isinstance(reference.get("rows"), list):
+        rows = reference["rows"]
+        if not rows:
+            raise ApiError(
+                "reference.rows must be a non-empty list of rows", {"field": "reference.rows"}
+            )
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != len(feature_names):
+                raise ApiError(
+                    f"reference.rows[{i}] must have {len(feature_names)} values",
+                    {"field": "reference.rows", "index": i},
+                )
+        found = set(categorical) | {
+            feature_names[j]
+            for j in range(len(feature_names))
+            if any(isinstance(row[j], str) for row in rows)
+        }
+        if not found:
+            return reference_matrix(reference, feature_names), {}, set()
+        values = {n: [row[j] for row in rows] for j, n in enumerate(feature_names) if n in found}
+        numeric = [
+            [None if feature_names[j] in found else v for j, v in enumerate(row)] for row in rows
+        ]
+        return reference_matrix({"rows": numeric}, feature_names), values, found
+    if isinstance(reference, dict) and "path" in reference:
+        table = _read(str(reference["path"]))
+        strings = {
+            n
+            for n in feature_names
+            if n in table.column_names
+            and (
+                pa.types.is_string(table.column(n).type)
+                or pa.types.is_large_string(table.column(n).type)
+            )
+        }
+        found = set(categorical) | strings
+        values = {n: table.column(n).to_pylist() for n in found if n in table.column_names}
+        numeric_names = [n for n in feature_names if n not in found]
+        matrix = np.full((table.num_rows, len(feature_names)), np.nan)
+        if numeric_names:
+            sub = _file_matrix(str(reference["path"]), numeric_names, table)
+            for k, n in enumerate(numeric_names):
+                matrix[:, feature_names.index(n)] = sub[:, k]
+        return matrix, values, found
+    return reference_matrix(reference, feature_names), {}, set()
+
+
 def reference_matrix(reference: Any, feature_names: list[str]) -> np.ndarray:
     if not isinstance(reference, dict):
         raise ApiError("reference must be an object with rows or path", {"field": "reference"})
@@ -39,23 +92,26 @@ def reference_matrix(reference: Any, feature_names: list[str]) -> np.ndarray:
     raise ApiError("reference needs rows or path", {"field": "reference"})
 
 
-def _file_matrix(path: str, feature_names: list[str]) -> np.ndarray:
+def _read(path: str) -> pa.Table:
     file = Path(path)
     if not file.exists():
         raise ApiError(f"reference file not found: {path}", {"field": "reference.path"})
+    suffix = file.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv"):
+        raise ApiError(
+            f"reference file must be .parquet or .csv: {path}", {"field": "reference.path"}
+        )
     try:
-        if file.suffix.lower() in (".parquet", ".pq"):
-            table = pq.read_table(file)
-        elif file.suffix.lower() == ".csv":
-            table = pacsv.read_csv(file)
-        else:
-            raise ApiError(
-                f"reference file must be .parquet or .csv: {path}", {"field": "reference.path"}
-            )
+        return pq.read_table(file) if suffix != ".csv" else pacsv.read_csv(file)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ApiError(
             f"cannot read reference file {path}: {exc}", {"field": "reference.path"}
         ) from None
+
+
+def _file_matrix(path: str, feature_names: list[str], table: pa.Table | None = None) -> np.ndarray:
+    if table is None:
+        table = _read(path)
     missing = [n for n in feature_names if n not in table.column_names]
     if missing:
         raise ApiError(

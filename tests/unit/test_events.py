@@ -80,7 +80,9 @@ def test_error_event_counts_and_needs_no_outputs():
 
 
 def test_endpoint_id_routes_to_that_endpoint():
-    parsed = parse_mlrun_events(mlrun([[1, 2]], [1], endpoint_id="abc"), lambda uid: (2, 1), NOW)
+    parsed = parse_mlrun_events(
+        mlrun([[1, 2]], [1], endpoint_id="abc"), lambda uid: (2, 1, ()), NOW
+    )
     assert list(parsed.batches) == ["abc"]
 
 
@@ -107,7 +109,7 @@ def test_bad_event_names_index_and_field(mutate, index, field):
 
 def test_registered_endpoint_shape_is_enforced():
     with pytest.raises(InvalidEvent) as err:
-        parse_mlrun_events(mlrun([[1, 2]], [1]), lambda uid: (3, 1), NOW)
+        parse_mlrun_events(mlrun([[1, 2]], [1]), lambda uid: (3, 1, ()), NOW)
     assert "3 features" in err.value.message
 
 
