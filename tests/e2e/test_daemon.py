@@ -338,3 +338,44 @@ def test_labels_join_predictions_and_score_the_model(daemon):
     assert (status, body["joined"]) == (202, 20)
     _, res = daemon.get("/v1/endpoints/clf-e2e/results?application=concept-drift")
     assert res["results"][0]["extra"]["detector"] == "DDM"
+
+
+def test_categorical_feature_over_http(daemon):
+    rng = np.random.default_rng(4)
+    rows = [[float(rng.normal()), str(rng.choice(["a", "b"]))] for _ in range(500)]
+    status, record = daemon.post(
+        "/v1/endpoints",
+        {
+            "uid": "cat-e2e",
+            "project": "p",
+            "name": "cat",
+            "feature_names": ["x", "kind"],
+            "reference": {"rows": rows},
+        },
+    )
+    assert status == 201 and record["categorical_features"] == ["kind"]
+    start = (math.floor(time.time() / P) - 3) * P
+    events = [
+        mlrun_event(
+            "cat",
+            "p/cat",
+            f"c{i}",
+            [float(rng.normal()), "c" if i % 2 else "a"],
+            1,
+            start + i * 0.1,
+        )
+        for i in range(100)
+    ]
+    for e in events:
+        e["endpoint_id"] = "cat-e2e"
+    status, _ = daemon.post("/v1/events", msgpack.packb(events), content_type="application/msgpack")
+    assert status == 202
+
+    def result():
+        _, res = daemon.get("/v1/endpoints/cat-e2e/results?name=categorical_drift")
+        return res["results"]
+
+    (found,) = daemon.wait_for(result)
+    assert found["extra"]["features"]["kind"]["unseen"] == ["c"]
+    events_file = pd.read_parquet(daemon.data_dir / "events" / "endpoint_id=cat-e2e")
+    assert set(events_file["kind"]) == {"a", "c"}
