@@ -29,11 +29,15 @@ def category(value: Any) -> str:
 
 
 def category_counts(values: Iterable[Any]) -> dict[str, int]:
-    return dict(
-        Counter(
-            category(v) for v in values if v is not None and not (isinstance(v, float) and v != v)
-        )
-    )
+    """Counts per category; None and NaN are missing. Counted raw first (one C pass), then
+    the few distinct values are normalized."""
+    out: dict[str, int] = {}
+    for value, n in Counter(values).items():
+        if value is None or (isinstance(value, float) and value != value):
+            continue
+        key = category(value)
+        out[key] = out.get(key, 0) + n
+    return out
 
 
 def categorical_drift(current: dict[str, int], reference: dict[str, int]) -> dict[str, Any]:
