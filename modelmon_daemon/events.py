@@ -328,10 +328,9 @@ def parse_native_events(
         raise InvalidEvent(None, "body", "must be an object with inputs")
     inputs = payload.get("inputs")
     n_features = len(feature_names)
+    unknown: list[str] = []
     if isinstance(inputs, dict):
-        unknown = [c for c in inputs if c not in feature_names]
-        if unknown:
-            raise InvalidEvent(None, f"inputs.{unknown[0]}", "not a feature of this endpoint")
+        unknown = [c for c in inputs if c not in feature_names]  # reported by data-quality
         if not any(f in inputs for f in feature_names):
             raise InvalidEvent(None, "inputs", "no column of this endpoint's features")
         lengths = {len(v) if isinstance(v, list) else -1 for v in inputs.values()}
@@ -427,7 +426,15 @@ def parse_native_events(
         errors = _objects([None if e is None else str(e) for e in errors_raw])
         error_events = sum(e is not None for e in errors_raw)
     return ColumnBatch(
-        timestamps, features, outputs, request_ids, latency, errors, error_events, category_columns
+        timestamps,
+        features,
+        outputs,
+        request_ids,
+        latency,
+        errors,
+        error_events,
+        category_columns,
+        {name: n for name in unknown},
     )
 
 

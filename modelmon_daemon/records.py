@@ -31,6 +31,7 @@ class ColumnBatch:
     errors: np.ndarray
     error_events: int = 0
     categorical: dict[int, np.ndarray] = field(default_factory=dict)
+    unexpected: dict[str, int] = field(default_factory=dict)  # column -> rows that had it
 
     def __len__(self) -> int:
         return int(self.timestamps.shape[0])
@@ -47,6 +48,7 @@ class ColumnBatch:
             errors=errors_taken,
             error_events=0,
             categorical={j: c[index] for j, c in self.categorical.items()},
+            unexpected=dict(self.unexpected),
         )
 
     @staticmethod
@@ -73,6 +75,7 @@ class ColumnBatch:
                 j: np.concatenate([b.categorical.get(j, _nones(len(b))) for b in batches])
                 for j in sorted({j for b in batches for j in b.categorical})
             },
+            unexpected=_add_counts(b.unexpected for b in batches),
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -88,6 +91,7 @@ class ColumnBatch:
             "e": [None if e is None else str(e) for e in self.errors.tolist()],
             "ee": self.error_events,
             "c": {int(j): c.tolist() for j, c in self.categorical.items()},
+            "u": self.unexpected,
         }
 
     @staticmethod
@@ -103,7 +107,16 @@ class ColumnBatch:
             errors=_object_array(wire["e"]),
             error_events=int(wire["ee"]),
             categorical={int(j): _object_array(v) for j, v in (wire.get("c") or {}).items()},
+            unexpected=dict(wire.get("u") or {}),
         )
+
+
+def _add_counts(parts: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in parts:
+        for key, n in part.items():
+            out[key] = out.get(key, 0) + n
+    return out
 
 
 def _nones(n: int) -> np.ndarray:

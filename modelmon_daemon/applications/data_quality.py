@@ -75,6 +75,15 @@ class DataQualityApplication:
                 {"features": per_feature},
             ),
             Result(
+                "unexpected_columns",
+                float(len(context.batch.unexpected)),
+                ResultKind.mm_app_anomaly,
+                ResultStatus.potential_detection
+                if context.batch.unexpected
+                else ResultStatus.no_detection,
+                {"columns": dict(context.batch.unexpected)},
+            ),
+            Result(
                 "missing_features",
                 float(len(gone)),
                 ResultKind.mm_app_anomaly,

@@ -48,3 +48,28 @@ def test_a_feature_gone_from_the_native_columns_is_all_missing_not_an_error():
     assert np.isnan(batch.features[:, 2]).all()
     out = run(batch.features)
     assert out["missing_features"].extra_data["missing"] == ["c"]
+
+
+def test_unexpected_columns_are_reported_not_refused():
+    from modelmon_daemon.records import ColumnBatch
+
+    batch = parse_native_events(
+        {"inputs": {"a": [1, 2], "b": [3, 4], "c": [5, 6], "new": [0, 0]}}, ["a", "b", "c"], 1, 0.0
+    )
+    assert batch.unexpected == {"new": 2}
+    assert ColumnBatch.from_wire(batch.to_wire()).unexpected == {"new": 2}
+    out = run(batch.features)
+    stats = {n: {"min": 0.0, "max": 10.0} for n in ("a", "b", "c")}
+    ctx = MonitoringContext(
+        "data-quality",
+        {"uid": "e", "feature_names": ["a", "b", "c"], "feature_stats": stats},
+        0,
+        60,
+        batch,
+        {},
+    )
+    found = {o.name: o for o in DataQualityApplication().do_tracking(ctx)}
+    assert found["unexpected_columns"].value == 1
+    assert found["unexpected_columns"].extra_data["columns"] == {"new": 2}
+    assert found["unexpected_columns"].status is ResultStatus.potential_detection
+    assert out["unexpected_columns"].value == 0

@@ -152,7 +152,7 @@ def test_native_rows_and_columns():
     [
         ({"inputs": [[1, 2], [1]]}, 1, "inputs"),
         ({"inputs": [[1, 2], [1, "z"]]}, 1, "inputs[1]"),
-        ({"inputs": {"z": [1]}}, None, "inputs.z"),
+        ({"inputs": {"z": [1]}}, None, "inputs"),
         ({"inputs": {"x": [1], "y": ["a"]}}, 0, "inputs.y"),
         ({"inputs": [[1, 2]], "timestamps": ["bad"]}, 0, "timestamps"),
         ({"inputs": [[1, 2]], "latency_us": [-5]}, 0, "latency_us"),
