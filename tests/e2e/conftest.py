@@ -42,8 +42,8 @@ def http(method, url, body=None, content_type="application/json", timeout=30):
 
 
 class Daemon:
-    def __init__(self, data_dir: Path, port: int, extra: list[str]) -> None:
-        self.data_dir, self.port, self.extra = data_dir, port, extra
+    def __init__(self, data_dir: Path, port: int, extra: list[str], lateness: str = "2s") -> None:
+        self.data_dir, self.port, self.extra, self.lateness = data_dir, port, extra, lateness
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"{data_dir.name}.log"
@@ -63,7 +63,7 @@ class Daemon:
             "--base-period",
             "30s",
             "--allowed-lateness",
-            "2s",
+            self.lateness,
             "--tick-interval",
             "0.5s",
             "--set",
@@ -163,6 +163,7 @@ def daemon(short_tmp):
             "--set",
             f"applications.python_path={ROOT}",
         ],
+        lateness="5s",  # room for several requests of one back-filled history
     ).start()
     yield d
     d.stop()
