@@ -384,6 +384,7 @@ def load_settings(
 def describe(settings: Settings) -> dict[str, Any]:
     """Settings as a person reads them (durations spelled out)."""
     out = settings.to_dict()
+    out.pop("alerts", None)  # may hold secrets; GET /v1/alerts shows them redacted
     for key in DURATION_KEYS:
         section, name = key.split(".")
         out[section][name] = format_duration(out[section][name])

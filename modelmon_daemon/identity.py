@@ -57,10 +57,6 @@ def split_versioned_model(model: str, version: str | None) -> tuple[str, str | N
     return model, version
 
 
-def result_full_name(project: str, application: str, result_type: str, name: str) -> str:
-    return f"{project}.{application}.{result_type}.{name}"
-
-
 def check_result_name(name: str) -> str:
     if not NAME_PATTERN.match(name):
         raise ValueError(f"result name {name!r} must match [a-zA-Z_][a-zA-Z0-9_]*")

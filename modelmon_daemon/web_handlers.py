@@ -12,6 +12,7 @@ import msgpack
 import numpy as np
 from aiohttp import web
 
+from modelmon_daemon.config import describe
 from modelmon_daemon.errors import ApiError, InvalidEvent, NotFound, Unavailable
 from modelmon_daemon.events import (
     iso,
@@ -341,6 +342,7 @@ async def status(request: web.Request) -> web.Response:
             },
             "endpoints": len(services.store.list_endpoints()),
             "wal_records": services.store.wal_size(),
+            "settings": describe(services.settings),
             "controller": controller,
             "ingest": services.counters.__dict__,
         }

@@ -13,8 +13,6 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from modelmon_daemon.records import ColumnBatch, WindowMeta
 
 
@@ -194,7 +192,3 @@ class EndpointWindows:
             if p.meta.last_event is not None:
                 last = p.meta.last_event if last is None else max(last, p.meta.last_event)
         return {"rows": rows, "errors": errors, "late": late_rows, "first": first, "last": last}
-
-
-def rows_in_window(timestamps: np.ndarray, start: float, base_period: float) -> np.ndarray:
-    return (timestamps >= start) & (timestamps < start + base_period)

@@ -51,10 +51,6 @@ class AlertEvent:
     end: float
     message: str = ""
 
-    @property
-    def family(self) -> str:
-        return self.entity
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

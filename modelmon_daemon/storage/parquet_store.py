@@ -42,7 +42,6 @@ RESULT_SCHEMA = pa.schema(
         ("full_name", pa.string()),
     ]
 )
-RESERVED_COLUMNS = ("timestamp", "request_id", "latency_us", "error")
 
 
 def _day_hour(ts: float) -> tuple[str, int]:
