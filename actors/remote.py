@@ -46,14 +46,27 @@ def pool_size(settings: Settings) -> int:
 
 class RayRuntime:
     """Creates the daemon's actors (detached, named, in the `modelmon` namespace) or
-    returns the live ones."""
+    returns the live ones. The actors that open the LMDB environment (controller, writer,
+    stream actors) are pinned to this node, the one that holds the data dir; application
+    actors hold no state and go wherever Ray has room (other nodes of a cluster too)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings_dict = settings
         self.settings = Settings.from_dict(settings)
+        self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
-    def _opts(self, name: str) -> dict[str, Any]:
-        return {"name": name, "namespace": NAMESPACE, "lifetime": "detached", "get_if_exists": True}
+    def _opts(self, name: str, pinned: bool = True) -> dict[str, Any]:
+        opts: dict[str, Any] = {
+            "name": name,
+            "namespace": NAMESPACE,
+            "lifetime": "detached",
+            "get_if_exists": True,
+        }
+        if pinned and self.node_id:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self.node_id, soft=False)
+        return opts
 
     def stream_actor(self, name: str) -> Any:
         return RemoteStream.options(**self._opts(name)).remote(name, self.settings_dict)
@@ -63,7 +76,9 @@ class RayRuntime:
 
     def application_actors(self) -> list[Any]:
         return [
-            RemoteApplication.options(**self._opts(app_name(i))).remote(i, self.settings_dict)
+            RemoteApplication.options(**self._opts(app_name(i), pinned=False)).remote(
+                i, self.settings_dict
+            )
             for i in range(pool_size(self.settings))
         ]
 
