@@ -155,9 +155,17 @@ def _output_columns(values: list[Any], n_outputs: int) -> list[np.ndarray]:
     out = []
     for col in cols:
         try:
-            if any(isinstance(v, str | bool) for v in col):
+            numeric = np.array(col, dtype=np.float64)  # one C pass; strings raise
+            if numeric.ndim != 1:
                 raise TypeError
-            out.append(np.array(col, dtype=np.float64))
+            # numpy reads True as 1.0: booleans stay objects (classes), checked only then
+            if (
+                numeric.size
+                and np.any((numeric == 0) | (numeric == 1))
+                and any(isinstance(v, bool) for v in col)
+            ):
+                raise TypeError
+            out.append(numeric)
         except (TypeError, ValueError):
             arr = np.empty(len(col), dtype=object)
             arr[:] = col
@@ -395,11 +403,12 @@ def parse_native_events(
     elif isinstance(outputs_raw, list):
         if len(outputs_raw) != n:
             raise InvalidEvent(None, "outputs", f"has {len(outputs_raw)} values for {n} rows")
-        for r, value in enumerate(outputs_raw):
-            if _output_width(value) != n_outputs:
-                raise InvalidEvent(
-                    r, "outputs", f"has {_output_width(value)} values, expected {n_outputs}"
-                )
+        if n_outputs != 1 or any(isinstance(v, list | tuple) for v in outputs_raw):
+            for r, value in enumerate(outputs_raw):
+                if _output_width(value) != n_outputs:
+                    raise InvalidEvent(
+                        r, "outputs", f"has {_output_width(value)} values, expected {n_outputs}"
+                    )
         outputs = _output_columns(outputs_raw, n_outputs)
     else:
         raise InvalidEvent(None, "outputs", "must be a list or an object of columns")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from typing import Any
 
 import msgpack
 import numpy as np
+import orjson
 from aiohttp import web
 
 from modelmon_daemon.config import describe
@@ -40,8 +40,8 @@ async def decode_body(request: web.Request) -> Any:
                 f"body is not valid msgpack: {exc}", {"field": "body"}, code="invalid_body"
             ) from None
     try:
-        return json.loads(raw)
-    except ValueError as exc:
+        return orjson.loads(raw)  # several times faster than json on arrays of numbers
+    except orjson.JSONDecodeError as exc:
         raise ApiError(
             f"body is not valid JSON: {exc}", {"field": "body"}, code="invalid_body"
         ) from None
