@@ -14,7 +14,7 @@ from typing import Any
 
 from modelmon_daemon.client import Client, ClientError
 from modelmon_daemon.config import ConfigError, Settings, load_settings
-from modelmon_daemon.daemon import DAEMON_FILE, StartupError, pid_alive, read_daemon_file
+from modelmon_daemon.daemon import StartupError, pid_alive, read_daemon_file
 
 FLAG_KEYS = {
     "data_dir": "daemon.data_dir",
@@ -480,4 +480,4 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["DAEMON_FILE", "main"]
+__all__ = ["main"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import msgpack
@@ -188,6 +189,13 @@ class EndpointSpec:
     @property
     def output_names(self) -> list[str]:
         return list(self.label_names)
+
+    @cached_property
+    def categorical_indices(self) -> tuple[int, ...]:
+        """Positions of the categorical features (derived once; specs are replaced, not
+        mutated, when an endpoint is re-registered)."""
+        names = set(self.categorical_features)
+        return tuple(j for j, name in enumerate(self.feature_names) if name in names)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

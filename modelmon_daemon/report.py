@@ -44,28 +44,20 @@ def feature_plot(name: str, reference: dict[str, Any], current: dict[str, Any] |
     """Reference vs current distribution on the reference's bins (outer bins folded in)."""
     fig, ax = plt.subplots(figsize=(5, 2.8))
     ref_counts, edges = _inner(reference["hist"])
-    total = sum(ref_counts) or 1
     widths = [b - a for a, b in itertools.pairwise(edges)]
-    ax.bar(
-        edges[:-1],
-        [c / total for c in ref_counts],
-        width=widths,
-        align="edge",
-        alpha=0.5,
-        label="reference",
-        color="#1565c0",
-    )
+    series = [(ref_counts, "reference", "#1565c0")]
     if current and current.get("hist"):
-        cur_counts, _ = _inner(current["hist"])
-        cur_total = sum(cur_counts) or 1
+        series.append((_inner(current["hist"])[0], "current window", "#ef6c00"))
+    for counts, label, color in series:
+        total = sum(counts) or 1
         ax.bar(
             edges[:-1],
-            [c / cur_total for c in cur_counts],
+            [c / total for c in counts],
             width=widths,
             align="edge",
             alpha=0.5,
-            label="current window",
-            color="#ef6c00",
+            label=label,
+            color=color,
         )
     ax.set_title(name)
     ax.set_ylabel("share")

@@ -51,11 +51,6 @@ def _services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
-def categorical_indices(spec: EndpointSpec) -> tuple[int, ...]:
-    names = set(spec.categorical_features)
-    return tuple(j for j, name in enumerate(spec.feature_names) if name in names)
-
-
 def _spec(services: Services, uid: str) -> EndpointSpec:
     spec = services.specs.get(uid)
     if spec is None:
@@ -100,7 +95,7 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
             spec = _spec(services, uid)
         except NotFound:
             return None
-        return len(spec.feature_names), len(spec.label_names), categorical_indices(spec)
+        return len(spec.feature_names), len(spec.label_names), spec.categorical_indices
 
     parsed = parse_mlrun_events(payload, shape, time.time())
     new_specs = []
@@ -136,7 +131,7 @@ async def post_native_events(request: web.Request) -> web.Response:
     spec = _spec(services, uid)
     payload = await decode_body(request)
     batch = parse_native_events(
-        payload, spec.feature_names, len(spec.label_names), time.time(), categorical_indices(spec)
+        payload, spec.feature_names, len(spec.label_names), time.time(), spec.categorical_indices
     )
     await _accept(services, {uid: batch}, [])
     services.counters.events_accepted += len(batch)
