@@ -61,7 +61,9 @@ class ControllerActor:
         self.settings = Settings.from_dict(settings)
         self.runtime = runtime or RayRuntime(settings)
         self.store = store or LmdbStore(
-            self.settings.data_path, self.settings.storage.lmdb_map_size
+            self.settings.data_path,
+            self.settings.storage.lmdb_map_size,
+            self.settings.storage.lmdb_max_map_size,
         )
         self.routes: dict[str, str] = self.store.routes()
         self.streams: dict[str, Any] = {}

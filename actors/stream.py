@@ -23,7 +23,9 @@ class StreamActor:
         self.name = name
         self.settings = Settings.from_dict(settings)
         self.store = store or LmdbStore(
-            self.settings.data_path, self.settings.storage.lmdb_map_size
+            self.settings.data_path,
+            self.settings.storage.lmdb_map_size,
+            self.settings.storage.lmdb_max_map_size,
         )
         self.windows: dict[str, EndpointWindows] = {}
         self.rings: dict[str, ArrivalRing] = {}

@@ -18,6 +18,7 @@ from modelmon_daemon.performance import (
     classification_keys,
     classification_metrics,
     drop_status,
+    infer_model_type,
     regression_metrics,
 )
 from modelmon_daemon.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta, empty_batch
@@ -31,7 +32,9 @@ class WriterActor:
     def __init__(self, settings: dict[str, Any], store: LmdbStore | None = None) -> None:
         self.settings = Settings.from_dict(settings)
         data = self.settings.data_path
-        self.store = store or LmdbStore(data, self.settings.storage.lmdb_map_size)
+        self.store = store or LmdbStore(
+            data, self.settings.storage.lmdb_map_size, self.settings.storage.lmdb_max_map_size
+        )
         self.parquet = ParquetStore(str(data))
         self.windows_written = 0
         self.late_batches_written = 0
@@ -45,9 +48,9 @@ class WriterActor:
         d = self.settings.daemon
         self.public_url = notes.public_url or f"http://{d.host}:{d.port}"
 
-    def _notifications(self, alert: AlertConfig, event: AlertEvent) -> list[dict[str, Any]]:
+    def _notifications(self, alert: AlertConfig, fired: list[AlertEvent]) -> list[dict[str, Any]]:
         """One outbox entry per channel of a firing alert, its message rendered now."""
-        message = render(alert, event, self.public_url, self.templates)
+        message = render(alert, fired, self.public_url, self.templates)
         return [{"channel": channel, **message} for channel in alert.notifications]
 
     def commit_window(
@@ -116,9 +119,14 @@ class WriterActor:
     ) -> tuple[list[ResultRecord], PerformanceUpdate | None]:
         """Join labels to this window's predictions and score every pair joined since the
         last scored window (late labels of analyzed windows included)."""
-        model_type = endpoint.get("model_type") or ""
-        if not model_type or not batch.outputs:
+        if not batch.outputs:
             return [], None
+        # declared at registration, else inferred once labels have joined predictions
+        model_type = (
+            endpoint.get("model_type")
+            or self.store.get_state(meta.uid).get("inferred_model_type")
+            or ""
+        )
         rids = [str(r) for r in batch.request_ids.tolist()]
         outputs = batch.outputs[0].tolist()
         stamps = batch.timestamps.tolist()
@@ -144,6 +152,9 @@ class WriterActor:
                 update.predictions.append((rid, output, ts))
         if not pairs:
             return [], update
+        if not model_type:
+            model_type = infer_model_type([p[1] for p in pairs], [p[2] for p in pairs])
+            update.inferred_model_type = model_type
         pairs.sort(key=lambda p: p[0])
         return self._score(meta, endpoint, model_type, pairs, update), update
 

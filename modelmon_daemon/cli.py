@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modelmon_daemon.client import Client, ClientError
+from modelmon_daemon.client import DEFAULT_URL, Client, ClientError
 from modelmon_daemon.config import ConfigError, Settings, load_settings
 from modelmon_daemon.daemon import StartupError, pid_alive, read_daemon_file
 
@@ -132,8 +132,25 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> Client:
+    """The daemon at --url / $MODELMON_URL, with the token from --token, $MODELMON_TOKEN
+    or the data dir's auth_token file."""
+    return Client(args.url, token=args.token, data_dir=args.data_dir)
+
+
+def _add_client_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", help="daemon URL (default $MODELMON_URL or http://127.0.0.1:8470)")
+    p.add_argument(
+        "--token", help="bearer token (default $MODELMON_TOKEN or the data dir's auth_token)"
+    )
+    p.add_argument(
+        "--data-dir",
+        help="where to find auth_token (default $MODELMON_DAEMON_DATA_DIR or ./modelmon-data)",
+    )
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    client = Client(args.url)
+    client = _client(args)
     try:
         health = client.health()
         status = client.status()
@@ -169,7 +186,7 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
 
 
 def cmd_endpoints(args: argparse.Namespace) -> int:
-    client = Client(args.url)
+    client = _client(args)
     uid = [u for u in args.uid if u != "show"]
     if len(uid) > 1:
         raise CliError("endpoints show takes one UID")
@@ -200,7 +217,7 @@ def cmd_endpoints(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    client = Client(args.url)
+    client = _client(args)
     start = None
     if args.since:
         from modelmon_daemon.durations import parse_duration
@@ -251,7 +268,7 @@ class CliError(RuntimeError):
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    client = Client(args.url)
+    client = _client(args)
     action = args.action
     if action == "create":
         if not args.file:
@@ -312,7 +329,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from modelmon_daemon.report import build_report, plots
 
-    client = Client(args.url)
+    client = _client(args)
     record = client.endpoint(args.uid)
     results = client.results(args.uid)
     status = client.status()
@@ -405,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("results", cmd_results, "an endpoint's results, oldest first"),
     ):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("--url", help="daemon URL (default $MODELMON_URL or http://127.0.0.1:8470)")
+        _add_client_flags(p)
         p.add_argument("--json", action="store_true", help="machine-readable output")
         if name == "endpoints":
             p.add_argument("uid", nargs="*", help="UID, or show UID")
@@ -428,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--file", help="with create: an alert config (JSON or TOML; [[alerts]] for several)"
     )
     p.add_argument("--entity", help="with reset: only this entity")
-    p.add_argument("--url", help="daemon URL (default $MODELMON_URL or http://127.0.0.1:8470)")
+    _add_client_flags(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_alerts)
 
@@ -436,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("uid")
     p.add_argument("--out", required=True, help="report.html, or the .png with --png")
     p.add_argument("--png", metavar="PLOT", help="export one plot: drift, operations, feature:NAME")
-    p.add_argument("--url", help="daemon URL (default $MODELMON_URL or http://127.0.0.1:8470)")
+    _add_client_flags(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("evaluate", help="run the applications over an offline dataset")
@@ -472,6 +489,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ClientError as exc:
         print(f"modelmon-daemon: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the daemon is down or unreachable: one line, no traceback
+        url = getattr(args, "url", None) or os.environ.get("MODELMON_URL") or DEFAULT_URL
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        print(f"modelmon-daemon: cannot reach the daemon at {url}: {reason}", file=sys.stderr)
         return 1
     except CliError as exc:
         print(f"modelmon-daemon: {exc}", file=sys.stderr)

@@ -15,6 +15,8 @@ from typing import Any
 
 import msgpack
 
+from modelmon_daemon.auth import find_token
+
 DEFAULT_URL = "http://127.0.0.1:8470"
 
 
@@ -27,9 +29,19 @@ class ClientError(RuntimeError):
 
 
 class Client:
-    def __init__(self, url: str | None = None, timeout: float = 30.0) -> None:
+    """`token`: the daemon's bearer token; default $MODELMON_TOKEN, then the `auth_token`
+    file of `data_dir` (default $MODELMON_DAEMON_DATA_DIR or ./modelmon-data)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        timeout: float = 30.0,
+        token: str | None = None,
+        data_dir: str | None = None,
+    ) -> None:
         self.url = (url or os.environ.get("MODELMON_URL") or DEFAULT_URL).rstrip("/")
         self.timeout = timeout
+        self.token = find_token(token, data_dir)
 
     def request(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -43,6 +55,8 @@ class Client:
         req = urllib.request.Request(url, data=data, method=method)
         if data is not None:
             req.add_header("Content-Type", content_type)
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 raw = resp.read()

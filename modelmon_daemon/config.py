@@ -31,6 +31,12 @@ class DaemonSettings:
     host: str = "127.0.0.1"
     port: int = 8470
     max_body_size: int = 64 * 1024 * 1024
+    auth_token_file: str = ""
+    allowed_hosts: list[str] = field(default_factory=list)
+    reference_dirs: list[str] = field(default_factory=list)
+    max_pending_rows: int = 0
+    large_body_size: int = 1024 * 1024
+    max_large_requests: int = 2
 
 
 @dataclass
@@ -91,6 +97,7 @@ class DriftSettings:
 @dataclass
 class StorageSettings:
     lmdb_map_size: int = 16 * 1024**3
+    lmdb_max_map_size: int = 1024**4
 
 
 @dataclass
@@ -124,6 +131,7 @@ class MetricsSettings:
 
 @dataclass
 class NotificationSettings:
+    allow_http_commands: bool = False
     public_url: str = ""
     templates: str = ""
     max_attempts: int = 8
@@ -154,6 +162,28 @@ class Settings:
     def data_path(self) -> Path:
         return Path(self.daemon.data_dir).expanduser().resolve()
 
+    @property
+    def token_path(self) -> Path:
+        from modelmon_daemon.auth import token_path
+
+        return token_path(self.data_path, self.daemon.auth_token_file)
+
+    @property
+    def reference_paths(self) -> list[Path]:
+        """Where reference.path may point: the configured folders, resolved."""
+        dirs = self.daemon.reference_dirs or [str(self.data_path / "references")]
+        return [Path(d).expanduser().resolve() for d in dirs]
+
+    @property
+    def pending_rows_limit(self) -> int:
+        if self.daemon.max_pending_rows:
+            return self.daemon.max_pending_rows
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            memory = 8 * 1024**3
+        return max(100_000, int(memory / 8 / 150))
+
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
 
@@ -182,7 +212,12 @@ DURATION_KEYS = {
     "notifications.poll_interval",
     "performance.label_ttl",
 }
-SIZE_KEYS = {"daemon.max_body_size", "storage.lmdb_map_size"}
+SIZE_KEYS = {
+    "daemon.max_body_size",
+    "daemon.large_body_size",
+    "storage.lmdb_map_size",
+    "storage.lmdb_max_map_size",
+}
 
 
 def _coerce(key: str, current: Any, value: Any) -> Any:
@@ -301,6 +336,12 @@ def validate(settings: Settings) -> Settings:
         )
     if settings.storage.lmdb_map_size < 16 * 1024**2:
         raise ConfigError("storage.lmdb_map_size", "must be at least 16MiB")
+    if settings.storage.lmdb_max_map_size < settings.storage.lmdb_map_size:
+        raise ConfigError("storage.lmdb_max_map_size", "must be at least storage.lmdb_map_size")
+    if d.max_pending_rows < 0:
+        raise ConfigError("daemon.max_pending_rows", "must be 0 (from memory) or more")
+    if d.max_large_requests < 1:
+        raise ConfigError("daemon.max_large_requests", "must be at least 1")
     op = settings.operational
     pairs = (
         ("operational", op, "latency_potential_us", "latency_detected_us"),
@@ -330,7 +371,7 @@ def validate(settings: Settings) -> Settings:
     names = set()
     for i, alert in enumerate(settings.alerts):
         try:
-            parsed = parse_alert(alert, default_cooldown=n.default_cooldown)
+            parsed = parse_alert(alert, default_cooldown=n.default_cooldown, from_config=True)
         except ApiError as exc:
             raise ConfigError(f"alerts[{i}]", exc.message) from None
         if parsed.name in names:

@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from modelmon_daemon.auth import load_or_create_token
 from modelmon_daemon.config import Settings
 
 log = logging.getLogger("modelmon_daemon")
@@ -106,7 +107,9 @@ def _load_config_alerts(settings: Settings, store: Any) -> None:
     from modelmon_daemon.alerts.model import parse_alert
 
     for body in settings.alerts:
-        alert = parse_alert(body, time.time(), settings.notifications.default_cooldown)
+        alert = parse_alert(
+            body, time.time(), settings.notifications.default_cooldown, from_config=True
+        )
         existing = store.get_alert(alert.name)
         if existing is not None:
             alert.created = existing.created
@@ -122,14 +125,15 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     from modelmon_daemon.records import EndpointSpec
     from modelmon_daemon.storage.lmdb_store import LmdbStore
     from modelmon_daemon.storage.parquet_store import ParquetStore
-    from modelmon_daemon.web_app import Services, build_app
+    from modelmon_daemon.web_app import Services, allowed_hosts, build_app
 
     data = settings.data_path
     data.mkdir(parents=True, exist_ok=True)
     previous = read_daemon_file(data)
     if previous and previous.get("pid") != os.getpid() and pid_alive(int(previous.get("pid", 0))):
         raise StartupError(f"a daemon (pid {previous['pid']}) already runs on {data}")
-    store = LmdbStore(data, settings.storage.lmdb_map_size)
+    token = load_or_create_token(settings.token_path)
+    store = LmdbStore(data, settings.storage.lmdb_map_size, settings.storage.lmdb_max_map_size)
     _check_wal_period(settings, store)
     _load_config_alerts(settings, store)
     store.put_meta("label_ttl", settings.performance.label_ttl)
@@ -162,6 +166,8 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
             executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelmon-io"),
             specs={e["uid"]: EndpointSpec.from_dict(e) for e in store.list_endpoints()},
             started=time.time(),
+            token=token,
+            allowed_hosts=allowed_hosts(settings),
         )
         app = build_app(services)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -187,7 +193,10 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
             data,
             ray_info.get("dashboard_url") or "off",
         )
-        print(f"modelmon-daemon ready on {url} (data: {data})", flush=True)
+        print(
+            f"modelmon-daemon ready on {url} (data: {data}; token: {settings.token_path})",
+            flush=True,
+        )
         stop = stop_event or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -65,6 +65,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     print(f"daemon did not start; see {data_dir / 'demo-daemon.log'}")
                     return 1
                 time.sleep(0.5)
+        client = Client(url, timeout=30, data_dir=str(data_dir))  # its token exists now
         rng = np.random.default_rng(7)
         names = {"churn": False, "fraud": True, "pricing": False}
         for name in names:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+MAX_DURATION_S = 100 * 365.25 * 86400
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {
@@ -26,6 +27,8 @@ def parse_duration(value: str | int | float) -> float:
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
         seconds = float(value)
+    elif not isinstance(value, str):
+        raise ValueError(f"not a duration: {type(value).__name__} (use e.g. 30s, 10m, 1h)")
     else:
         text = value.strip().lower().replace(" ", "")
         if not text:
@@ -46,6 +49,8 @@ def parse_duration(value: str | int | float) -> float:
                 ) from None
     if seconds < 0:
         raise ValueError(f"duration must not be negative: {value!r}")
+    if not seconds <= MAX_DURATION_S:  # also NaN
+        raise ValueError(f"duration must be at most 100 years: {value!r}")
     return seconds
 
 

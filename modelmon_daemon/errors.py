@@ -17,6 +17,7 @@ class ApiError(Exception):
             self.status = kw["status"]
         if "code" in kw:
             self.code = kw["code"]
+        self.headers: dict[str, str] = dict(kw.get("headers") or {})
 
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
@@ -40,3 +41,35 @@ class NotFound(ApiError):
 class Unavailable(ApiError):
     status = 503
     code = "unavailable"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="modelmon"'})
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
+
+class Overloaded(ApiError):
+    """Back off and retry: the daemon is behind (429) or out of room (503, 507)."""
+
+    status = 429
+    code = "overloaded"
+
+    def __init__(
+        self, message: str, retry_after: float, status: int = 429, code: str = "overloaded"
+    ) -> None:
+        seconds = str(max(1, int(retry_after + 0.999)))
+        super().__init__(
+            message,
+            {"retry_after_s": int(seconds)},
+            status=status,
+            code=code,
+            headers={"Retry-After": seconds},
+        )

@@ -44,10 +44,38 @@ def parse_time(value: Any) -> float:
     raise ValueError(f"not a time: {value!r}")
 
 
-def iso(ts: float | None) -> str | None:
-    if ts is None:
+MAX_FUTURE_S = 86400.0  # event times more than a day ahead are refused
+LATEST_QUERY_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
+def event_time(value: Any, now: float) -> float:
+    """An event's time: parse_time, then inside [1970, now + 1 day] (DESIGN: sane range).
+    A time outside would put rows in windows that never close, or never open."""
+    ts = parse_time(value)
+    if ts < 0.0:
+        raise ValueError(f"{value!r} is before 1970")
+    if ts > now + MAX_FUTURE_S:
+        raise ValueError(f"{value!r} is more than a day in the future")
+    return ts
+
+
+def query_time(value: Any) -> float:
+    """A query bound: parse_time within 1970..9999 (so it always converts to a date)."""
+    ts = parse_time(value)
+    if not 0.0 <= ts <= LATEST_QUERY_TIME:
+        raise ValueError(f"{value!r} is outside 1970..9999")
+    return ts
+
+
+def iso(ts: Any) -> str | None:
+    """ISO 8601 UTC, or None for anything that is no representable time: a stored value
+    must never break a read path."""
+    if ts is None or isinstance(ts, bool) or not isinstance(ts, int | float):
         return None
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 @dataclass
@@ -112,13 +140,22 @@ def _split_rows(
     return matrix, {j: _objects(v) for j, v in values.items()}
 
 
+def _finite(matrix: np.ndarray, index_of_row: Sequence[int], field: str) -> np.ndarray:
+    """Infinity (msgpack can carry it) is no feature value: refused, naming the row."""
+    infinite = np.isinf(matrix)
+    if infinite.any():
+        r, j = (int(v[0]) for v in np.nonzero(infinite.reshape(matrix.shape[0], -1)))
+        raise InvalidEvent(index_of_row[r], f"{field}[{j}]", "feature value must be finite")
+    return matrix
+
+
 def _float_rows(
     rows: list[Any], n_features: int, index_of_row: list[int], field: str
 ) -> np.ndarray:
     try:
         matrix = np.array(rows, dtype=np.float64)
         if matrix.ndim == 2 and matrix.shape[1] == n_features:
-            return matrix
+            return _finite(matrix, index_of_row, field)
         if matrix.ndim == 1 and matrix.shape[0] == 0:
             return np.empty((0, n_features))
     except (ValueError, TypeError):
@@ -144,12 +181,21 @@ def _float_rows(
     raise InvalidEvent(None, field, "rows could not be read as numbers")
 
 
-def _output_columns(values: list[Any], n_outputs: int) -> list[np.ndarray]:
-    """One array per output; numeric outputs as float64, anything else as objects."""
+OUTPUT_TYPES = (str, int, float, bool)
+
+
+def _output_columns(
+    values: list[Any],
+    n_outputs: int,
+    field: str = "outputs",
+    index_of_row: Sequence[int] | None = None,
+) -> list[np.ndarray]:
+    """One array per output; numeric outputs as float64, anything else as objects. A single
+    output sent as a one-element row (`[0]`, as many models return it) is that value."""
     if n_outputs == 0:
         return []
     if n_outputs == 1:
-        cols = [values]
+        cols = [[v[0] if isinstance(v, list | tuple) and len(v) == 1 else v for v in values]]
     else:
         cols = [[None if v is None else v[j] for v in values] for j in range(n_outputs)]
     out = []
@@ -165,8 +211,22 @@ def _output_columns(values: list[Any], n_outputs: int) -> list[np.ndarray]:
                 and any(isinstance(v, bool) for v in col)
             ):
                 raise TypeError
+            if not np.isfinite(numeric[~np.isnan(numeric)]).all():
+                bad = int(np.flatnonzero(np.isinf(numeric))[0])
+                raise InvalidEvent(
+                    index_of_row[bad] if index_of_row is not None else bad,
+                    field,
+                    "output must be a finite number",
+                )
             out.append(numeric)
         except (TypeError, ValueError):
+            for r, v in enumerate(col):
+                if v is not None and not isinstance(v, OUTPUT_TYPES):
+                    raise InvalidEvent(
+                        index_of_row[r] if index_of_row is not None else r,
+                        field,
+                        f"output must be a number, string, boolean or null, got {type(v).__name__}",
+                    ) from None
             arr = np.empty(len(col), dtype=object)
             arr[:] = col
             out.append(arr)
@@ -220,13 +280,11 @@ def parse_mlrun_events(
             )
         when = event.get("when")
         try:
-            ts = now if when is None else parse_time(when)
+            ts = now if when is None else event_time(when, now)
         except ValueError as exc:
             raise InvalidEvent(i, "when", str(exc)) from None
         micro = event.get("microsec")
-        if micro is not None and (
-            isinstance(micro, bool) or not isinstance(micro, int | float) or micro < 0
-        ):
+        if micro is not None and not _is_latency(micro):
             raise InvalidEvent(i, "microsec", f"must be a non-negative number, got {micro!r}")
         shape = shapes.get(uid) or known_shape(uid)
         if shape is None:
@@ -286,7 +344,7 @@ def parse_mlrun_events(
         parsed.batches[uid] = ColumnBatch(
             timestamps=np.asarray(acc["ts"], dtype=np.float64),
             features=features,
-            outputs=_output_columns(acc["outputs"], n_outputs),
+            outputs=_output_columns(acc["outputs"], n_outputs, "resp.outputs", acc["row_event"]),
             request_ids=_objects(acc["rid"]),
             latency_us=np.asarray(acc["lat"], dtype=np.float64),
             errors=_objects(acc["err"]),
@@ -338,7 +396,11 @@ def parse_native_events(
     n_features = len(feature_names)
     unknown: list[str] = []
     if isinstance(inputs, dict):
+        if not all(isinstance(c, str) for c in inputs):
+            raise InvalidEvent(None, "inputs", "column names must be strings")
         unknown = [c for c in inputs if c not in feature_names]  # reported by data-quality
+        if len(unknown) > 1000:
+            raise InvalidEvent(None, "inputs", f"{len(unknown)} unknown columns (at most 1000)")
         if not any(f in inputs for f in feature_names):
             raise InvalidEvent(None, "inputs", "no column of this endpoint's features")
         lengths = {len(v) if isinstance(v, list) else -1 for v in inputs.values()}
@@ -366,7 +428,10 @@ def parse_native_events(
                 columns.append(np.full(n, np.nan))
                 continue
             try:
-                columns.append(np.array(inputs[name], dtype=np.float64))
+                column = np.array(inputs[name], dtype=np.float64)
+                if column.ndim != 1:
+                    raise TypeError
+                columns.append(_finite(column, range(n), f"inputs.{name}"))
             except (TypeError, ValueError):
                 for r, value in enumerate(inputs[name]):
                     if value is not None and (
@@ -399,7 +464,7 @@ def parse_native_events(
         for name, col in outputs_raw.items():
             if not isinstance(col, list) or len(col) != n:
                 raise InvalidEvent(None, f"outputs.{name}", f"must be a list of {n} values")
-            outputs.extend(_output_columns(col, 1))
+            outputs.extend(_output_columns(col, 1, f"outputs.{name}"))
     elif isinstance(outputs_raw, list):
         if len(outputs_raw) != n:
             raise InvalidEvent(None, "outputs", f"has {len(outputs_raw)} values for {n} rows")
@@ -413,7 +478,13 @@ def parse_native_events(
     else:
         raise InvalidEvent(None, "outputs", "must be a list or an object of columns")
 
-    timestamps = _per_row(payload, "timestamps", n, now, _time_value)
+    def time_value(r: int, value: Any) -> float:
+        try:
+            return event_time(value, now)
+        except ValueError as exc:
+            raise InvalidEvent(r, "timestamps", str(exc)) from None
+
+    timestamps = _per_row(payload, "timestamps", n, now, time_value)
     latency = _per_row(payload, "latency_us", n, math.nan, _latency_value)
     rids_raw = payload.get("request_ids")
     if rids_raw is None:
@@ -447,17 +518,20 @@ def parse_native_events(
     )
 
 
-def _time_value(r: int, value: Any) -> float:
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise InvalidEvent(r, "timestamps", str(exc)) from None
+def _is_latency(value: Any) -> bool:
+    """Microseconds: finite, non-negative, under a year."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and 0 <= value < 3.2e13
+        and math.isfinite(value)
+    )
 
 
 def _latency_value(r: int, value: Any) -> float:
     if value is None:
         return math.nan
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if not _is_latency(value):
         raise InvalidEvent(r, "latency_us", f"must be a non-negative number, got {value!r}")
     return float(value)
 

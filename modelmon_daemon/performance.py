@@ -24,6 +24,18 @@ def _key(value: Any) -> str:
     return str(value)
 
 
+def infer_model_type(labels: Sequence[Any], predictions: Sequence[Any]) -> str:
+    """classification when predictions and labels are integers, booleans or strings;
+    regression otherwise (any non-integer number)."""
+    for value in (*labels, *predictions):
+        if isinstance(value, bool | str) or value is None:
+            continue
+        if isinstance(value, int | float) and float(value).is_integer():
+            continue
+        return "regression"
+    return "classification"
+
+
 def classification_keys(values: Sequence[Any]) -> list[str]:
     """Labels and predictions compared as classes: 1, 1.0 and True are the same class."""
     return [_key(v) for v in values]

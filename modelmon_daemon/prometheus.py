@@ -30,6 +30,9 @@ class Snapshot:
     events: int = 0
     rows: int = 0
     wal_records: int = 0
+    pending_rows: int = 0
+    pending_rows_limit: int = 0
+    storage: dict[str, Any] = field(default_factory=dict)
     ticks: int = 0
     tick_errors: int = 0
     notifications_delivered: int = 0
@@ -92,6 +95,11 @@ def metric_names() -> set[str]:
         "modelmon_ingest_rows_total",
         "modelmon_ingest_request_duration_seconds",
         "modelmon_wal_pending_records",
+        "modelmon_pending_rows",
+        "modelmon_pending_rows_limit",
+        "modelmon_lmdb_map_size_bytes",
+        "modelmon_lmdb_used_bytes",
+        "modelmon_lmdb_full",
         "modelmon_controller_ticks_total",
         "modelmon_controller_tick_errors_total",
         "modelmon_notifications_delivered_total",
@@ -136,6 +144,26 @@ class _SnapshotCollector(Collector):
             "modelmon_wal_pending_records",
             "Durability-log records whose window is not in Parquet yet.",
             value=s.wal_records,
+        )
+        yield GaugeMetricFamily(
+            "modelmon_pending_rows",
+            "Rows acknowledged whose window is not committed yet (429 past the limit).",
+            value=s.pending_rows,
+        )
+        yield GaugeMetricFamily(
+            "modelmon_pending_rows_limit",
+            "daemon.max_pending_rows in effect.",
+            value=s.pending_rows_limit,
+        )
+        for key, name, text in (
+            ("map_size_bytes", "modelmon_lmdb_map_size_bytes", "LMDB map size (grows on demand)."),
+            ("used_bytes", "modelmon_lmdb_used_bytes", "LMDB bytes in use."),
+        ):
+            yield GaugeMetricFamily(name, text, value=float(s.storage.get(key, 0)))
+        yield GaugeMetricFamily(
+            "modelmon_lmdb_full",
+            "1 while writes are refused because the map is at its maximum size.",
+            value=1.0 if s.storage.get("full") else 0.0,
         )
         yield CounterMetricFamily("modelmon_controller_ticks", "Controller ticks.", value=s.ticks)
         yield CounterMetricFamily(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from modelmon_daemon.applications.prediction_drift import prediction_stats
 from modelmon_daemon.categorical import category_counts
-from modelmon_daemon.errors import ApiError
+from modelmon_daemon.errors import ApiError, Forbidden
 from modelmon_daemon.identity import UID_PATTERN, FunctionUri, endpoint_uid, split_versioned_model
 from modelmon_daemon.multivariate import fit_pca
 from modelmon_daemon.records import EndpointSpec
@@ -75,7 +77,23 @@ def _check_feature_stats(stats: Any, feature_names: list[str]) -> dict[str, Any]
     return pad_feature_stats(stats)
 
 
-def build_spec(body: Any, now: float) -> EndpointSpec:
+def allowed_reference_path(value: Any, reference_dirs: Sequence[Path]) -> str:
+    """The resolved path if it lies under one of `reference_dirs`, else 403. Checked before
+    the file is touched, so an answer never tells whether a path outside exists."""
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise _bad("reference.path", "must be a file path")
+    path = Path(value).expanduser()
+    resolved = path.resolve() if path.is_absolute() else (reference_dirs[0] / path).resolve()
+    if not any(resolved.is_relative_to(d) for d in reference_dirs):
+        raise Forbidden(
+            "reference.path must lie under daemon.reference_dirs",
+            {"field": "reference.path"},
+        )
+    return str(resolved)
+
+
+def build_spec(body: Any, now: float, reference_dirs: Sequence[Path] | None = None) -> EndpointSpec:
+    """`reference_dirs`: where a reference.path may point (None: anywhere, for local use)."""
     if not isinstance(body, dict):
         raise ApiError("body must be a JSON object", {"field": "body"}, code="invalid_endpoint")
     for key in ("project", "name"):
@@ -113,6 +131,10 @@ def build_spec(body: Any, now: float) -> EndpointSpec:
     if strangers:
         raise _bad("categorical_features", f"{strangers[0]!r} is not one of feature_names")
     categorical = set(declared)
+    reference = body.get("reference")
+    if isinstance(reference, dict) and "path" in reference and reference_dirs is not None:
+        path = allowed_reference_path(reference["path"], reference_dirs)
+        body = {**body, "reference": {**reference, "path": path}}
     if body.get("reference") is not None:
         matrix, values, found = reference_columns(body["reference"], feature_names, declared)
         categorical |= found

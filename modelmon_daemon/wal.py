@@ -45,6 +45,7 @@ class GroupCommitLog:
         self._forwards: set[asyncio.Task[None]] = set()
         self.commits = 0
         self.records_logged = 0
+        self.queued_rows = 0  # accepted by a handler, not yet in a committed log transaction
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -71,6 +72,7 @@ class GroupCommitLog:
         if self._task is None or self._task.done():
             raise RuntimeError("durability log is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.queued_rows += sum(len(batch) for _, _, batch in records)
         self._queue.append(_Request(records, new_endpoints, future))
         self._wake.set()
         await asyncio.shield(future)
@@ -86,14 +88,17 @@ class GroupCommitLog:
                 continue
             merged = _merge([r for req in requests for r in req.records])
             specs = [s for req in requests for s in req.new_endpoints]
+            rows = sum(len(batch) for _, _, batch in merged)
             try:
                 seqs = await loop.run_in_executor(self.executor, self._write, merged, specs)
             except Exception as exc:
+                self.queued_rows -= rows
                 log.error("durability log write failed: %r", exc)
                 for req in requests:
                     if not req.future.done():
                         req.future.set_exception(exc)
                 continue
+            self.queued_rows -= rows
             self.commits += 1
             self.records_logged += len(merged)
             for req in requests:

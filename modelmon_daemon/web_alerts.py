@@ -9,10 +9,10 @@ from typing import Any
 from aiohttp import web
 
 from modelmon_daemon.alerts.model import AlertConfig, parse_alert
-from modelmon_daemon.errors import NotFound
+from modelmon_daemon.errors import Forbidden, NotFound
 from modelmon_daemon.events import iso
 from modelmon_daemon.web_app import SERVICES, Services, json_response
-from modelmon_daemon.web_handlers import decode_body
+from modelmon_daemon.web_handlers import read_body
 
 
 def _services(request: web.Request) -> Services:
@@ -40,8 +40,15 @@ def _alert(services: Services, name: str) -> AlertConfig:
 
 async def create_alert(request: web.Request) -> web.Response:
     services = _services(request)
-    body = await decode_body(request)
+    body = await read_body(request)
     alert = parse_alert(body, time.time(), services.settings.notifications.default_cooldown)
+    for i, channel in enumerate(alert.notifications):
+        if channel["kind"] == "command" and not services.settings.notifications.allow_http_commands:
+            raise Forbidden(
+                "command notifications come from the config file only "
+                "(notifications.allow_http_commands = false)",
+                {"field": f"notifications[{i}].kind"},
+            )
     existing = services.store.get_alert(alert.name)
     if existing is not None:
         alert.created = existing.created

@@ -15,9 +15,10 @@ import orjson
 from aiohttp import web
 
 from modelmon_daemon.alerts.delivery import OutboxDelivery
+from modelmon_daemon.auth import bearer_matches
 from modelmon_daemon.config import Settings
 from modelmon_daemon.directory import ActorDirectory
-from modelmon_daemon.errors import ApiError
+from modelmon_daemon.errors import ApiError, Forbidden, Unauthorized
 from modelmon_daemon.prometheus import MetricsExporter
 from modelmon_daemon.records import EndpointSpec
 from modelmon_daemon.storage.lmdb_store import LmdbStore
@@ -25,6 +26,8 @@ from modelmon_daemon.storage.parquet_store import ParquetStore
 from modelmon_daemon.wal import GroupCommitLog
 
 log = logging.getLogger(__name__)
+
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
 
 @dataclass
@@ -51,6 +54,15 @@ class Services:
     delivery: OutboxDelivery | None = None
     exporter: MetricsExporter = field(default_factory=MetricsExporter)
     started: float = 0.0
+    token: str = ""
+    allowed_hosts: frozenset[str] | None = None
+    large_requests: int = 0
+    parse_executor: ThreadPoolExecutor | None = None
+
+    def pending_rows(self) -> int:
+        """Rows acknowledged (or being acknowledged) whose window is not committed yet."""
+        queued = self.log.queued_rows if self.log is not None else 0
+        return self.store.wal_rows() + queued
 
 
 SERVICES = web.AppKey("services", Services)
@@ -86,7 +98,9 @@ async def error_middleware(
         return await handler(request)
     except ApiError as exc:
         _count_rejected(request, exc.status)
-        return json_response(exc.body(), exc.status)
+        response = json_response(exc.body(), exc.status)
+        response.headers.update(exc.headers)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -111,6 +125,59 @@ async def error_middleware(
         )
 
 
+OPEN_ROUTES = ("/healthz", "/metrics")
+BODY_TYPES = ("application/json", *MSGPACK_TYPES)
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def allowed_hosts(settings: Settings) -> frozenset[str] | None:
+    """Host header values accepted; None = any (the daemon listens on every address)."""
+    if settings.daemon.allowed_hosts:
+        return frozenset(h.lower() for h in settings.daemon.allowed_hosts)
+    if settings.daemon.host in ("0.0.0.0", "::", ""):
+        return None
+    return frozenset({*LOOPBACK_HOSTS, settings.daemon.host.lower()})
+
+
+def _host_name(header: str) -> str:
+    header = header.strip().lower()
+    if header.startswith("["):  # [::1]:8470
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+@web.middleware
+async def security_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Host check (DNS rebinding), bearer token on /v1, and only JSON or msgpack bodies
+    (a browser's cross-site "simple" request cannot send either)."""
+    services = request.app[SERVICES]
+    hosts = services.allowed_hosts
+    if hosts is not None and _host_name(request.headers.get("Host", "")) not in hosts:
+        raise Forbidden("Host header not allowed (daemon.allowed_hosts)", {"field": "Host"})
+    if request.path in OPEN_ROUTES:
+        return await handler(request)
+    if not bearer_matches(request.headers.get("Authorization"), services.token):
+        raise Unauthorized(
+            "missing or wrong bearer token: send Authorization: Bearer <token> "
+            f"(the token is in {services.settings.token_path.name} of the data dir)"
+        )
+    if (
+        request.method in ("POST", "PUT", "PATCH")
+        and "Content-Type" in request.headers
+        and request.content_type not in BODY_TYPES
+    ):
+        raise ApiError(
+            f"Content-Type {request.content_type!r} is not accepted: send "
+            "application/json or application/msgpack",
+            {"field": "Content-Type"},
+            status=415,
+            code="unsupported_media_type",
+        )
+    return await handler(request)
+
+
 def _count_rejected(request: web.Request, status: int) -> None:
     services = request.app.get(SERVICES)
     if services is not None:
@@ -123,16 +190,28 @@ def build_app(services: Services) -> web.Application:
 
     app = web.Application(
         client_max_size=services.settings.daemon.max_body_size,
-        middlewares=[timing_middleware, error_middleware],
+        middlewares=[timing_middleware, error_middleware, security_middleware],
     )
     app[SERVICES] = services
 
     async def durability_log(app: web.Application) -> AsyncIterator[None]:
-        wal = GroupCommitLog(services.store, services.directory.forward, services.executor)
+        # its own thread: nothing slow (a mail server, a webhook, a Parquet read) ever
+        # queues in front of a log commit
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelmon-log")
+        wal = GroupCommitLog(services.store, services.directory.forward, executor)
         services.log = wal
         await wal.start()
         yield
         await wal.stop()
+        executor.shutdown(wait=True)
+
+    async def parse_pool(app: web.Application) -> AsyncIterator[None]:
+        services.parse_executor = ThreadPoolExecutor(
+            max_workers=services.settings.daemon.max_large_requests,
+            thread_name_prefix="modelmon-parse",
+        )
+        yield
+        services.parse_executor.shutdown(wait=True)
 
     async def controller_watchdog(app: web.Application) -> AsyncIterator[None]:
         async def watch() -> None:
@@ -172,6 +251,7 @@ def build_app(services: Services) -> web.Application:
         except asyncio.CancelledError:
             pass
 
+    app.cleanup_ctx.append(parse_pool)
     app.cleanup_ctx.append(durability_log)
     app.cleanup_ctx.append(controller_watchdog)
     app.cleanup_ctx.append(notification_delivery)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgpack
 import numpy as np
@@ -13,28 +14,33 @@ import orjson
 from aiohttp import web
 
 from modelmon_daemon.config import describe
-from modelmon_daemon.errors import ApiError, InvalidEvent, NotFound, Unavailable
+from modelmon_daemon.errors import ApiError, InvalidEvent, NotFound, Overloaded, Unavailable
 from modelmon_daemon.events import (
     iso,
     parse_mlrun_events,
     parse_native_events,
-    parse_time,
+    query_time,
     split_by_window,
 )
 from modelmon_daemon.records import ColumnBatch, EndpointSpec
 from modelmon_daemon.registration import build_spec
-from modelmon_daemon.web_app import SERVICES, Services, json_response
+from modelmon_daemon.storage.lmdb_store import StoreFull
+from modelmon_daemon.web_app import MSGPACK_TYPES, SERVICES, Services, json_response
 
-MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack extension type {code} is not accepted")
 
 
-async def decode_body(request: web.Request) -> Any:
-    raw = await request.read()
+def decode(raw: bytes, content_type: str) -> Any:
+    """JSON (also for no Content-Type, as MLRun's serving posts) or msgpack."""
     if not raw:
         raise ApiError("empty request body", {"field": "body"}, code="invalid_body")
-    if request.content_type in MSGPACK_TYPES:
+    if content_type in MSGPACK_TYPES:
         try:
-            return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+            return msgpack.unpackb(
+                raw, raw=False, strict_map_key=False, ext_hook=_refuse_ext, timestamp=0
+            )
         except Exception as exc:
             raise ApiError(
                 f"body is not valid msgpack: {exc}", {"field": "body"}, code="invalid_body"
@@ -45,6 +51,69 @@ async def decode_body(request: web.Request) -> Any:
         raise ApiError(
             f"body is not valid JSON: {exc}", {"field": "body"}, code="invalid_body"
         ) from None
+
+
+T = TypeVar("T")
+
+
+async def read_body(request: web.Request) -> Any:
+    """The decoded body, unparsed."""
+    return await read_payload(request, _as_is)
+
+
+def _as_is(payload: Any) -> Any:
+    return payload
+
+
+async def read_payload(request: web.Request, parse: Callable[[Any], T]) -> T:
+    """Read, decode and parse the body. A large body is decoded and parsed on a thread of
+    its own (the event loop keeps answering), with at most daemon.max_large_requests at
+    once: more get 503 with Retry-After before their body is read."""
+    services = _services(request)
+    daemon = services.settings.daemon
+    content_type = request.content_type
+    length = request.content_length
+    if length is not None and length <= daemon.large_body_size:
+        return parse(decode(await request.read(), content_type))
+    if services.large_requests >= daemon.max_large_requests:
+        raise Overloaded(
+            f"{services.large_requests} large requests are being decoded "
+            "(daemon.max_large_requests); retry later",
+            retry_after=1,
+            status=503,
+            code="busy",
+        )
+    services.large_requests += 1
+    try:
+        raw = await request.read()
+        if len(raw) <= daemon.large_body_size:
+            return parse(decode(raw, content_type))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            services.parse_executor, lambda: parse(decode(raw, content_type))
+        )
+    finally:
+        services.large_requests -= 1
+
+
+def check_capacity(services: Services) -> None:
+    """429 once daemon.max_pending_rows rows are acknowledged but not yet committed to
+    Parquet: memory stays bounded and clients back off instead of piling up."""
+    pending = services.pending_rows()
+    limit = services.settings.pending_rows_limit
+    if pending >= limit:
+        raise Overloaded(
+            f"{pending} rows wait for their windows to be committed "
+            f"(daemon.max_pending_rows = {limit}); retry later",
+            retry_after=max(1.0, services.settings.controller.tick_interval),
+        )
+    if services.store.full_since is not None:
+        raise Overloaded(
+            "storage is full (storage.lmdb_max_map_size); retry later",
+            retry_after=max(5.0, services.settings.controller.tick_interval),
+            status=507,
+            code="storage_full",
+        )
 
 
 def _services(request: web.Request) -> Services:
@@ -76,6 +145,8 @@ async def _accept(
         await services.log.append(records, [s.to_dict() for s in new_specs])
     except asyncio.CancelledError:
         raise
+    except StoreFull as exc:
+        raise Overloaded(str(exc), retry_after=30, status=507, code="storage_full") from None
     except Exception as exc:
         raise Unavailable(f"events could not be made durable: {exc!r}") from None
     for spec in new_specs:
@@ -88,7 +159,7 @@ async def _accept(
 async def post_mlrun_events(request: web.Request) -> web.Response:
     services = _services(request)
     services.counters.count(services.counters.requests, "mlrun_events")
-    payload = await decode_body(request)
+    check_capacity(services)
 
     def shape(uid: str) -> tuple[int, int, tuple[int, ...]] | None:
         try:
@@ -97,7 +168,8 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
             return None
         return len(spec.feature_names), len(spec.label_names), spec.categorical_indices
 
-    parsed = parse_mlrun_events(payload, shape, time.time())
+    now = time.time()
+    parsed = await read_payload(request, lambda p: parse_mlrun_events(p, shape, now))
     new_specs = []
     for guess in parsed.new_endpoints.values():
         if guess.n_features < 1:
@@ -129,9 +201,13 @@ async def post_native_events(request: web.Request) -> web.Response:
     services.counters.count(services.counters.requests, "native_events")
     uid = request.match_info["uid"]
     spec = _spec(services, uid)
-    payload = await decode_body(request)
-    batch = parse_native_events(
-        payload, spec.feature_names, len(spec.label_names), time.time(), spec.categorical_indices
+    check_capacity(services)
+    now = time.time()
+    batch = await read_payload(
+        request,
+        lambda p: parse_native_events(
+            p, spec.feature_names, len(spec.label_names), now, spec.categorical_indices
+        ),
     )
     await _accept(services, {uid: batch}, [])
     services.counters.events_accepted += len(batch)
@@ -145,7 +221,7 @@ async def post_labels(request: web.Request) -> web.Response:
     services = _services(request)
     uid = request.match_info["uid"]
     _spec(services, uid)
-    payload = await decode_body(request)
+    payload = await read_body(request)
     if not isinstance(payload, dict):
         raise ApiError("body must be an object with request_ids and labels", {"field": "body"})
     ids, labels = payload.get("request_ids"), payload.get("labels")
@@ -198,9 +274,11 @@ async def post_labels(request: web.Request) -> web.Response:
 
 async def register_endpoint(request: web.Request) -> web.Response:
     services = _services(request)
-    body = await decode_body(request)
+    body = await read_body(request)
     loop = asyncio.get_running_loop()
-    spec = await loop.run_in_executor(services.executor, build_spec, body, time.time())
+    spec = await loop.run_in_executor(
+        services.executor, build_spec, body, time.time(), services.settings.reference_paths
+    )
     existing = services.store.get_endpoint(spec.uid)
     status = 201
     if existing is not None:
@@ -236,6 +314,10 @@ async def _records(services: Services, uids: list[str]) -> list[dict[str, Any]]:
         live = ops.get(uid, {})
         record = {
             **spec,
+            "model_type": spec.get("model_type") or state.get("inferred_model_type") or "",
+            "model_type_source": "registered"
+            if spec.get("model_type")
+            else ("inferred" if state.get("inferred_model_type") else None),
             "created": iso(spec["created"]),
             "current_stats": state["current_stats"],
             "drift_measures": state["drift_measures"],
@@ -282,7 +364,7 @@ def _time_param(request: web.Request, key: str) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return parse_time(float(value) if _is_number(value) else value)
+        return query_time(float(value) if _is_number(value) else value)
     except ValueError as exc:
         raise ApiError(f"query parameter {key}: {exc}", {"field": key}) from None
 
@@ -313,9 +395,17 @@ async def get_results(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     services = _services(request)
     actors = await services.directory.health()
-    ok = all(actors.values()) and services.log is not None
+    storage = services.store.usage()
+    ok = all(actors.values()) and services.log is not None and not storage["full"]
     return json_response(
-        {"status": "ok" if ok else "unavailable", "actors": actors}, 200 if ok else 503
+        {
+            "status": "ok" if ok else "unavailable",
+            "actors": actors,
+            "storage": storage,
+            "pending_rows": services.pending_rows(),
+            "pending_rows_limit": services.settings.pending_rows_limit,
+        },
+        200 if ok else 503,
     )
 
 
@@ -365,6 +455,9 @@ async def metrics(request: web.Request) -> web.Response:
         events=c.events_accepted,
         rows=c.rows_accepted,
         wal_records=services.store.wal_size(),
+        pending_rows=services.pending_rows(),
+        pending_rows_limit=services.settings.pending_rows_limit,
+        storage=services.store.usage(),
         ticks=int(controller.get("ticks", 0)),
         tick_errors=int(controller.get("tick_errors", 0)),
         notifications_delivered=delivery.delivered if delivery else 0,

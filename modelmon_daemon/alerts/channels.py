@@ -7,13 +7,13 @@ import asyncio
 import hashlib
 import hmac
 import json
-import smtplib
 import ssl
-from concurrent.futures import Executor
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+import aiosmtplib
 
 SIGNATURE_HEADER = "X-Modelmon-Signature"
 
@@ -35,34 +35,42 @@ async def _post(
 ) -> None:
     async with session.post(url, data=body, headers=headers) as resp:
         if resp.status >= 300:
-            text = (await resp.text())[:200]
-            raise DeliveryError(f"{url} answered {resp.status}: {text}")
+            # the status only: a reply body (of an internal service, say) is never stored
+            raise DeliveryError(f"{_origin(url)} answered HTTP {resp.status}")
 
 
-def _send_email(channel: dict[str, Any], subject: str, text: str) -> None:
+def _origin(url: str) -> str:
+    """scheme://host:port of a URL: paths and queries may carry secrets (Slack's do)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+
+
+SMTP_TIMEOUT = 20.0
+
+
+async def _send_email(channel: dict[str, Any], subject: str, text: str) -> None:
+    """aiosmtplib on the event loop with a timeout per step: a hanging mail server costs
+    one task, never a thread another part of the daemon waits for."""
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = channel["from"]
     msg["To"] = ", ".join(channel["to"])
     msg.set_content(text)
-    host, port = channel["smtp_host"], int(channel["smtp_port"])
     context = ssl.create_default_context(cafile=channel.get("ca_file") or None)
-    smtp: smtplib.SMTP
-    if channel.get("ssl"):
-        smtp = smtplib.SMTP_SSL(host, port, timeout=20, context=context)
-    else:
-        smtp = smtplib.SMTP(host, port, timeout=20)
-    with smtp:
-        if channel.get("starttls"):
-            smtp.starttls(context=context)
-        if channel.get("username"):
-            smtp.login(channel["username"], channel.get("password") or "")
-        smtp.send_message(msg)
+    await aiosmtplib.send(
+        msg,
+        hostname=channel["smtp_host"],
+        port=int(channel["smtp_port"]),
+        use_tls=bool(channel.get("ssl")),
+        start_tls=bool(channel.get("starttls")),
+        tls_context=context,
+        username=channel.get("username") or None,
+        password=(channel.get("password") or "") if channel.get("username") else None,
+        timeout=SMTP_TIMEOUT,
+    )
 
 
-async def send(
-    entry: dict[str, Any], session: aiohttp.ClientSession, executor: Executor | None = None
-) -> None:
+async def send(entry: dict[str, Any], session: aiohttp.ClientSession) -> None:
     channel = entry["channel"]
     kind = channel["kind"]
     if kind == "webhook":
@@ -75,14 +83,12 @@ async def send(
         body = json.dumps({"text": entry["text"]}).encode()
         await _post(session, channel["webhook_url"], body, {"Content-Type": "application/json"})
     elif kind == "email":
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(
-                executor, _send_email, channel, entry["subject"], entry["text"]
-            )
-        except (OSError, smtplib.SMTPException) as exc:
+            await _send_email(channel, entry["subject"], entry["text"])
+        except (OSError, aiosmtplib.SMTPException) as exc:
             raise DeliveryError(
-                f"smtp {channel['smtp_host']}:{channel['smtp_port']}: {exc!r}"
+                f"smtp {channel['smtp_host']}:{channel['smtp_port']}: {type(exc).__name__}"
+                + (f" {exc.code}" if isinstance(exc, aiosmtplib.SMTPResponseException) else "")
             ) from None
     elif kind == "command":
         await _run_command(channel, json.dumps({**entry["payload"], "message": entry["text"]}))

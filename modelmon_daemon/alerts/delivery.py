@@ -78,7 +78,7 @@ class OutboxDelivery:
     async def _deliver(self, entry: dict[str, Any], session: aiohttp.ClientSession) -> None:
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(send(entry, session, self.executor), self.attempt_timeout)
+            await asyncio.wait_for(send(entry, session), self.attempt_timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -1,12 +1,17 @@
-"""Alert evaluation (pure): an event and an alert's state -> the new state, whether to
-notify, and what to record. State is per (alert, entity), so one endpoint's drift does not
-hide another's.
+"""Alert evaluation (pure): a window's events for one endpoint and an alert's state ->
+the new state, whether to notify, and what to record.
 
-- A trigger event counts toward `criteria` (count within period, by event time).
-- Reaching the count activates the alert and notifies, unless the entity was notified
+Grouped like Alertmanager's `group_by`: state is per (alert, endpoint), and one window
+that fires several results (general_drift, drifted_features_share, ...) makes one
+notification listing all of them, not one per result.
+
+- A window with a trigger event counts toward `criteria` (count within period, by
+  event time).
+- Reaching the count activates the alert and notifies, unless the endpoint was notified
   less than `cooldown` ago (wall clock): then it is recorded as suppressed.
-- An active alert is never sent again until it resets: automatically when the same
-  entity reports no detection (reset_policy auto), or by hand (manual).
+- An active alert is never sent again until it resets: automatically when a window of
+  the endpoint fires none of its triggers and reports a matched result as fine
+  (reset_policy auto), or by hand (manual).
 """
 
 from __future__ import annotations
@@ -32,29 +37,31 @@ class Decision:
     state: dict[str, Any]
     notify: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    fired: list[AlertEvent] = field(default_factory=list)  # what the notification lists
 
 
-def evaluate(alert: AlertConfig, state: dict[str, Any], event: AlertEvent, now: float) -> Decision:
+def evaluate(
+    alert: AlertConfig, state: dict[str, Any], events: list[AlertEvent], now: float
+) -> Decision:
+    """`events`: one endpoint's events of one window that match the alert's entities."""
     state = {**new_state(), **state, "times": list(state.get("times", []))}
-    record = {
-        "time": now,
-        "entity": event.entity,
-        "kind": event.kind,
-        "value": event.value,
-        "start": event.start,
-        "end": event.end,
-    }
-    if event.kind is None:
-        if state["active"] and alert.reset_policy == "auto":
+    fired = sorted(
+        (e for e in events if e.kind is not None and alert.matches_kind(e.kind)),
+        key=lambda e: (-(e.status or 0), e.entity),
+    )
+    if not fired:
+        clears = any(e.kind is None for e in events)
+        if clears and state["active"] and alert.reset_policy == "auto":
             state["active"] = False
             state["times"] = []
+            record = _record(events[0], [], now)
             return Decision(state, history=[{**record, "action": "reset", "by": "auto"}])
         return Decision(state)
-    if not alert.matches_kind(event.kind):
-        return Decision(state)
+    record = _record(fired[0], fired, now)
     if state["active"]:
         return Decision(state, history=[{**record, "action": "deduplicated"}])
-    times = [t for t in state["times"] if t > event.end - alert.period] + [event.end]
+    end = max(e.end for e in fired)
+    times = [t for t in state["times"] if t > end - alert.period and t != end] + [end]
     state["times"] = times
     if len(times) < alert.count:
         return Decision(state, history=[{**record, "action": "counted", "count": len(times)}])
@@ -70,7 +77,19 @@ def evaluate(alert: AlertConfig, state: dict[str, Any], event: AlertEvent, now: 
         activated_at=now,
         notifications=state["notifications"] + 1,
     )
-    return Decision(state, notify=True, history=[{**record, "action": "activated"}])
+    return Decision(state, notify=True, fired=fired, history=[{**record, "action": "activated"}])
+
+
+def _record(event: AlertEvent, fired: list[AlertEvent], now: float) -> dict[str, Any]:
+    return {
+        "time": now,
+        "entity": event.endpoint_id,
+        "entities": [e.entity for e in fired],
+        "kind": event.kind,
+        "value": event.value,
+        "start": event.start,
+        "end": event.end,
+    }
 
 
 def manual_reset(state: dict[str, Any]) -> tuple[dict[str, Any], bool]:

@@ -6,6 +6,7 @@ import fnmatch
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from modelmon_daemon.durations import parse_duration
 from modelmon_daemon.enums import ResultKind, ResultStatus
@@ -163,7 +164,9 @@ def _bad(field: str, message: str) -> ApiError:
     return ApiError(f"{field}: {message}", {"field": field}, code="invalid_alert")
 
 
-def parse_alert(body: Any, now: float = 0.0, default_cooldown: float = 1800.0) -> AlertConfig:
+def parse_alert(
+    body: Any, now: float = 0.0, default_cooldown: float = 1800.0, from_config: bool = False
+) -> AlertConfig:
     """An alert config in MLRun's field names -> AlertConfig, or ApiError naming the field."""
     if not isinstance(body, dict):
         raise _bad("body", "must be an object")
@@ -197,14 +200,16 @@ def parse_alert(body: Any, now: float = 0.0, default_cooldown: float = 1800.0) -
         raise _bad("criteria.count", "a positive integer")
     try:
         period = parse_duration(criteria.get("period", "10m"))
+    except ValueError as exc:
+        raise _bad("criteria.period", str(exc)) from None
+    try:
         cooldown = (
             parse_duration(body["cooldown"])
             if body.get("cooldown") is not None
             else default_cooldown
         )
     except ValueError as exc:
-        field = "cooldown" if "cooldown" in str(exc) or body.get("cooldown") else "criteria.period"
-        raise _bad(field, str(exc)) from None
+        raise _bad("cooldown", str(exc)) from None
     reset = body.get("reset_policy", "auto")
     if reset not in ("auto", "manual"):
         raise _bad("reset_policy", "auto or manual")
@@ -213,7 +218,7 @@ def parse_alert(body: Any, now: float = 0.0, default_cooldown: float = 1800.0) -
         raise _bad("notifications", "must be a list of channels")
     checked = []
     for i, channel in enumerate(notifications):
-        checked.append(_check_channel(i, channel))
+        checked.append(_check_channel(i, channel, from_config))
     summary = body.get("summary") or name
     if not isinstance(summary, str):
         raise _bad("summary", "must be a string")
@@ -233,9 +238,16 @@ def parse_alert(body: Any, now: float = 0.0, default_cooldown: float = 1800.0) -
     )
 
 
-def _check_channel(i: int, channel: Any) -> dict[str, Any]:
+def _http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _check_channel(i: int, channel: Any, from_config: bool = False) -> dict[str, Any]:
     where = f"notifications[{i}]"
-    if not isinstance(channel, dict) or channel.get("kind") not in CHANNELS:
+    if not isinstance(channel, dict):
+        raise _bad(where, "must be an object with a kind")
+    if not isinstance(channel.get("kind"), str) or channel["kind"] not in CHANNELS:
         raise _bad(f"{where}.kind", f"one of {', '.join(CHANNELS)}")
     required, optional = CHANNELS[channel["kind"]]
     missing = sorted(required - set(channel))
@@ -245,10 +257,25 @@ def _check_channel(i: int, channel: Any) -> dict[str, Any]:
     if unknown:
         raise _bad(f"{where}.{unknown[0]}", "unknown field")
     kind = channel["kind"]
-    if kind == "webhook" and not str(channel["url"]).startswith(("http://", "https://")):
-        raise _bad(f"{where}.url", "must be an http(s) URL")
-    if kind == "slack" and not str(channel["webhook_url"]).startswith(("http://", "https://")):
-        raise _bad(f"{where}.webhook_url", "must be an http(s) URL")
+    for key in ("url", "webhook_url", "secret", "smtp_host", "from", "username", "password"):
+        if key in channel and not isinstance(channel[key], str):
+            raise _bad(f"{where}.{key}", "must be a string")
+    for key in ("starttls", "ssl"):
+        if key in channel and not isinstance(channel[key], bool):
+            raise _bad(f"{where}.{key}", "true or false")
+    if "ca_file" in channel and (not from_config or not isinstance(channel["ca_file"], str)):
+        raise _bad(f"{where}.ca_file", "a path, and only in the config file")
+    if "headers" in channel and (
+        not isinstance(channel["headers"], dict)
+        or not all(
+            isinstance(k, str) and isinstance(v, str) and "\n" not in k + v and "\r" not in k + v
+            for k, v in channel["headers"].items()
+        )
+    ):
+        raise _bad(f"{where}.headers", "an object of header name -> string value")
+    for key in ("url", "webhook_url"):
+        if key in channel and not _http_url(channel[key]):
+            raise _bad(f"{where}.{key}", "must be an http(s) URL")
     if kind == "email":
         to = channel["to"]
         if (

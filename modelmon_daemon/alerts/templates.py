@@ -27,6 +27,12 @@ def load_templates(path: str | Path | None = None) -> dict[str, dict[str, str]]:
     return data
 
 
+def _line(event: AlertEvent) -> str:
+    status = "-" if event.status is None else ResultStatus(event.status).name
+    value = "-" if event.value is None else f"{event.value:.6g}"
+    return f"- {event.application}.{event.name} = {value} ({status}) [{event.kind}]"
+
+
 def fields(alert: AlertConfig, event: AlertEvent, public_url: str) -> dict[str, Any]:
     query = urllib.parse.urlencode({"application": event.application, "name": event.name})
     status = "-" if event.status is None else ResultStatus(event.status).name
@@ -51,10 +57,20 @@ def fields(alert: AlertConfig, event: AlertEvent, public_url: str) -> dict[str, 
 
 
 def render(
-    alert: AlertConfig, event: AlertEvent, public_url: str, templates: dict[str, dict[str, str]]
+    alert: AlertConfig,
+    fired: list[AlertEvent],
+    public_url: str,
+    templates: dict[str, dict[str, str]],
 ) -> dict[str, Any]:
-    """subject, text and the JSON payload webhooks receive."""
-    values = fields(alert, event, public_url)
+    """subject, text and the JSON payload webhooks receive, for every result that fired in
+    one window of one endpoint; the first (most severe) one fills the single-result
+    placeholders, {results} and {count} list them all."""
+    event = fired[0]
+    values = {
+        **fields(alert, event, public_url),
+        "results": "\n".join(_line(e) for e in fired),
+        "count": len(fired),
+    }
     chosen = {**templates["default"], **templates.get(event.kind or "", {})}
     return {
         "subject": chosen["subject"].format_map(_Blank(values)),
@@ -69,6 +85,15 @@ def render(
                 "end": values["end"],
                 "status_name": values["status"],
             },
+            "results": [
+                {
+                    **e.to_dict(),
+                    "start": iso(e.start),
+                    "end": iso(e.end),
+                    "status_name": None if e.status is None else ResultStatus(e.status).name,
+                }
+                for e in fired
+            ],
             "link": values["link"],
         },
     }

@@ -4,7 +4,9 @@ means of the two parts differ by more than a bound that holds with confidence de
 The window is an exponential histogram (at most `max_buckets` buckets of each size 2^k),
 so memory and time are O(log W). Every `clock` updates each split point is tested with
 the variance-aware bound eps = sqrt(2 m v ln(2 ln(W) / delta)) + 2/3 m ln(2 ln(W) / delta),
-m = 1 / (n0 - min_len + 1) + 1 / (n1 - min_len + 1), v the window variance. `delta`
+m = 1 / (n0 - min_len + 1) + 1 / (n1 - min_len + 1), v the window variance. After a detection
+the next update starts from an empty window (River's ADWIN does the same; tests check both
+give the same detection indices). `delta`
 defaults to 0.0002 (River's is 0.002) to keep false alarms under one per 100k
 stationary events.
 """
@@ -29,6 +31,9 @@ class ADWIN:
         self.min_window_length = min_window_length
         self.grace_period = grace_period
         self.drift_detected = False
+        self._reset()
+
+    def _reset(self) -> None:
         # rows[k]: buckets of size 2**k, oldest first, each [total, variance_sum]
         self.rows: list[list[list[float]]] = [[]]
         self.width = 0
@@ -41,7 +46,9 @@ class ADWIN:
         return self.total / self.width if self.width else 0.0
 
     def update(self, x: float) -> ADWIN:
-        self.drift_detected = False
+        if self.drift_detected:  # start afresh after a detection, as River does
+            self._reset()
+            self.drift_detected = False
         if self.width:
             mean = self.total / self.width
             self.variance += self.width * (x - mean) ** 2 / (self.width + 1)

@@ -1,9 +1,9 @@
 """DDM (Gama et al., 2004) on a stream of errors in [0, 1] (1 = the prediction was wrong).
 
 With p the running error rate after i events and s = sqrt(p (1 - p) / i), it keeps the
-minimum of p + s; a warning when p + s >= p_min + warning_level * s_min, a drift when
-p + s >= p_min + drift_level * s_min. The defaults (warning 2, drift 4, 1000 events of
-grace) are stricter than the paper's 2 / 3 / 30, which on stationary streams alarms far
+minimum of p + s; past `warm_start` events, a warning when p + s > p_min + warning_level *
+s_min, a drift when p + s > p_min + drift_level * s_min (River's DDM exactly, tested).
+The defaults (warning 2, drift 4, 1000 events of grace) are stricter than the paper's 2 / 3 / 30, which on stationary streams alarms far
 more often than once per 100k events. After a drift the statistics restart.
 """
 
@@ -40,12 +40,14 @@ class DDM:
         self.p += (error - self.p) / self.n
         s = math.sqrt(self.p * (1 - self.p) / self.n)
         self.warning_detected = False
-        if self.n < self.warm_start:
+        if self.n <= self.warm_start:
             return self
         if self.p + s <= self.ps_min:
             self.p_min, self.s_min, self.ps_min = self.p, s, self.p + s
-        if self.p + s >= self.p_min + self.drift_level * self.s_min:
+        # strictly greater, as in the paper and River: with an error rate of 0 (a model that
+        # is always right) p + s = p_min + k * s_min = 0 must not alarm
+        if self.p + s > self.p_min + self.drift_level * self.s_min:
             self.drift_detected = True
-        elif self.p + s >= self.p_min + self.warning_level * self.s_min:
+        elif self.p + s > self.p_min + self.warning_level * self.s_min:
             self.warning_detected = True
         return self

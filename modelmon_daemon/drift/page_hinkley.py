@@ -4,7 +4,9 @@ m_T = sum_t (x_t - mean_t - delta); an increase is flagged when m_T - min_t m_t 
 (a decrease symmetrically with mode "both"). Defaults delta=0.1, threshold=50 are for
 standardized input (unit variance): a random walk with drift -delta rarely climbs 50, so
 stationary streams raise well under one alarm per 100k events, while a 1-sd shift is
-found within about 50-60 events. After a detection the test restarts.
+found within about 50-60 events. After a detection the test restarts. `alpha` < 1 fades
+old deviations (River's forgetting factor, whose default there is 0.9999); here it defaults
+to 1, the classic test: tests check both against River's implementation.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ class PageHinkley:
         delta: float = 0.1,
         threshold: float = 50.0,
         mode: str = "both",
+        alpha: float = 1.0,
     ) -> None:
         if mode not in ("up", "down", "both"):
             raise ValueError("mode must be up, down or both")
@@ -24,6 +27,7 @@ class PageHinkley:
         self.delta = delta
         self.threshold = threshold
         self.mode = mode
+        self.alpha = alpha
         self.drift_detected = False
         self._reset()
 
@@ -41,9 +45,9 @@ class PageHinkley:
             self.drift_detected = False
         self.n += 1
         self.mean += (x - self.mean) / self.n
-        self.sum_up += x - self.mean - self.delta
+        self.sum_up = self.alpha * self.sum_up + x - self.mean - self.delta
         self.min_up = min(self.min_up, self.sum_up)
-        self.sum_down += x - self.mean + self.delta
+        self.sum_down = self.alpha * self.sum_down + x - self.mean + self.delta
         self.max_down = max(self.max_down, self.sum_down)
         if self.n < self.min_instances:
             return self

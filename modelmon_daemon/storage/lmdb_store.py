@@ -13,9 +13,12 @@ so read-modify-write inside one write transaction is safe across processes.
 
 from __future__ import annotations
 
+import functools
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +29,9 @@ from modelmon_daemon.alerts.engine import Decision, evaluate, manual_reset
 from modelmon_daemon.alerts.model import AlertConfig, AlertEvent
 from modelmon_daemon.records import WindowMeta, pack, unpack
 
-# (alert, event) -> outbox entries, one per channel
-Notifier = Callable[[AlertConfig, AlertEvent], list[dict[str, Any]]]
+# (alert, the results that fired in one window of one endpoint) -> outbox entries, one
+# per channel
+Notifier = Callable[[AlertConfig, list[AlertEvent]], list[dict[str, Any]]]
 
 
 @dataclass
@@ -40,6 +44,7 @@ class PerformanceUpdate:
     predictions: list[tuple[str, Any, float]] = field(default_factory=list)  # rid, output, ts
     detector: bytes | None = None
     expires: float = 0.0
+    inferred_model_type: str = ""  # set when the endpoint had none: kept in its state
 
 
 DB_NAMES = (
@@ -65,6 +70,78 @@ SEP = b"\x00"
 _SEQ = struct.Struct(">Q")
 
 
+class StoreFull(RuntimeError):
+    """The map reached storage.lmdb_max_map_size: writes wait until commits free room."""
+
+
+class _SharedExclusiveLock:
+    """Transactions share it; a map resize takes it alone (LMDB requires that no
+    transaction of this process is open while the map changes). Shared holders may nest."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive:
+                self._cond.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                if not self._shared:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive or self._shared:
+                self._cond.wait()
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+def _growing(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a store method under the shared lock; when the map is full, double it (up to
+    the maximum) and run the method again (its transaction was aborted, so nothing
+    happened); when another process grew it, adopt the new size and run it again."""
+
+    @functools.wraps(method)
+    def run(self: LmdbStore, *args: Any, **kwargs: Any) -> Any:
+        if self._lock_depth.value:  # nested inside another guarded method
+            return method(self, *args, **kwargs)
+        for _ in range(64):
+            grow_to = None
+            with self._lock.shared():
+                self._lock_depth.value = 1
+                try:
+                    return method(self, *args, **kwargs)
+                except lmdb.MapResizedError:
+                    grow_to = 0
+                except lmdb.MapFullError:
+                    grow_to = self._next_map_size()
+                finally:
+                    self._lock_depth.value = 0
+            self._resize(grow_to)
+        raise StoreFull("the LMDB map could not be resized")
+
+    return run
+
+
+class _Depth(threading.local):
+    value = 0
+
+
 def _k(*parts: str) -> bytes:
     return SEP.join(p.encode() for p in parts)
 
@@ -88,9 +165,17 @@ def empty_state() -> dict[str, Any]:
 
 
 class LmdbStore:
-    def __init__(self, data_dir: str | Path, map_size: int) -> None:
+    """Every public method runs in its own transaction(s) under `_growing`: the map grows
+    on demand, so a full map never wedges the daemon."""
+
+    def __init__(self, data_dir: str | Path, map_size: int, max_map_size: int = 0) -> None:
         path = Path(data_dir) / "lmdb"
         path.mkdir(parents=True, exist_ok=True)
+        self.max_map_size = max(max_map_size or 1024**4, map_size)
+        self.full_since: float | None = None  # when a write last found no room (0 = never)
+        self.grown = 0
+        self._lock = _SharedExclusiveLock()
+        self._lock_depth = _Depth()
         self.env = lmdb.open(
             str(path),
             map_size=map_size,
@@ -105,32 +190,70 @@ class LmdbStore:
     def close(self) -> None:
         self.env.close()
 
+    # -- map size -----------------------------------------------------------------------
+
+    def _next_map_size(self) -> int:
+        current = int(self.env.info()["map_size"])
+        if current >= self.max_map_size:
+            self.full_since = self.full_since or time.time()
+            raise StoreFull(
+                f"LMDB map is full at storage.lmdb_max_map_size ({self.max_map_size} bytes)"
+            )
+        return min(current * 2, self.max_map_size)
+
+    def _resize(self, size: int) -> None:
+        with self._lock.exclusive():
+            if size == 0 or size > int(self.env.info()["map_size"]):
+                self.env.set_mapsize(size)
+                if size:
+                    self.grown += 1
+        self.full_since = None
+
+    @_growing
+    def usage(self) -> dict[str, Any]:
+        """Map size, bytes in use (pages up to the last one written) and whether writes
+        are refused for want of room."""
+        info, stat = self.env.info(), self.env.stat()
+        return {
+            "map_size_bytes": int(info["map_size"]),
+            "max_map_size_bytes": self.max_map_size,
+            "used_bytes": int((info["last_pgno"] + 1) * stat["psize"]),
+            "resizes": self.grown,
+            "full": self.full_since is not None,
+        }
+
     # -- meta ---------------------------------------------------------------------------
 
+    @_growing
     def get_meta(self, key: str, default: Any = None) -> Any:
         with self.env.begin(db=self.db["meta"]) as txn:
             raw = txn.get(key.encode())
         return default if raw is None else unpack(raw)
 
+    @_growing
     def put_meta(self, key: str, value: Any) -> None:
         with self.env.begin(db=self.db["meta"], write=True) as txn:
             txn.put(key.encode(), pack(value))
 
     # -- endpoints ----------------------------------------------------------------------
 
+    @_growing
     def put_endpoint(self, spec: dict[str, Any]) -> None:
         with self.env.begin(write=True) as txn:
             txn.put(spec["uid"].encode(), pack(spec), db=self.db["endpoints"])
 
+    @_growing
     def get_endpoint(self, uid: str) -> dict[str, Any] | None:
         with self.env.begin(db=self.db["endpoints"]) as txn:
             raw = txn.get(uid.encode())
         return None if raw is None else unpack(raw)
 
+    @_growing
     def list_endpoints(self) -> list[dict[str, Any]]:
         with self.env.begin(db=self.db["endpoints"]) as txn:
             return [unpack(v) for _, v in txn.cursor()]
 
+    @_growing
     def get_state(self, uid: str) -> dict[str, Any]:
         with self.env.begin(db=self.db["state"]) as txn:
             raw = txn.get(uid.encode())
@@ -139,6 +262,7 @@ class LmdbStore:
             state.update(unpack(raw))
         return state
 
+    @_growing
     def get_last_analyzed(self, uid: str) -> dict[str, float]:
         prefix = uid.encode() + SEP
         out: dict[str, float] = {}
@@ -151,6 +275,7 @@ class LmdbStore:
                     out[key[len(prefix) :].decode()] = unpack(value)
         return out
 
+    @_growing
     def latest_results(self, uid: str) -> list[dict[str, Any]]:
         prefix = uid.encode() + SEP
         out = []
@@ -163,6 +288,7 @@ class LmdbStore:
                     out.append(unpack(value))
         return out
 
+    @_growing
     def app_failures(self, uid: str) -> list[dict[str, Any]]:
         prefix = uid.encode() + SEP
         out = []
@@ -177,16 +303,19 @@ class LmdbStore:
 
     # -- routes -------------------------------------------------------------------------
 
+    @_growing
     def put_route(self, uid: str, actor: str) -> None:
         with self.env.begin(db=self.db["routes"], write=True) as txn:
             txn.put(uid.encode(), actor.encode())
 
+    @_growing
     def routes(self) -> dict[str, str]:
         with self.env.begin(db=self.db["routes"]) as txn:
             return {k.decode(): v.decode() for k, v in txn.cursor()}
 
     # -- durability log -----------------------------------------------------------------
 
+    @_growing
     def wal_append(
         self,
         records: list[tuple[str, float, dict[str, Any]]],
@@ -206,37 +335,57 @@ class LmdbStore:
                 txn.put(wal_key(uid, seq), pack({"w": start, "b": wire}), db=self.db["wal"])
                 seqs.append(seq)
             txn.put(b"seq", pack(seq), db=self.db["meta"])
+            self._add_wal_rows(txn, sum(int(wire["n"]) for _, _, wire in records))
         return seqs
 
-    def wal_records(self, uid: str) -> Iterator[tuple[int, float, dict[str, Any]]]:
+    def _add_wal_rows(self, txn: Any, n: int) -> None:
+        raw = txn.get(b"wal_rows", db=self.db["meta"])
+        total = max(0, (0 if raw is None else int(unpack(raw))) + n)
+        txn.put(b"wal_rows", pack(total), db=self.db["meta"])
+
+    @_growing
+    def wal_rows(self) -> int:
+        """Rows acknowledged and logged whose window is not committed yet."""
+        with self.env.begin(db=self.db["meta"]) as txn:
+            raw = txn.get(b"wal_rows")
+        return 0 if raw is None else int(unpack(raw))
+
+    @_growing
+    def wal_records(self, uid: str) -> list[tuple[int, float, dict[str, Any]]]:
         prefix = uid.encode() + SEP
+        out: list[tuple[int, float, dict[str, Any]]] = []
         with self.env.begin(db=self.db["wal"]) as txn:
             cur = txn.cursor()
             if not cur.set_range(prefix):
-                return
+                return out
             for key, value in cur:
                 if not key.startswith(prefix) or len(key) != len(prefix) + 8:
                     if not key.startswith(prefix):
                         break
                     continue
                 record = unpack(value)
-                yield _SEQ.unpack(key[len(prefix) :])[0], record["w"], record["b"]
+                out.append((_SEQ.unpack(key[len(prefix) :])[0], record["w"], record["b"]))
+        return out
 
+    @_growing
     def wal_size(self) -> int:
         with self.env.begin(db=self.db["wal"]) as txn:
             return int(txn.stat(self.db["wal"])["entries"])
 
     # -- pending files ------------------------------------------------------------------
 
+    @_growing
     def add_pending(self, paths: list[str]) -> None:
         with self.env.begin(db=self.db["pending"], write=True) as txn:
             for p in paths:
                 txn.put(p.encode(), b"1")
 
+    @_growing
     def pending_files(self) -> list[str]:
         with self.env.begin(db=self.db["pending"]) as txn:
             return [k.decode() for k, _ in txn.cursor()]
 
+    @_growing
     def clear_pending(self, paths: list[str]) -> None:
         with self.env.begin(db=self.db["pending"], write=True) as txn:
             for p in paths:
@@ -244,6 +393,7 @@ class LmdbStore:
 
     # -- commits ------------------------------------------------------------------------
 
+    @_growing
     def window_committed(self, meta: WindowMeta) -> bool:
         state = self.get_state(meta.uid)
         if meta.late:
@@ -252,6 +402,7 @@ class LmdbStore:
         closed = state["closed_through"]
         return closed is not None and closed >= meta.end
 
+    @_growing
     def commit(
         self,
         meta: WindowMeta,
@@ -283,6 +434,7 @@ class LmdbStore:
                 return False
             for seq in meta.seqs:
                 txn.delete(wal_key(uid, seq), db=wal)
+            self._add_wal_rows(txn, -meta.rows)
             state["events"] += meta.rows
             state["error_count"] += meta.error_events
             if meta.late:
@@ -311,10 +463,14 @@ class LmdbStore:
                 txn.delete(path.encode(), db=self.db["pending"])
             if performance is not None:
                 self._apply_performance(txn, uid, performance)
+                if performance.inferred_model_type:
+                    state["inferred_model_type"] = performance.inferred_model_type
+                    txn.put(uid.encode(), pack(state), db=self.db["state"])
             if alert_events and notifier is not None:
                 self._apply_alerts(txn, alert_events, notifier, time.time())
         return True
 
+    @_growing
     def advance_empty(self, uid: str, through: float, applications: list[str]) -> None:
         """An empty window produces no result but moves the frontier."""
         with self.env.begin(write=True) as txn:
@@ -331,19 +487,23 @@ class LmdbStore:
 
     # -- alerts -------------------------------------------------------------------------
 
+    @_growing
     def put_alert(self, alert: AlertConfig) -> None:
         with self.env.begin(db=self.db["alerts"], write=True) as txn:
             txn.put(alert.name.encode(), pack(alert.to_dict()))
 
+    @_growing
     def get_alert(self, name: str) -> AlertConfig | None:
         with self.env.begin(db=self.db["alerts"]) as txn:
             raw = txn.get(name.encode())
         return None if raw is None else AlertConfig.from_dict(unpack(raw))
 
+    @_growing
     def list_alerts(self) -> list[AlertConfig]:
         with self.env.begin(db=self.db["alerts"]) as txn:
             return [AlertConfig.from_dict(unpack(v)) for _, v in txn.cursor()]
 
+    @_growing
     def delete_alert(self, name: str) -> bool:
         with self.env.begin(write=True) as txn:
             found = txn.delete(name.encode(), db=self.db["alerts"])
@@ -362,6 +522,7 @@ class LmdbStore:
                 keys.append(bytes(key))
         return keys
 
+    @_growing
     def alert_states(self, name: str) -> dict[str, dict[str, Any]]:
         with self.env.begin() as txn:
             out = {}
@@ -370,6 +531,7 @@ class LmdbStore:
                 out[entity] = unpack(bytes(txn.get(key, db=self.db["alert_state"]) or b""))
             return out
 
+    @_growing
     def alert_history(self, name: str, limit: int = 1000) -> list[dict[str, Any]]:
         with self.env.begin() as txn:
             keys = self._prefixed_keys(txn, "alert_history", name)[-limit:]
@@ -385,23 +547,30 @@ class LmdbStore:
     def _apply_alerts(
         self, txn: Any, events: list[AlertEvent], notifier: Notifier, now: float
     ) -> None:
+        """Per (alert, endpoint): one decision for the window's events, at most one
+        notification per channel listing every result that fired."""
         alerts = [AlertConfig.from_dict(unpack(v)) for _, v in txn.cursor(db=self.db["alerts"])]
+        by_endpoint: dict[str, list[AlertEvent]] = {}
+        for event in events:
+            by_endpoint.setdefault(event.endpoint_id, []).append(event)
         for alert in alerts:
-            for event in events:
-                if not alert.matches_entity(event.entity):
+            for uid, endpoint_events in by_endpoint.items():
+                matched = [e for e in endpoint_events if alert.matches_entity(e.entity)]
+                if not matched:
                     continue
-                key = _k(alert.name, event.entity)
+                key = _k(alert.name, uid)
                 raw = txn.get(key, db=self.db["alert_state"])
-                decision: Decision = evaluate(alert, {} if raw is None else unpack(raw), event, now)
+                decision: Decision = evaluate(
+                    alert, {} if raw is None else unpack(raw), matched, now
+                )
                 txn.put(key, pack(decision.state), db=self.db["alert_state"])
                 for record in decision.history:
                     self._history(txn, alert.name, record)
                 if decision.notify:
-                    for entry in notifier(alert, event):
-                        self._outbox_put(
-                            txn, {**entry, "alert": alert.name, "entity": event.entity}
-                        )
+                    for entry in notifier(alert, decision.fired):
+                        self._outbox_put(txn, {**entry, "alert": alert.name, "entity": uid})
 
+    @_growing
     def reset_alert(self, name: str, entity: str | None = None) -> int:
         """Manual reset of every entity of an alert (or one); returns how many were active."""
         now = time.time()
@@ -409,8 +578,8 @@ class LmdbStore:
         with self.env.begin(write=True) as txn:
             for key in self._prefixed_keys(txn, "alert_state", name):
                 ent = key.split(SEP, 1)[1].decode()
-                if entity is not None and ent != entity:
-                    continue
+                if entity is not None and ent != entity and not entity.startswith(ent + "."):
+                    continue  # an endpoint uid, or one of its result entities
                 raw = bytes(txn.get(key, db=self.db["alert_state"]) or b"")
                 state, was_active = manual_reset(unpack(raw))
                 txn.put(key, pack(state), db=self.db["alert_state"])
@@ -430,10 +599,12 @@ class LmdbStore:
         entry = {"attempts": 0, "next_at": 0.0, "created": time.time(), **entry, "seq": seq}
         txn.put(_SEQ.pack(seq), pack(entry), db=self.db["outbox"])
 
+    @_growing
     def outbox(self) -> list[dict[str, Any]]:
         with self.env.begin(db=self.db["outbox"]) as txn:
             return [unpack(v) for _, v in txn.cursor()]
 
+    @_growing
     def outbox_retry(self, entry: dict[str, Any], error: str, next_at: float) -> None:
         with self.env.begin(write=True) as txn:
             updated = {
@@ -457,6 +628,7 @@ class LmdbStore:
                 },
             )
 
+    @_growing
     def outbox_done(self, entry: dict[str, Any], delivered: bool, error: str = "") -> None:
         with self.env.begin(write=True) as txn:
             txn.delete(_SEQ.pack(entry["seq"]), db=self.db["outbox"])
@@ -475,6 +647,7 @@ class LmdbStore:
 
     # -- labels and the prediction join ---------------------------------------------------
 
+    @_growing
     def log_labels(self, uid: str, pairs: list[tuple[str, Any]], now: float) -> int:
         """Durably store labels; a label whose prediction is already committed is joined at
         once. Returns how many were joined now."""
@@ -504,6 +677,7 @@ class LmdbStore:
         raw = txn.get(b"label_ttl", db=self.db["meta"])
         return 3600.0 if raw is None else float(unpack(raw))
 
+    @_growing
     def performance_inputs(
         self, uid: str, request_ids: list[str]
     ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
@@ -525,6 +699,7 @@ class LmdbStore:
                     waiting[rid] = unpack(raw)["label"]
         return joined, waiting
 
+    @_growing
     def get_detector(self, uid: str) -> bytes | None:
         with self.env.begin(db=self.db["detectors"]) as txn:
             raw = txn.get(uid.encode())

@@ -103,9 +103,11 @@ def _read(path: str) -> pa.Table:
         )
     try:
         return pq.read_table(file) if suffix != ".csv" else pacsv.read_csv(file)
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowInvalid, OSError):
+        # the reader's message can quote the file's lines: never echo them
         raise ApiError(
-            f"cannot read reference file {path}: {exc}", {"field": "reference.path"}
+            f"cannot read reference file {path}: not a readable {suffix[1:]} file",
+            {"field": "reference.path"},
         ) from None
 
 
@@ -145,9 +147,7 @@ def reference_predictions(reference: dict[str, Any]) -> list[Any] | None:
     if column is None or "path" not in reference:
         return None
     path = str(reference["path"])
-    table = (
-        pq.read_table(path) if path.lower().endswith((".parquet", ".pq")) else pacsv.read_csv(path)
-    )
+    table = _read(path)
     if column not in table.column_names:
         raise ApiError(
             f"reference file {path} has no column {column!r}",

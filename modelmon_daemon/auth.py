@@ -1,0 +1,71 @@
+"""The daemon's bearer token: made at first start, read by the server, the CLI and the
+client. A token in a 0600 file keeps other local users, and web pages in the operator's
+browser, from driving the daemon."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+TOKEN_FILE = "auth_token"
+TOKEN_ENV = "MODELMON_TOKEN"
+
+
+def token_path(data_dir: str | Path, token_file: str = "") -> Path:
+    """`daemon.auth_token_file` if set, else `<data_dir>/auth_token`."""
+    if token_file:
+        return Path(token_file).expanduser().resolve()
+    return Path(data_dir).expanduser().resolve() / TOKEN_FILE
+
+
+def load_or_create_token(path: Path) -> str:
+    """The token in `path`, or a new random one written there with mode 0600."""
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    if existing:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)  # never leave a readable token behind
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    os.chmod(path, 0o600)
+    return token
+
+
+def find_token(explicit: str | None = None, data_dir: str | Path | None = None) -> str | None:
+    """What a client sends: `--token`, then $MODELMON_TOKEN, then the data dir's file
+    ($MODELMON_DAEMON_DATA_DIR or ./modelmon-data by default)."""
+    if explicit:
+        return explicit
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    candidates = []
+    if os.environ.get("MODELMON_DAEMON_AUTH_TOKEN_FILE"):
+        candidates.append(Path(os.environ["MODELMON_DAEMON_AUTH_TOKEN_FILE"]).expanduser())
+    base = data_dir or os.environ.get("MODELMON_DAEMON_DATA_DIR") or "./modelmon-data"
+    candidates.append(Path(base).expanduser() / TOKEN_FILE)
+    for path in candidates:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text:
+            return text
+    return None
+
+
+def bearer_matches(header: str | None, token: str) -> bool:
+    """Constant-time check of an `Authorization: Bearer <token>` header."""
+    if not header:
+        return False
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(value.strip().encode(), token.encode())
