@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from modelmon_daemon.durations import format_duration, parse_duration, parse_size
+from modelmon_daemon.resources import default_file
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "modelmon.toml"
+DEFAULT_CONFIG_PATH = default_file("modelmon.toml")
 
 
 class ConfigError(ValueError):

@@ -107,13 +107,6 @@ def check_capacity(services: Services) -> None:
             f"(daemon.max_pending_rows = {limit}); retry later",
             retry_after=max(1.0, services.settings.controller.tick_interval),
         )
-    if services.store.full_since is not None:
-        raise Overloaded(
-            "storage is full (storage.lmdb_max_map_size); retry later",
-            retry_after=max(5.0, services.settings.controller.tick_interval),
-            status=507,
-            code="storage_full",
-        )
 
 
 def _services(request: web.Request) -> Services:
@@ -145,7 +138,7 @@ async def _accept(
         await services.log.append(records, [s.to_dict() for s in new_specs])
     except asyncio.CancelledError:
         raise
-    except StoreFull as exc:
+    except StoreFull as exc:  # nothing was written: the client may retry the same request
         raise Overloaded(str(exc), retry_after=30, status=507, code="storage_full") from None
     except Exception as exc:
         raise Unavailable(f"events could not be made durable: {exc!r}") from None

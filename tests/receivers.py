@@ -120,3 +120,42 @@ class SmtpReceiver:
 
     def stop(self) -> None:
         self._controller.stop()
+
+
+class HangingSmtp:
+    """A mail server that accepts connections and never says a word (not even the 220
+    greeting): what a wedged or firewalled relay looks like to a client."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.connections = 0
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", self.port))
+        self._sock.listen(64)
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        self._sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            self._held.append(conn)
+
+    def start(self) -> HangingSmtp:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in self._held:
+            conn.close()
+        self._sock.close()

@@ -10,8 +10,9 @@ from typing import Any
 from modelmon_daemon.alerts.model import AlertConfig, AlertEvent
 from modelmon_daemon.enums import ResultStatus
 from modelmon_daemon.events import iso
+from modelmon_daemon.resources import default_file
 
-DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "config" / "alert_templates.toml"
+DEFAULT_TEMPLATES = default_file("alert_templates.toml")
 
 
 class _Blank(dict[str, Any]):

@@ -3,8 +3,9 @@
 With p the running error rate after i events and s = sqrt(p (1 - p) / i), it keeps the
 minimum of p + s; past `warm_start` events, a warning when p + s > p_min + warning_level *
 s_min, a drift when p + s > p_min + drift_level * s_min (River's DDM exactly, tested).
-The defaults (warning 2, drift 4, 1000 events of grace) are stricter than the paper's 2 / 3 / 30, which on stationary streams alarms far
-more often than once per 100k events. After a drift the statistics restart.
+The defaults (warning 2, drift 4, 1000 events of grace) are stricter than the paper's
+2 / 3 / 30, which on stationary streams alarms far more often than once per 100k events.
+After a drift the statistics restart.
 """
 
 from __future__ import annotations

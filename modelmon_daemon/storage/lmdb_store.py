@@ -336,6 +336,7 @@ class LmdbStore:
                 seqs.append(seq)
             txn.put(b"seq", pack(seq), db=self.db["meta"])
             self._add_wal_rows(txn, sum(int(wire["n"]) for _, _, wire in records))
+        self.full_since = None  # there was room after all (commits freed pages)
         return seqs
 
     def _add_wal_rows(self, txn: Any, n: int) -> None:

@@ -25,11 +25,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http(method, url, body=None, content_type="application/json", timeout=30):
+def http(
+    method, url, body=None, content_type="application/json", timeout=30, token=None, headers=None
+):
     data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
+    if data is not None and content_type is not None:
         req.add_header("Content-Type", content_type)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    for name, value in (headers or {}).items():
+        req.add_header(name, value)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"null")
@@ -124,11 +130,22 @@ class Daemon:
             except (ProcessLookupError, PermissionError):
                 pass
 
+    @property
+    def token(self) -> str:
+        """The daemon's bearer token, written at its first start."""
+        return (self.data_dir / "auth_token").read_text().strip()
+
     def get(self, path, **kw):
+        kw.setdefault("token", self.token)
         return http("GET", self.url + path, **kw)
 
     def post(self, path, body, **kw):
+        kw.setdefault("token", self.token)
         return http("POST", self.url + path, body, **kw)
+
+    def delete(self, path, **kw):
+        kw.setdefault("token", self.token)
+        return http("DELETE", self.url + path, **kw)
 
     def wait_for(self, predicate, timeout=60.0, interval=0.3):
         deadline = time.time() + timeout
@@ -162,6 +179,8 @@ def daemon(short_tmp):
             "tests.unit.failing_app:BrokenApplication",
             "--set",
             f"applications.python_path={ROOT}",
+            "--set",
+            f"daemon.reference_dirs={tempfile.gettempdir()}",
         ],
         lateness="5s",  # room for several requests of one back-filled history
     ).start()

@@ -115,7 +115,7 @@ notifications = [
         assert len(smtp.mail) == 1 and "drifty" in smtp.mail[0]["message"]["Subject"]
         assert len(actions.read_text().splitlines()) == 1
         _, record = daemon.get("/v1/alerts/drift-everywhere")
-        assert record["active_entities"] == ["drifty.histogram-data-drift.result.general_drift"]
+        assert record["active_entities"] == ["drifty"]  # grouped per (alert, endpoint)
         assert record["notifications"][0]["secret"] == "***"
         history = [
             e["action"] for e in daemon.get("/v1/alerts/drift-everywhere/events")[1]["events"]

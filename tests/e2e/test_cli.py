@@ -70,7 +70,7 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
     try:
         info = json.loads((data / "daemon.json").read_text())
         assert info["url"] == url
-        status = cli("status", "--url", url)
+        status = cli("status", "--url", url, "--data-dir", str(data))
         assert status.returncode == 0 and "ok" in status.stdout
         assert (
             http(
@@ -83,6 +83,7 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
                     "feature_names": ["x"],
                     "reference": {"rows": [[float(i)] for i in range(100)]},
                 },
+                token=(data / "auth_token").read_text().strip(),
             )[0]
             == 201
         )
@@ -95,21 +96,22 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
                     "inputs": [[float(i)] for i in range(50)],
                     "timestamps": [start + i * 0.1 for i in range(50)],
                 },
+                token=(data / "auth_token").read_text().strip(),
             )[0]
             == 202
         )
         deadline = time.time() + 60
         while time.time() < deadline:
-            res = cli("results", "cli-ep", "--url", url, "--json")
+            res = cli("results", "cli-ep", "--url", url, "--data-dir", str(data), "--json")
             if res.returncode == 0 and json.loads(res.stdout):
                 break
             time.sleep(0.5)
         rows = json.loads(res.stdout)
         drift = {r["name"] for r in rows if r["application"] == "histogram-data-drift"}
         assert drift == {"general_drift", "hellinger_mean", "kld_mean", "tvd_mean"}
-        table = cli("results", "cli-ep", "--url", url, "--since", "1h")
+        table = cli("results", "cli-ep", "--url", url, "--data-dir", str(data), "--since", "1h")
         assert "general_drift" in table.stdout and "START" in table.stdout
-        listing = cli("endpoints", "--url", url)
+        listing = cli("endpoints", "--url", url, "--data-dir", str(data))
         assert "cli-ep" in listing.stdout and "UID" in listing.stdout
 
         # live Ray handles from another Python process
@@ -140,7 +142,7 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
         stopped = cli("stop", "--data-dir", str(data))
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert not (data / "daemon.json").exists()
-    assert cli("status", "--url", url).returncode == 1
+    assert cli("status", "--url", url, "--data-dir", str(data)).returncode == 1
 
 
 def test_demo_shows_detected_for_the_shifted_endpoint_only():
@@ -158,7 +160,7 @@ def test_demo_shows_detected_for_the_shifted_endpoint_only():
 def test_alerts_from_the_command_line(daemon, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "name": "x",\n  "severity": high\n}\n')
-    out = cli("alerts", "create", "--file", str(bad), "--url", daemon.url)
+    out = cli("alerts", "create", "--file", str(bad), "--url", daemon.url, "--token", daemon.token)
     assert out.returncode == 2 and f"{bad}:3:" in out.stderr
     good = tmp_path / "alert.toml"
     good.write_text(
@@ -166,16 +168,28 @@ def test_alerts_from_the_command_line(daemon, tmp_path):
         'entities = { kind = "model-endpoint-result", ids = ["*"] }\n'
         'trigger = { events = ["system-performance-detected"] }\n'
     )
-    out = cli("alerts", "create", "--file", str(good), "--url", daemon.url)
+    out = cli("alerts", "create", "--file", str(good), "--url", daemon.url, "--token", daemon.token)
     assert out.returncode == 0, out.stderr
-    listing = cli("alerts", "--url", daemon.url)
+    listing = cli("alerts", "--url", daemon.url, "--token", daemon.token)
     assert "cli-alert" in listing.stdout and "system-performance-detected" in listing.stdout
     invalid = tmp_path / "invalid.json"
     invalid.write_text('{"name": "y", "entities": {"ids": ["*"]}, "trigger": {"events": ["nope"]}}')
-    out = cli("alerts", "create", "--file", str(invalid), "--url", daemon.url)
+    out = cli(
+        "alerts", "create", "--file", str(invalid), "--url", daemon.url, "--token", daemon.token
+    )
     assert out.returncode == 1 and "trigger.events[0]" in out.stderr
-    out = cli("alerts", "reset", "cli-alert", "--url", daemon.url)
+    out = cli("alerts", "reset", "cli-alert", "--url", daemon.url, "--token", daemon.token)
     assert out.returncode == 0 and "0 active entities reset" in out.stdout
-    assert cli("alerts", "events", "cli-alert", "--url", daemon.url).returncode == 0
-    assert cli("alerts", "delete", "cli-alert", "--url", daemon.url).returncode == 0
-    assert "cli-alert" not in cli("alerts", "--url", daemon.url).stdout
+    assert (
+        cli(
+            "alerts", "events", "cli-alert", "--url", daemon.url, "--token", daemon.token
+        ).returncode
+        == 0
+    )
+    assert (
+        cli(
+            "alerts", "delete", "cli-alert", "--url", daemon.url, "--token", daemon.token
+        ).returncode
+        == 0
+    )
+    assert "cli-alert" not in cli("alerts", "--url", daemon.url, "--token", daemon.token).stdout

@@ -53,6 +53,7 @@ def test_kill9_loses_and_duplicates_nothing_acknowledged(short_tmp):
                         "request_ids": ids,
                     },
                     timeout=5,
+                    token=daemon.token,
                 )
             except OSError:
                 return

@@ -23,15 +23,18 @@ def alert(**extra):
 
 
 def event(
-    kind="data-drift-detected", end=600.0, entity="ep.histogram-data-drift.result.general_drift"
+    kind="data-drift-detected",
+    end=600.0,
+    name="general_drift",
+    application="histogram-data-drift",
 ):
     return AlertEvent(
         kind,
-        entity,
+        f"ep.{application}.result.{name}",
         "ep",
         "proj",
-        "histogram-data-drift",
-        "general_drift",
+        application,
+        name,
         0.8,
         2 if kind else 0,
         end - 600.0,
@@ -112,15 +115,15 @@ def test_entities_match_star_endpoint_and_exact_id():
 
 def test_fires_once_then_deduplicates_until_auto_reset():
     a = alert()
-    d = evaluate(a, new_state(), event(end=600), now=1000.0)
+    d = evaluate(a, new_state(), [event(end=600)], now=1000.0)
     assert d.notify and d.state["active"]
-    d = evaluate(a, d.state, event(end=1200), now=1100.0)
+    d = evaluate(a, d.state, [event(end=1200)], now=1100.0)
     assert not d.notify and d.history[0]["action"] == "deduplicated"
-    d = evaluate(a, d.state, event(kind=None, end=1800), now=1200.0)
+    d = evaluate(a, d.state, [event(kind=None, end=1800)], now=1200.0)
     assert not d.state["active"] and d.history[0]["action"] == "reset"
-    d = evaluate(a, d.state, event(end=2400), now=1300.0)  # within the 30 m cooldown
+    d = evaluate(a, d.state, [event(end=2400)], now=1300.0)  # within the 30 m cooldown
     assert not d.notify and d.history[0]["action"] == "cooldown"
-    d = evaluate(a, d.state, event(end=3000), now=1000.0 + 1801)
+    d = evaluate(a, d.state, [event(end=3000)], now=1000.0 + 1801)
     assert d.notify
 
 
@@ -129,7 +132,7 @@ def test_count_within_period():
     state = new_state()
     fired = []
     for i, end in enumerate([600, 1200, 4800, 5400, 6000]):  # a 1-hour gap in between
-        d = evaluate(a, state, event(end=end), now=float(i))
+        d = evaluate(a, state, [event(end=end)], now=float(i))
         state = d.state
         fired.append(d.notify)
     assert fired == [False, False, False, False, True]
@@ -137,19 +140,19 @@ def test_count_within_period():
 
 def test_manual_reset_policy_ignores_clearing_events():
     a = alert(reset_policy="manual", cooldown="0s")
-    d = evaluate(a, new_state(), event(), now=1.0)
-    d = evaluate(a, d.state, event(kind=None), now=2.0)
+    d = evaluate(a, new_state(), [event()], now=1.0)
+    d = evaluate(a, d.state, [event(kind=None)], now=2.0)
     assert d.state["active"]
     state, was = manual_reset(d.state)
     assert was and not state["active"]
-    assert evaluate(a, state, event(end=1200), now=3.0).notify
+    assert evaluate(a, state, [event(end=1200)], now=3.0).notify
 
 
 def test_other_kinds_do_not_trigger():
-    d = evaluate(alert(), new_state(), event(kind="concept-drift-detected"), now=1.0)
+    d = evaluate(alert(), new_state(), [event(kind="concept-drift-detected")], now=1.0)
     assert not d.notify and not d.history
     wild = alert(trigger={"events": ["concept-drift-*"]})
-    assert evaluate(wild, new_state(), event(kind="concept-drift-suspected"), now=1.0).notify
+    assert evaluate(wild, new_state(), [event(kind="concept-drift-suspected")], now=1.0).notify
 
 
 @pytest.mark.parametrize(
@@ -172,6 +175,35 @@ def test_other_kinds_do_not_trigger():
         ({"notifications": [{"kind": "webhook", "url": "ftp://x"}]}, "notifications[0].url"),
         ({"notifications": [{"kind": "command", "argv": []}]}, "notifications[0].argv"),
         ({"cooldown": "forever"}, "cooldown"),
+        ({"cooldown": {"h": 1}}, "cooldown"),
+        ({"criteria": {"period": ["10m"]}}, "criteria.period"),
+        ({"criteria": {"period": 1e300}}, "criteria.period"),
+        ({"notifications": [{"kind": ["webhook"]}]}, "notifications[0].kind"),
+        ({"notifications": ["webhook"]}, "notifications[0]"),
+        ({"notifications": [{"kind": "webhook", "url": 5}]}, "notifications[0].url"),
+        (
+            {"notifications": [{"kind": "webhook", "url": "http://h/", "headers": ["a"]}]},
+            "notifications[0].headers",
+        ),
+        (
+            {"notifications": [{"kind": "webhook", "url": "http://h/", "headers": {"a": "b\nc"}}]},
+            "notifications[0].headers",
+        ),
+        (
+            {
+                "notifications": [
+                    {
+                        "kind": "email",
+                        "smtp_host": "h",
+                        "smtp_port": 25,
+                        "from": "a@b",
+                        "to": ["c@d"],
+                        "ca_file": "/etc/passwd",
+                    }
+                ]
+            },
+            "notifications[0].ca_file",
+        ),
     ],
 )
 def test_bad_alert_config_names_the_field(change, field):
@@ -182,9 +214,9 @@ def test_bad_alert_config_names_the_field(change, field):
 
 def test_templates_render_every_placeholder():
     templates = load_templates()
-    out = render(alert(), event(), "http://127.0.0.1:8470", templates)
+    out = render(alert(), [event()], "http://127.0.0.1:8470", templates)
     assert "Data drift detected on endpoint ep" in out["text"]
-    assert "histogram-data-drift.general_drift = 0.8 (detected)" in out["text"]
+    assert "- histogram-data-drift.general_drift = 0.8 (detected)" in out["text"]
     assert (
         "http://127.0.0.1:8470/v1/endpoints/ep/results?application=histogram-data-drift"
         in out["text"]
@@ -196,3 +228,27 @@ def test_templates_render_every_placeholder():
 
 def test_secret_is_not_shown_back():
     assert alert().to_api()["notifications"][0]["secret"] == "***"
+
+
+def test_one_window_firing_several_results_makes_one_notification():
+    a = alert(cooldown="1h")
+    window = [
+        event(end=600),
+        event(end=600, name="drifted_features_share", application="drift-metrics"),
+        event(end=600, name="out_of_range_rate_max", application="data-quality"),
+        event(end=600, kind=None, name="error_rate", application="operational-health"),
+    ]
+    d = evaluate(a, new_state(), window, now=1000.0)
+    assert d.notify
+    # most severe first, then by entity
+    assert [e.name for e in d.fired] == [
+        "out_of_range_rate_max",
+        "drifted_features_share",
+        "general_drift",
+    ]
+    out = render(a, d.fired, "http://127.0.0.1:8470", load_templates())
+    assert "3 result(s) fired" in out["text"]
+    assert len(out["payload"]["results"]) == 3
+    # the next window fires again: the (alert, endpoint) is active, nothing is sent
+    d = evaluate(a, d.state, [event(end=1200)], now=1100.0)
+    assert not d.notify and d.history[0]["action"] == "deduplicated"

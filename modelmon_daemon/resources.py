@@ -1,0 +1,24 @@
+"""The files of the top-level `config/` folder (default config, alert templates, Grafana
+dashboards). The wheel ships that folder as the package `modelmon_daemon.defaults`; a
+source checkout reads it in place."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+_CHECKOUT = Path(__file__).resolve().parent.parent / "config"
+
+
+def defaults_dir() -> Path:
+    """Where the packaged config folder is, installed or in a checkout."""
+    try:
+        found = resources.files("modelmon_daemon.defaults")
+    except ModuleNotFoundError:
+        return _CHECKOUT
+    path = Path(str(found))
+    return path if (path / "modelmon.toml").exists() else _CHECKOUT
+
+
+def default_file(name: str) -> Path:
+    return defaults_dir() / name
