@@ -155,8 +155,7 @@ name = "mail-drift"
 entities = {{ kind = "model-endpoint-result", ids = ["*"] }}
 trigger = {{ events = ["data-drift-detected"] }}
 notifications = [
-  {{ kind = "email", smtp_host = "127.0.0.1", smtp_port = {smtp.port},
-     from = "mm@example.com", to = ["oncall@example.com"] }},
+  {{ kind = "email", smtp_host = "127.0.0.1", smtp_port = {smtp.port}, from = "mm@example.com", to = ["oncall@example.com"] }},
 ]
 """)
     daemon = Daemon(
