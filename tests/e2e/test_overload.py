@@ -154,9 +154,13 @@ def test_a_hanging_mail_server_does_not_slow_ingestion(short_tmp, tmp_path):
 name = "mail-drift"
 entities = {{ kind = "model-endpoint-result", ids = ["*"] }}
 trigger = {{ events = ["data-drift-detected"] }}
-notifications = [
-  {{ kind = "email", smtp_host = "127.0.0.1", smtp_port = {smtp.port}, from = "mm@example.com", to = ["oncall@example.com"] }},
-]
+
+[[alerts.notifications]]
+kind = "email"
+smtp_host = "127.0.0.1"
+smtp_port = {smtp.port}
+from = "mm@example.com"
+to = ["oncall@example.com"]
 """)
     daemon = Daemon(
         short_tmp / "hang",

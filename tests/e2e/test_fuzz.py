@@ -1,0 +1,232 @@
+"""Property-based fuzzing of every route of a real daemon (hypothesis): malformed bodies,
+wrong types in every field, msgpack oddities, odd query strings and content types. The
+properties: never a 5xx; every refusal is a 4xx with the error body; and a refused
+request changes nothing (endpoints, alerts, rows waiting in the log, rows received)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.parse
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.e2e.conftest import Daemon, free_port, http
+from tests.routes import V1_ROUTES
+
+pytestmark = pytest.mark.e2e
+EXAMPLES = 60  # per test: bounded in count and time (loopback only)
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([1e300, -1e300, 1e19, -1e15, 0.0, -1])
+    | st.text(max_size=12)
+    | st.sampled_from(["", "9999-12-31", "1e300", "*", "../../etc/passwd", "nan", "x" * 300])
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@pytest.fixture(scope="module")
+def target(short_tmp):
+    # day-long windows: nothing commits while the fuzzing runs, so state is still
+    daemon = Daemon(short_tmp / "fuzz", free_port(), ["--base-period", "1d"]).start()
+    status, _ = daemon.post(
+        "/v1/endpoints",
+        {
+            "uid": "fz",
+            "project": "fz",
+            "name": "fz",
+            "feature_names": ["a", "b"],
+            "reference": {"rows": [[float(i), float(i % 3)] for i in range(100)]},
+        },
+    )
+    assert status == 201
+    alert = {
+        "name": "fz-alert",
+        "entities": {"kind": "model-endpoint-result", "ids": ["fz"]},
+        "trigger": {"events": ["data-drift-detected"]},
+    }
+    assert daemon.post("/v1/alerts", alert)[0] == 201
+    yield daemon
+    daemon.stop()
+
+
+def snapshot(daemon):
+    endpoints = daemon.get("/v1/endpoints")[1]["endpoints"]
+    alerts = daemon.get("/v1/alerts")[1]["alerts"]
+    health = daemon.get("/healthz")[1]
+    return (
+        sorted(e["uid"] for e in endpoints),
+        sorted((e["uid"], e["events_total"], e.get("model_type")) for e in endpoints),
+        sorted(json.dumps(a, sort_keys=True) for a in alerts),
+        health["pending_rows"],
+    )
+
+
+def check(daemon, method, path, body, content_type="application/json"):
+    before = snapshot(daemon)
+    status, answer = http(method, daemon.url + path, body, content_type, token=daemon.token)
+    assert status < 500, (method, path, body, answer)
+    if status >= 400:
+        assert set(answer["error"]) == {"code", "message", "details"}, answer
+        assert snapshot(daemon) == before, (method, path, body)
+    return status
+
+
+def valid_templates():
+    now = time.time()
+    return {
+        "/v1/endpoints": {
+            "uid": "fz-new",
+            "project": "p",
+            "name": "n",
+            "feature_names": ["a"],
+            "reference": {"rows": [[1.0], [2.0]]},
+        },
+        "/v1/endpoints/fz/events": {
+            "inputs": [[1.0, 2.0]],
+            "outputs": [1],
+            "timestamps": [now],
+            "latency_us": [10],
+            "request_ids": ["r"],
+        },
+        "/v1/endpoints/fz/labels": {"request_ids": ["r"], "labels": [1]},
+        "/v1/events": {
+            "endpoint_id": "fz",
+            "request": {"id": "m", "inputs": [[1.0, 2.0]]},
+            "resp": {"outputs": [1]},
+            "when": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + ".000000",
+            "microsec": 5,
+        },
+        "/v1/alerts": {
+            "name": "fz-new-alert",
+            "entities": {"kind": "model-endpoint-result", "ids": ["*"]},
+            "trigger": {"events": ["data-drift-detected"]},
+            "criteria": {"count": 1, "period": "10m"},
+            "cooldown": "1h",
+            "notifications": [{"kind": "webhook", "url": "http://127.0.0.1:9/x"}],
+        },
+    }
+
+
+def broken(template, key, value):
+    """The template with one field replaced (or dropped, for None), at any depth."""
+    body = json.loads(json.dumps(template))
+    node = body
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node[part] if isinstance(node, dict) else node[int(part)]
+    if value is None and isinstance(node, dict):
+        node.pop(parts[-1], None)
+    elif isinstance(node, dict):
+        node[parts[-1]] = value
+    else:
+        node[int(parts[-1])] = value
+    return body
+
+
+FIELDS = {
+    "/v1/endpoints": ["project", "name", "feature_names", "reference", "reference.rows", "uid"],
+    "/v1/endpoints/fz/events": [
+        "inputs",
+        "inputs.0",
+        "outputs",
+        "timestamps",
+        "timestamps.0",
+        "latency_us",
+        "request_ids",
+    ],
+    "/v1/endpoints/fz/labels": ["request_ids", "labels"],
+    "/v1/events": ["request", "request.inputs", "resp", "resp.outputs", "when", "microsec"],
+    "/v1/alerts": [
+        "name",
+        "entities",
+        "entities.ids",
+        "trigger",
+        "trigger.events",
+        "criteria",
+        "criteria.period",
+        "cooldown",
+        "notifications",
+        "notifications.0",
+        "notifications.0.kind",
+        "notifications.0.url",
+    ],
+}
+CASES = [(path, field) for path, fields in FIELDS.items() for field in fields]
+
+
+@settings(
+    max_examples=EXAMPLES * 4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=st.sampled_from(CASES), value=values, as_msgpack=st.booleans())
+def test_one_wrong_field_is_refused_or_harmless(target, case, value, as_msgpack):
+    path, field = case
+    body = broken(valid_templates()[path], field, value)
+    if as_msgpack:
+        check(target, "POST", path, msgpack.packb(body), "application/msgpack")
+    else:
+        check(target, "POST", path, body)
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    route=st.sampled_from([r for r in V1_ROUTES if r[0] == "POST"]),
+    raw=st.binary(max_size=200)
+    | st.builds(lambda v: json.dumps(v).encode(), values)
+    | st.builds(
+        lambda c, d: msgpack.packb(msgpack.ExtType(c, d)),
+        st.integers(0, 127),
+        st.binary(max_size=8),
+    ),
+    content_type=st.sampled_from(
+        ["application/json", "application/msgpack", "text/plain", "application/xml", None]
+    ),
+)
+def test_any_body_to_any_post_route(target, route, raw, content_type):
+    path = route[1].replace("{uid}", "fz").replace("{name}", "fz-alert")
+    if path.endswith("/reset"):
+        return  # a reset takes no body and may legitimately change alert state
+    if content_type is None:
+        content_type = "application/json"
+    check(target, "POST", path, raw, content_type)
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    route=st.sampled_from([r for r in V1_ROUTES if r[0] == "GET"]),
+    params=st.dictionaries(
+        st.sampled_from(["start", "end", "application", "name", "entity", "limit", "x"]),
+        st.text(max_size=20)
+        | st.sampled_from(["1e300", "-1e300", "nan", "inf", "9999-12-31", "0", str(math.pi)]),
+        max_size=3,
+    ),
+    uid=st.sampled_from(["fz", "nope", "..", "%2e%2e", "a" * 200]),
+)
+def test_any_query_to_any_get_route(target, route, params, uid):
+    path = route[1].replace("{uid}", uid).replace("{name}", "fz-alert")
+    query = urllib.parse.urlencode(params)
+    check(target, "GET", path + ("?" + query if query else ""), None)
