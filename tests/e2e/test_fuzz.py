@@ -178,8 +178,12 @@ CASES = [(path, field) for path, fields in FIELDS.items() for field in fields]
 def test_one_wrong_field_is_refused_or_harmless(target, case, value, as_msgpack):
     path, field = case
     body = broken(valid_templates()[path], field, value)
-    if as_msgpack:
-        check(target, "POST", path, msgpack.packb(body), "application/msgpack")
+    try:
+        packed = msgpack.packb(body) if as_msgpack else None
+    except OverflowError:  # integers past 64 bits exist in JSON only
+        packed = None
+    if packed is not None:
+        check(target, "POST", path, packed, "application/msgpack")
     else:
         check(target, "POST", path, body)
 
