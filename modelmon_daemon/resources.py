@@ -13,10 +13,11 @@ _CHECKOUT = Path(__file__).resolve().parent.parent / "config"
 def defaults_dir() -> Path:
     """Where the packaged config folder is, installed or in a checkout."""
     try:
-        found = resources.files("modelmon_daemon.defaults")
-    except ModuleNotFoundError:
+        # a folder without __init__.py is a namespace package: files() gives a
+        # MultiplexedPath, whose joined children are real paths
+        path = Path(str(resources.files("modelmon_daemon.defaults") / "modelmon.toml")).parent
+    except (ModuleNotFoundError, TypeError, ValueError):
         return _CHECKOUT
-    path = Path(str(found))
     return path if (path / "modelmon.toml").exists() else _CHECKOUT
 
 

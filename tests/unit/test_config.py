@@ -74,3 +74,11 @@ def test_unknown_key_in_file(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_settings(cfg, env={})
     assert err.value.key == "windows.base_perod"
+
+
+def test_packaged_defaults_are_found():
+    from modelmon_daemon.resources import default_file
+
+    assert default_file("modelmon.toml").exists()
+    assert default_file("alert_templates.toml").exists()
+    assert (default_file("grafana") / "dashboards").is_dir()
