@@ -259,3 +259,54 @@ def test_a_full_lmdb_map_grows_and_at_its_maximum_refuses_then_recovers(short_tm
         print(f"map full at its maximum: {acked} acknowledged rows, all stored after restart")
     finally:
         daemon.stop()
+
+
+def test_a_huge_body_is_decoded_off_the_loop_and_large_ones_are_bounded(short_tmp):
+    import threading
+
+    daemon = Daemon(
+        short_tmp / "huge",
+        free_port(),
+        ["--set", "daemon.max_large_requests=1", "--set", "daemon.max_body_size=64MiB"],
+    ).start()
+    try:
+        rng = np.random.default_rng(4)
+        register(daemon, "huge", 20, rng)
+        n = 120_000  # ~45 MiB of JSON
+        now = time.time()
+        body = json.dumps(
+            {
+                "inputs": rng.normal(size=(n, 20)).round(12).tolist(),
+                "timestamps": [now] * n,
+            }
+        ).encode()
+        result = {}
+
+        def send_huge():
+            result["huge"] = post_raw(
+                daemon, "/v1/endpoints/huge/events", body, "application/json", timeout=120
+            )
+
+        thread = threading.Thread(target=send_huge)
+        thread.start()
+        time.sleep(0.3)  # the huge body is being read or decoded
+        probes, second = [], None
+        while thread.is_alive():
+            t0 = time.perf_counter()
+            assert daemon.get("/healthz")[0] == 200
+            probes.append(time.perf_counter() - t0)
+            if second is None:
+                second = post_raw(daemon, "/v1/endpoints/huge/events", body[:2_000_000] + b"]")
+            time.sleep(0.05)
+        thread.join()
+        status, _, answer = result["huge"]
+        assert status == 202 and answer["accepted"] == n
+        assert second[0] == 503 and int(second[1]["Retry-After"]) >= 1, second
+        assert second[2]["error"]["code"] == "busy"
+        print(
+            f"\nhuge body ({len(body) / 2**20:.0f} MiB): {len(probes)} health probes meanwhile, "
+            f"worst {max(probes) * 1000:.0f} ms; a second large body got 503"
+        )
+        assert max(probes) < 2.0
+    finally:
+        daemon.stop()
