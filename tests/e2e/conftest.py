@@ -47,6 +47,20 @@ def http(
             return exc.code, raw.decode()
 
 
+def cli(*args, timeout=180, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "modelmon_daemon", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
+
+
 class Daemon:
     def __init__(self, data_dir: Path, port: int, extra: list[str], lateness: str = "2s") -> None:
         self.data_dir, self.port, self.extra, self.lateness = data_dir, port, extra, lateness
@@ -134,6 +148,10 @@ class Daemon:
     def token(self) -> str:
         """The daemon's bearer token, written at its first start."""
         return (self.data_dir / "auth_token").read_text().strip()
+
+    def cli(self, *args, **kw):
+        """A CLI query command against this daemon (its URL and token)."""
+        return cli(*args, "--url", self.url, "--token", self.token, **kw)
 
     def get(self, path, **kw):
         kw.setdefault("token", self.token)

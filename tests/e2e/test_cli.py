@@ -12,23 +12,9 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import ROOT, free_port, http
+from tests.e2e.conftest import ROOT, cli, free_port, http
 
 pytestmark = pytest.mark.e2e
-
-
-def cli(*args, timeout=180, env_extra=None):
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "modelmon_daemon", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=ROOT,
-    )
 
 
 def test_bad_config_value_stops_startup_naming_the_key(tmp_path):
@@ -143,6 +129,11 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert not (data / "daemon.json").exists()
     assert cli("status", "--url", url, "--data-dir", str(data)).returncode == 1
+    down = cli("endpoints", "--url", url, "--data-dir", str(data))
+    assert down.returncode == 1 and "Traceback" not in down.stderr
+    assert down.stderr.strip() == (
+        f"modelmon-daemon: cannot reach the daemon at {url}: [Errno 111] Connection refused"
+    )
 
 
 def test_demo_shows_detected_for_the_shifted_endpoint_only():
@@ -160,7 +151,7 @@ def test_demo_shows_detected_for_the_shifted_endpoint_only():
 def test_alerts_from_the_command_line(daemon, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "name": "x",\n  "severity": high\n}\n')
-    out = cli("alerts", "create", "--file", str(bad), "--url", daemon.url, "--token", daemon.token)
+    out = daemon.cli("alerts", "create", "--file", str(bad))
     assert out.returncode == 2 and f"{bad}:3:" in out.stderr
     good = tmp_path / "alert.toml"
     good.write_text(
@@ -168,28 +159,16 @@ def test_alerts_from_the_command_line(daemon, tmp_path):
         'entities = { kind = "model-endpoint-result", ids = ["*"] }\n'
         'trigger = { events = ["system-performance-detected"] }\n'
     )
-    out = cli("alerts", "create", "--file", str(good), "--url", daemon.url, "--token", daemon.token)
+    out = daemon.cli("alerts", "create", "--file", str(good))
     assert out.returncode == 0, out.stderr
-    listing = cli("alerts", "--url", daemon.url, "--token", daemon.token)
+    listing = daemon.cli("alerts")
     assert "cli-alert" in listing.stdout and "system-performance-detected" in listing.stdout
     invalid = tmp_path / "invalid.json"
     invalid.write_text('{"name": "y", "entities": {"ids": ["*"]}, "trigger": {"events": ["nope"]}}')
-    out = cli(
-        "alerts", "create", "--file", str(invalid), "--url", daemon.url, "--token", daemon.token
-    )
+    out = daemon.cli("alerts", "create", "--file", str(invalid))
     assert out.returncode == 1 and "trigger.events[0]" in out.stderr
-    out = cli("alerts", "reset", "cli-alert", "--url", daemon.url, "--token", daemon.token)
+    out = daemon.cli("alerts", "reset", "cli-alert")
     assert out.returncode == 0 and "0 active entities reset" in out.stdout
-    assert (
-        cli(
-            "alerts", "events", "cli-alert", "--url", daemon.url, "--token", daemon.token
-        ).returncode
-        == 0
-    )
-    assert (
-        cli(
-            "alerts", "delete", "cli-alert", "--url", daemon.url, "--token", daemon.token
-        ).returncode
-        == 0
-    )
-    assert "cli-alert" not in cli("alerts", "--url", daemon.url, "--token", daemon.token).stdout
+    assert daemon.cli("alerts", "events", "cli-alert").returncode == 0
+    assert daemon.cli("alerts", "delete", "cli-alert").returncode == 0
+    assert "cli-alert" not in daemon.cli("alerts").stdout

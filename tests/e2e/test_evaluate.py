@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.e2e.test_cli import cli
+from tests.e2e.conftest import cli
 
 pytestmark = pytest.mark.e2e
 P = 30.0

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from modelmon_daemon import Client
-from tests.e2e.test_cli import cli
 
 pytestmark = pytest.mark.e2e
 P = 30.0
@@ -57,16 +56,7 @@ def test_python_client_report_and_queries(daemon, tmp_path):
     assert str(frame["start"].dt.tz) == "UTC"
     assert [t.timestamp() for t in frame["start"]] == [first, first + P]
 
-    out = cli(
-        "report",
-        "client-ep",
-        "--out",
-        str(tmp_path / "report.html"),
-        "--url",
-        daemon.url,
-        "--token",
-        daemon.token,
-    )
+    out = daemon.cli("report", "client-ep", "--out", str(tmp_path / "report.html"))
     assert out.returncode == 0, out.stderr
     page = (tmp_path / "report.html").read_text()
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', page)
@@ -75,34 +65,12 @@ def test_python_client_report_and_queries(daemon, tmp_path):
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "general_drift" in page and "detected" in page
     png = tmp_path / "x.png"
-    out = cli(
-        "report",
-        "client-ep",
-        "--png",
-        "feature:x",
-        "--out",
-        str(png),
-        "--url",
-        daemon.url,
-        "--token",
-        daemon.token,
-    )
+    out = daemon.cli("report", "client-ep", "--png", "feature:x", "--out", str(png))
     assert out.returncode == 0 and png.read_bytes()[:4] == b"\x89PNG"
-    out = cli(
-        "report",
-        "client-ep",
-        "--png",
-        "nope",
-        "--out",
-        str(png),
-        "--url",
-        daemon.url,
-        "--token",
-        daemon.token,
-    )
+    out = daemon.cli("report", "client-ep", "--png", "nope", "--out", str(png))
     assert out.returncode == 2 and "feature:x" in out.stderr
 
-    shown = cli("endpoints", "show", "client-ep", "--url", daemon.url, "--token", daemon.token)
+    shown = daemon.cli("endpoints", "show", "client-ep")
     assert shown.returncode == 0 and '"uid": "client-ep"' in shown.stdout
-    listing = cli("endpoints", "--url", daemon.url, "--token", daemon.token, "--json")
+    listing = daemon.cli("endpoints", "--json")
     assert any(e["uid"] == "client-ep" for e in __import__("json").loads(listing.stdout))
