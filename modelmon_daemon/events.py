@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 
 from modelmon_daemon.errors import InvalidEvent
-from modelmon_daemon.identity import FunctionUri, endpoint_uid, split_versioned_model
+from modelmon_daemon.identity import (
+    UID_PATTERN,
+    FunctionUri,
+    endpoint_uid,
+    split_versioned_model,
+)
 from modelmon_daemon.records import ColumnBatch
 
 
@@ -361,19 +366,33 @@ def _objects(values: Sequence[Any]) -> np.ndarray:
 
 
 def _event_endpoint(i: int, event: dict[str, Any]) -> tuple[str, EndpointGuess | None]:
+    """The event's endpoint uid, and its identity should the endpoint be new. MLRun 1.8+
+    puts `endpoint_id` in every event (its API server, not the stream, creates the
+    endpoint): an unknown one is created under that uid, as an event without one is."""
     explicit = event.get("endpoint_id")
-    if explicit:
-        if not isinstance(explicit, str):
-            raise InvalidEvent(i, "endpoint_id", "must be a string")
-        return explicit, None
+    if explicit not in (None, "") and (
+        not isinstance(explicit, str) or not UID_PATTERN.match(explicit)
+    ):
+        raise InvalidEvent(i, "endpoint_id", "must be 1-128 letters, digits, '_', '.', '-'")
     function_uri = event.get("function_uri")
+    model = event.get("model")
+    if explicit:
+        fn = None
+        if isinstance(function_uri, str) and function_uri:
+            try:
+                fn = FunctionUri.parse(function_uri)
+            except ValueError:
+                fn = None  # the uid is given: the identity is only descriptive
+        name = model.split(":", 1)[0] if isinstance(model, str) and model else explicit
+        project = fn.project if fn is not None else "default"
+        uri = function_uri if isinstance(function_uri, str) else ""
+        return explicit, EndpointGuess(explicit, project, name, uri, name, 0, 0)
     if not isinstance(function_uri, str):
         raise InvalidEvent(i, "function_uri", "missing (or give endpoint_id)")
     try:
         fn = FunctionUri.parse(function_uri)
     except ValueError as exc:
         raise InvalidEvent(i, "function_uri", str(exc)) from None
-    model = event.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidEvent(i, "model", "missing or not a string")
     version = event.get("version")

@@ -103,8 +103,10 @@ def test_a_cross_site_simple_request_is_refused_and_changes_nothing(daemon):
 
 
 def test_no_content_type_is_read_as_json(daemon):
-    """MLRun's serving posts without a Content-Type."""
+    """MLRun's serving posts without a Content-Type, naming an endpoint_id that its API
+    server (not the stream) created: the endpoint is created under that uid."""
     event = {
+        "endpoint_id": "a1b2c3d4e5f6",
         "function_uri": "sec/serving",
         "model": "m",
         "request": {"id": "n1", "inputs": [[1.0, 2.0]]},
@@ -124,6 +126,8 @@ def test_no_content_type_is_read_as_json(daemon):
     resp = conn.getresponse()
     assert resp.status == 202, resp.read()
     conn.close()
+    status, record = daemon.get("/v1/endpoints/a1b2c3d4e5f6")
+    assert status == 200 and record["project"] == "sec" and record["feature_names"] == ["f0", "f1"]
 
 
 def test_command_notifications_only_from_the_config_file(daemon):

@@ -86,6 +86,19 @@ def test_endpoint_id_routes_to_that_endpoint():
     assert list(parsed.batches) == ["abc"]
 
 
+def test_an_unknown_endpoint_id_creates_that_endpoint():
+    """MLRun 1.8+: the API server, not the stream, creates the endpoint; the event names it."""
+    parsed = parse_mlrun_events(mlrun([[1, 2]], [1], endpoint_id="0123abcd"), unknown, NOW)
+    guess = parsed.new_endpoints["0123abcd"]
+    assert (guess.uid, guess.project, guess.n_features, guess.n_outputs) == (
+        "0123abcd",
+        "proj",
+        2,
+        1,
+    )
+    assert list(parsed.batches) == ["0123abcd"]
+
+
 @pytest.mark.parametrize(
     ("mutate", "index", "field"),
     [
@@ -96,7 +109,8 @@ def test_endpoint_id_routes_to_that_endpoint():
         (lambda e: e.update(microsec=-1), 1, "microsec"),
         (lambda e: e["resp"].update(outputs=[1, 2]), 1, "resp.outputs"),
         (lambda e: e.pop("function_uri"), 1, "function_uri"),
-        (lambda e: e.update(endpoint_id="nope"), 1, "endpoint_id"),
+        (lambda e: e.update(endpoint_id="../etc"), 1, "endpoint_id"),
+        (lambda e: e.update(endpoint_id=["x"]), 1, "endpoint_id"),
     ],
 )
 def test_bad_event_names_index_and_field(mutate, index, field):
