@@ -65,12 +65,14 @@ async def wait_up(url: str, wait_s: float = 120) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def load(url: str, body: bytes, seconds: float) -> tuple[float, int]:
+async def load(url: str, body: bytes, seconds: float, token: str = "") -> tuple[float, int]:
     """Requests/s with CONNECTIONS concurrent posters; returns (rate, failures)."""
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
     done = failures = 0
     stop = time.perf_counter() + seconds
     headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"  # the no-op server ignores it
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def worker() -> None:
@@ -126,10 +128,11 @@ def payloads() -> dict[str, tuple[bytes, int, str]]:
     }
 
 
-async def measure(noop_port: int, daemon_url: str) -> None:
+async def measure(noop_port: int, daemon_url: str, token_file: Path) -> None:
     await wait_up(f"http://127.0.0.1:{noop_port}/")
     await wait_up(daemon_url + "/healthz")
-    async with aiohttp.ClientSession() as session:
+    token = (await asyncio.to_thread(token_file.read_text)).strip()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
         await session.post(
             daemon_url + "/v1/endpoints",
             json={
@@ -144,8 +147,8 @@ async def measure(noop_port: int, daemon_url: str) -> None:
         f"({os.cpu_count()} CPUs shared by client, server and Ray)"
     )
     for name, (body, events, path) in payloads().items():
-        base, _ = await load(f"http://127.0.0.1:{noop_port}{path}", body, SECONDS)
-        ours, failed = await load(daemon_url + path, body, SECONDS)
+        base, _ = await load(f"http://127.0.0.1:{noop_port}{path}", body, SECONDS, token)
+        ours, failed = await load(daemon_url + path, body, SECONDS, token)
         note = f"   ({failed} non-202)" if failed else ""
         print(
             f"  {name:<24} daemon {ours:9.0f} req/s = {ours * events:10.0f} events/s   "
@@ -175,7 +178,9 @@ def main() -> None:
             argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
         )
     try:
-        asyncio.run(measure(noop_port, f"http://127.0.0.1:{daemon_port}"))
+        asyncio.run(
+            measure(noop_port, f"http://127.0.0.1:{daemon_port}", tmp / "data" / "auth_token")
+        )
     finally:
         for proc in (daemon, noop):
             proc.send_signal(signal.SIGTERM)
