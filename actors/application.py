@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections import OrderedDict
 from typing import Any
 
 from modelmon_daemon.applications import build_applications
 from modelmon_daemon.applications.runner import run_application
 from modelmon_daemon.config import Settings
 from modelmon_daemon.records import AppOutput, ColumnBatch, WindowMeta
+
+SPEC_CACHE_SIZE = 50_000  # endpoint specs (reference stats) kept per actor
 
 
 class ApplicationActor:
@@ -29,6 +32,7 @@ class ApplicationActor:
             **dataclasses.asdict(self.settings.data_quality),
         }
         self.runs = 0
+        self.spec_cache: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
 
     def names(self) -> list[str]:
         return list(self.apps)
@@ -43,6 +47,33 @@ class ApplicationActor:
                 application=application, failure=f"unknown application {application!r}"
             )
         return run_application(application, app, endpoint, meta, batch, self.app_settings)
+
+    def run_many(
+        self,
+        batches: list[ColumnBatch],
+        jobs: list[tuple[int, str, str, WindowMeta]],
+        specs: dict[str, tuple[str, dict[str, Any]]],
+    ) -> tuple[list[list[AppOutput] | None], list[str]]:
+        """Every application on many endpoint-windows in one call. `jobs` are (index in
+        `batches`, endpoint uid, spec version, meta); endpoint specs are cached here by
+        version, so `specs` carries only those this actor may lack. Returns the outputs
+        per job (None where the spec is missing) and the uids whose spec is needed."""
+        for uid, (version, spec) in specs.items():
+            self.spec_cache[uid] = (version, spec)
+            self.spec_cache.move_to_end(uid)
+        while len(self.spec_cache) > SPEC_CACHE_SIZE:
+            self.spec_cache.popitem(last=False)
+        out: list[list[AppOutput] | None] = []
+        missing: list[str] = []
+        for index, uid, version, meta in jobs:
+            cached = self.spec_cache.get(uid)
+            if cached is None or cached[0] != version:
+                out.append(None)
+                missing.append(uid)
+                continue
+            batch = batches[index]
+            out.append([self.run(name, cached[1], meta, batch) for name in self.apps])
+        return out, missing
 
     def ping(self) -> int:
         return self.index

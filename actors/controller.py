@@ -1,26 +1,68 @@
-"""ControllerActor: routes endpoints to stream actors and, every tick, moves each closed
-window through the application pool to the writer.
+"""ControllerActor: routes endpoints to stream actors and, every tick, moves the closed
+windows through the application actors to the writer, in batches.
 
 `update()` is idempotent: a window is forgotten by its stream actor only after the writer
 committed it, so a tick that fails half-way is simply done again by the next one.
-Endpoints are handled concurrently within a tick; the windows of one endpoint in order.
+A tick makes a fixed number of Ray calls per stream actor (collect, data, acknowledge),
+a few per application actor and one to the writer, whatever the number of endpoints; the
+windows of one endpoint are committed in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections.abc import Callable
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from actors import ray_metrics
 from modelmon_daemon.config import Settings
-from modelmon_daemon.records import AppOutput, WindowMeta
+from modelmon_daemon.records import AppOutput, WindowMeta, unpack
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamTick:
+    """What one stream actor closed this tick."""
+
+    name: str
+    handle: Any
+    keys: list[tuple[str, float, bool]] = field(default_factory=list)
+    metas: list[WindowMeta] = field(default_factory=list)
+    advances: list[tuple[str, float, float | None]] = field(default_factory=list)
+
+
+@dataclass
+class TickBatch:
+    streams: list[StreamTick] = field(default_factory=list)
+
+    def add_stream(
+        self,
+        name: str,
+        handle: Any,
+        closed: list[tuple[str, list[WindowMeta], float | None, float | None]],
+        now: float,
+    ) -> None:
+        tick = StreamTick(name, handle)
+        for uid, metas, frontier, last in closed:
+            for meta in metas:
+                tick.keys.append((uid, meta.start, meta.late))
+                tick.metas.append(meta)
+            if frontier is not None:
+                silence = None if metas or last is None else now - last
+                tick.advances.append((uid, frontier, silence))
+        if tick.keys or tick.advances:
+            self.streams.append(tick)
+
+    def uids(self) -> set[str]:
+        return {m.uid for s in self.streams for m in s.metas} | {
+            a[0] for s in self.streams for a in s.advances
+        }
 
 
 @dataclass
@@ -31,22 +73,6 @@ class TickReport:
     late_batches: int = 0
     results: int = 0
     failures: list[str] = field(default_factory=list)
-
-
-class ActorPool:
-    """Least-busy dispatch over the application actors."""
-
-    def __init__(self, handles: list[Any]) -> None:
-        self.handles = handles
-        self.in_flight = [0] * len(handles)
-
-    async def run(self, call: Callable[[Any], Any]) -> Any:
-        i = min(range(len(self.handles)), key=lambda k: self.in_flight[k])
-        self.in_flight[i] += 1
-        try:
-            return await call(self.handles[i])
-        finally:
-            self.in_flight[i] -= 1
 
 
 class ControllerActor:
@@ -69,7 +95,8 @@ class ControllerActor:
         self.streams: dict[str, Any] = {}
         for name in sorted(set(self.routes.values())):
             self.streams[name] = self.runtime.stream_actor(name)
-        self.pool = ActorPool(self.runtime.application_actors())
+        # endpoint -> actor by a hash of its uid, so its reference stats stay cached there
+        self.app_actors: list[Any] = list(self.runtime.application_actors())
         self.writer = self.runtime.writer()
         self.applications = list(self.settings.applications.builtin)
         self._route_lock = asyncio.Lock()
@@ -78,6 +105,8 @@ class ControllerActor:
         self.ticks = 0
         self.last_report = TickReport()
         self.tick_errors = 0
+        self._specs: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._sent: dict[int, dict[str, str]] = {}  # app actor -> uid -> spec version sent
         self.ray_windows = ray_metrics.counter(
             "modelmon_windows_analyzed", "Closed windows analyzed and committed."
         )
@@ -124,16 +153,28 @@ class ControllerActor:
     # -- the tick -----------------------------------------------------------------------
 
     async def update(self, now: float | None = None) -> dict[str, Any]:
-        """One tick over every stream actor; returns what it did."""
+        """One tick over every stream actor, batched: one collect and one data call per
+        stream actor, a few application calls per actor of the pool (many endpoint-windows
+        each), one writer call for all, one acknowledgement per stream actor. Returns
+        what it did."""
         async with self._tick_lock:
             report = TickReport(started=time.time())
             now = time.time() if now is None else now
-            await asyncio.gather(
-                *(
-                    self._tick_stream(name, handle, now, report)
-                    for name, handle in self.streams.items()
-                )
+            names = list(self.streams)
+            collected = await asyncio.gather(
+                *(self._collect(name, self.streams[name], now, report) for name in names)
             )
+            batch = TickBatch()
+            for name, closed in zip(names, collected, strict=True):
+                if closed:
+                    batch.add_stream(name, self.streams[name], closed, now)
+            if batch.streams:
+                try:
+                    await self._run_batch(batch, report)
+                except Exception as exc:
+                    self.tick_errors += 1
+                    report.failures.append(f"tick: {exc!r}"[:500])
+                    log.warning("tick failed (retried next tick): %r", exc, exc_info=True)
             report.finished = time.time()
             self.ticks += 1
             self.last_report = report
@@ -143,85 +184,123 @@ class ControllerActor:
             self.ray_endpoints.set(len(self.routes))
             return report.__dict__
 
-    async def _tick_stream(self, name: str, handle: Any, now: float, report: TickReport) -> None:
-        closed = None
+    async def _collect(self, name: str, handle: Any, now: float, report: TickReport) -> Any:
         for attempt in range(3):
             try:
-                closed = await handle.collect.remote(now)
-                break
+                return await handle.collect.remote(now)
             except Exception as exc:  # restarting: the first call may fail, retry briefly
                 if attempt == 2:
                     report.failures.append(f"{name}: collect: {exc!r}"[:500])
-                    return  # its windows come back next tick
+                    return None  # its windows come back next tick
                 await asyncio.sleep(0.2)
-        if closed is None:
-            return
-        await asyncio.gather(
-            *(
-                self._process_endpoint(
-                    handle, uid, metas, frontier, report, None if last is None else now - last
-                )
-                for uid, metas, frontier, last in closed
-            )
-        )
+        return None
 
-    async def _process_endpoint(
+    def _spec(self, uid: str) -> tuple[str, dict[str, Any]] | None:
+        """(version, record) of an endpoint; the version is a digest of the stored bytes,
+        so application actors re-read reference stats only when they change."""
+        raw = self.store.get_endpoint_raw(uid)
+        if raw is None:
+            return None
+        version = hashlib.sha1(raw).hexdigest()[:16]
+        cached = self._specs.get(uid)
+        if cached is None or cached[0] != version:
+            cached = self._specs[uid] = (version, unpack(raw))
+        return cached
+
+    async def _run_batch(self, batch: TickBatch, report: TickReport) -> None:
+        data = [s.handle.windows_data.remote(s.keys) for s in batch.streams]
+        specs = {uid: spec for uid in batch.uids() if (spec := self._spec(uid)) is not None}
+        outputs = await self._run_applications(batch, data, specs)
+        items = [
+            (li, index, meta, outputs.get((li, index), []))
+            for li, s in enumerate(batch.streams)
+            for index, meta in enumerate(s.metas)
+            if meta.uid in specs
+        ]
+        advances = [a for s in batch.streams for a in s.advances if a[0] in specs]
+        status = await self.writer.commit_tick.remote(items, advances, self.applications, *data)
+        done = {(items[i][0], items[i][1]) for i, flag in enumerate(status) if flag is not None}
+        acks = []
+        for li, s in enumerate(batch.streams):
+            keys = [k for index, k in enumerate(s.keys) if (li, index) in done]
+            acks.append(s.handle.ack_many.remote(keys, [(u, f) for u, f, _ in s.advances]))
+        await asyncio.gather(*acks)
+        for i, flag in enumerate(status):
+            meta = items[i][2]
+            if flag is None:
+                report.failures.append(f"{meta.uid}: window {meta.start} not committed")
+                continue
+            if meta.late:
+                report.late_batches += 1
+            else:
+                report.windows += 1
+                outs = items[i][3]
+                report.results += sum(len(o.results) for o in outs)
+                report.failures.extend(
+                    f"{meta.uid}/{o.application}: {o.failure}" for o in outs if o.failure
+                )
+
+    async def _run_applications(
         self,
-        handle: Any,
-        uid: str,
-        metas: list[WindowMeta],
-        frontier: float | None,
-        report: TickReport,
-        silence: float | None = None,
-    ) -> None:
-        endpoint = self.store.get_endpoint(uid)
-        if endpoint is None:
-            return
-        try:
-            for meta in metas:
-                data = handle.window_data.remote(uid, meta.start, meta.late)
-                outputs: list[AppOutput] = []
-                if not meta.late:
-                    outputs = list(
-                        await asyncio.gather(
-                            *(
-                                self._run_application(app, endpoint, meta, data)
-                                for app in self.applications
-                            )
-                        )
-                    )
-                await self.writer.commit_window.remote(
-                    meta, data, outputs, endpoint, self.applications
-                )
-                await handle.ack.remote(uid, meta.start, meta.late)
-                if meta.late:
-                    report.late_batches += 1
-                else:
-                    report.windows += 1
-                    report.results += sum(len(o.results) for o in outputs)
-                    report.failures.extend(
-                        f"{uid}/{o.application}: {o.failure}" for o in outputs if o.failure
-                    )
-            if frontier is not None:
-                await self.writer.advance.remote(
-                    uid, frontier, self.applications, endpoint, None if metas else silence
-                )
-                await handle.frontier_committed.remote(uid, frontier)
-        except Exception as exc:
-            self.tick_errors += 1
-            report.failures.append(f"{uid}: {exc!r}"[:500])
-            log.warning("tick: endpoint %s: %r (retried next tick)", uid, exc, exc_info=True)
+        batch: TickBatch,
+        data: list[Any],
+        specs: dict[str, tuple[str, dict[str, Any]]],
+    ) -> dict[tuple[int, int], list[AppOutput]]:
+        """Each endpoint always goes to the same application actor (its reference stats
+        stay cached there); a chunk whose actor lacks a spec is sent again with it."""
+        handles = self.app_actors
+        calls = []
+        for li, s in enumerate(batch.streams):
+            chunks: dict[int, list[tuple[int, str, str, WindowMeta]]] = {}
+            for index, meta in enumerate(s.metas):
+                if meta.late or meta.uid not in specs:
+                    continue
+                k = zlib.crc32(meta.uid.encode()) % len(handles)
+                chunks.setdefault(k, []).append((index, meta.uid, specs[meta.uid][0], meta))
+            for k, jobs in chunks.items():
+                calls.append(self._run_chunk(k, li, data[li], jobs, specs))
+        out: dict[tuple[int, int], list[AppOutput]] = {}
+        for result in await asyncio.gather(*calls):
+            out.update(result)
+        return out
 
-    async def _run_application(
-        self, app: str, endpoint: dict[str, Any], meta: WindowMeta, data: Any
-    ) -> AppOutput:
-        for attempt in range(2):
+    async def _run_chunk(
+        self,
+        k: int,
+        li: int,
+        data: Any,
+        jobs: list[tuple[int, str, str, WindowMeta]],
+        specs: dict[str, tuple[str, dict[str, Any]]],
+    ) -> dict[tuple[int, int], list[AppOutput]]:
+        handles = self.app_actors
+        sent = self._sent.setdefault(k, {})
+        send = {uid: specs[uid] for _, uid, version, _ in jobs if sent.get(uid) != version}
+        error = "no attempt"
+        for _ in range(3):
             try:
-                return await self.pool.run(lambda h: h.run.remote(app, endpoint, meta, data))
-            except Exception as exc:  # the actor died; Ray restarts it, try another
-                if attempt:
-                    return AppOutput(application=app, failure=f"application actor failed: {exc!r}")
-        raise AssertionError("unreachable")
+                results, missing = await handles[k].run_many.remote(data, jobs, send)
+            except Exception as exc:  # the actor died; Ray restarts it: try the next one
+                error = repr(exc)
+                self._sent.pop(k, None)
+                k = (k + 1) % len(handles)
+                send = {uid: specs[uid] for _, uid, _, _ in jobs}
+                continue
+            known = self._sent.setdefault(k, {})
+            if missing:  # it restarted since: it knows only what came with this call
+                known.clear()
+            known.update({uid: version for uid, (version, _) in send.items()})
+            if missing:
+                send = {uid: specs[uid] for uid in set(missing)}
+                continue
+            return {
+                (li, index): list(outputs or [])
+                for (index, _, _, _), outputs in zip(jobs, results, strict=True)
+            }
+        failed = f"application actor failed: {error}"
+        return {
+            (li, index): [AppOutput(application=a, failure=failed) for a in self.applications]
+            for index, _, _, _ in jobs
+        }
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -243,9 +322,9 @@ class ControllerActor:
 
     async def _loop(self) -> None:
         interval = min(self.settings.controller.tick_interval, self.settings.windows.base_period)
-        while self.pool.handles:
+        while self.app_actors:
             try:
-                self.applications = list(await self.pool.handles[0].names.remote())
+                self.applications = list(await self.app_actors[0].names.remote())
                 break
             except asyncio.CancelledError:
                 raise
@@ -268,7 +347,7 @@ class ControllerActor:
             "tick_errors": self.tick_errors,
             "endpoints": len(self.routes),
             "stream_actors": sorted(self.streams),
-            "application_actors": len(self.pool.handles),
+            "application_actors": len(self.app_actors),
             "applications": self.applications,
             "last_tick": self.last_report.__dict__,
             "loop_running": self._loop_task is not None and not self._loop_task.done(),

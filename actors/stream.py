@@ -96,6 +96,21 @@ class StreamActor:
     def window_data(self, uid: str, start: float, late: bool) -> ColumnBatch:
         return self.windows[uid].window_batch(start, late)
 
+    def windows_data(self, keys: list[tuple[str, float, bool]]) -> list[ColumnBatch]:
+        """The data of many windows in one object (one call per tick)."""
+        return [self.windows[uid].window_batch(start, late) for uid, start, late in keys]
+
+    def ack_many(
+        self, keys: list[tuple[str, float, bool]], frontiers: list[tuple[str, float]]
+    ) -> None:
+        """Forget committed windows and note committed frontiers, one call per tick."""
+        for uid, start, late in keys:
+            if uid in self.windows:
+                self.ack(uid, start, late)
+        for uid, frontier in frontiers:
+            if uid in self.committed:
+                self.frontier_committed(uid, frontier)
+
     def ack(self, uid: str, start: float, late: bool) -> None:
         windows = self.windows[uid]
         pending = windows.pending.get((start, late))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from modelmon_daemon.alerts.model import AlertConfig, AlertEvent, events_from_results
@@ -22,7 +23,7 @@ from modelmon_daemon.performance import (
     regression_metrics,
 )
 from modelmon_daemon.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta, empty_batch
-from modelmon_daemon.storage.lmdb_store import LmdbStore, PerformanceUpdate
+from modelmon_daemon.storage.lmdb_store import LmdbStore, PerformanceUpdate, WindowCommit
 from modelmon_daemon.storage.parquet_store import ParquetStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class WriterActor:
         self.templates = load_templates(notes.templates or None)
         d = self.settings.daemon
         self.public_url = notes.public_url or f"http://{d.host}:{d.port}"
+        # Parquet writes of a tick run in parallel (pyarrow releases the GIL)
+        self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="writer-io")
 
     def _notifications(self, alert: AlertConfig, fired: list[AlertEvent]) -> list[dict[str, Any]]:
         """One outbox entry per channel of a firing alert, its message rendered now."""
@@ -64,6 +67,111 @@ class WriterActor:
         """Write a closed window (or a late batch) and commit it; False if it was already."""
         if self.store.window_committed(meta):
             return False
+        commit, writes = self._prepare(meta, batch, outputs, endpoint, applications)
+        self.store.add_pending(commit.files)
+        for write in writes:
+            write()
+        (done,) = self.store.commit_many([commit], [], self._notifications)
+        self._count([commit], [done])
+        return done
+
+    def commit_tick(
+        self,
+        items: list[tuple[int, int, WindowMeta, list[AppOutput]]],
+        advances: list[tuple[str, float, float | None]],
+        applications: list[str],
+        *batches: list[ColumnBatch],
+    ) -> list[bool | None]:
+        """Every window a tick closed, in few durable transactions. `items` are (batch
+        list, index in it, meta, outputs); `batches` the stream actors' window data, one
+        list each. Returns per item: True (committed now), False (committed before), None
+        (failed: not to be acknowledged; done again next tick).
+
+        Windows of one endpoint go in order, one per round (the label join and the
+        detectors read what the previous window committed); frontier moves ride with the
+        last round. Parquet files are written on a thread pool and marked pending first,
+        so a crash leaves no file that counts."""
+        specs: dict[str, dict[str, Any]] = {}
+        status: list[bool | None] = [None] * len(items)
+        rounds: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for i, (_, _, meta, _) in enumerate(items):
+            uid = meta.uid
+            if uid not in specs:
+                spec = self.store.get_endpoint(uid)
+                if spec is None:
+                    continue
+                specs[uid] = spec
+            k = seen.get(uid, 0)
+            seen[uid] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(i)
+        for r, members in enumerate(rounds):
+            prepared: list[tuple[int, WindowCommit, list[Any]]] = []
+            for i in members:
+                list_index, index, meta, outputs = items[i]
+                try:
+                    if self.store.window_committed(meta):
+                        status[i] = False
+                        continue
+                    batch = batches[list_index][index]
+                    commit, writes = self._prepare(
+                        meta, batch, outputs, specs[meta.uid], applications
+                    )
+                except Exception as exc:  # one endpoint's trouble must not stop the rest
+                    log.warning("writer: window %s/%s: %r", meta.uid, meta.start, exc)
+                    continue
+                prepared.append((i, commit, writes))
+            self.store.add_pending([f for _, c, _ in prepared for f in c.files])
+            list(self.io.map(lambda write: write(), [w for _, _, ws in prepared for w in ws]))
+            last = r == len(rounds) - 1
+            moves = self._advances(advances, specs, applications) if last else []
+            commits = [c for _, c, _ in prepared]
+            flags = self.store.commit_many(commits, moves, self._notifications)
+            self._count(commits, flags)
+            for (i, _, _), flag in zip(prepared, flags, strict=True):
+                status[i] = flag
+        if not rounds and advances:
+            self.store.commit_many([], self._advances(advances, specs, applications))
+        return status
+
+    def _advances(
+        self,
+        advances: list[tuple[str, float, float | None]],
+        specs: dict[str, dict[str, Any]],
+        applications: list[str],
+    ) -> list[tuple[str, float, list[str]]]:
+        moves = []
+        for uid, frontier, silence in advances:
+            spec = specs.get(uid) or self.store.get_endpoint(uid)
+            if spec is None:
+                continue
+            if silence is not None:  # a quiet endpoint may owe a no_traffic result first
+                self.advance(uid, frontier, applications, spec, silence)
+                continue
+            moves.append((uid, frontier, applications))
+        return moves
+
+    def _count(self, commits: list[WindowCommit], flags: list[bool]) -> None:
+        for commit, flag in zip(commits, flags, strict=True):
+            if not flag:
+                continue
+            self.rows_written += commit.meta.rows
+            if commit.meta.late:
+                self.late_batches_written += 1
+            else:
+                self.windows_written += 1
+
+    def _prepare(
+        self,
+        meta: WindowMeta,
+        batch: ColumnBatch,
+        outputs: list[AppOutput],
+        endpoint: dict[str, Any],
+        applications: list[str],
+    ) -> tuple[WindowCommit, list[Any]]:
+        """The window's commit, and the Parquet writes that must precede it."""
         files = self.parquet.events_files(meta, batch) if meta.rows else []
         perf_results, perf_update = self._performance(meta, batch, endpoint)
         if perf_results:
@@ -71,13 +179,16 @@ class WriterActor:
         results: list[ResultRecord] = [r for o in outputs for r in o.results] + perf_results
         results_path = self.parquet.results_file(meta) if results else None
         paths = [p for p, _ in files] + ([results_path] if results_path else [])
-        self.store.add_pending(paths)
-        self.parquet.write_events(
-            files, batch, list(endpoint["feature_names"]), list(endpoint.get("label_names") or [])
-        )
         project = str(endpoint.get("project", ""))
+        feature_names = list(endpoint["feature_names"])
+        label_names = list(endpoint.get("label_names") or [])
+        writes: list[Any] = []
+        if files:
+            writes.append(
+                lambda: self.parquet.write_events(files, batch, feature_names, label_names)
+            )
         if results_path:
-            self.parquet.write_results(results_path, results, project)
+            writes.append(lambda: self.parquet.write_results(results_path, results, project))
         updates: dict[str, Any] = {}
         for output in outputs:
             updates.update(output.endpoint_updates)
@@ -94,7 +205,7 @@ class WriterActor:
             if o.failure
         ]
         result_dicts = [r.to_dict() for r in results]
-        committed = self.store.commit(
+        commit = WindowCommit(
             meta,
             paths,
             applications,
@@ -102,17 +213,10 @@ class WriterActor:
             updates,
             failures,
             project,
-            alert_events=events_from_results(meta.uid, project, result_dicts, failures),
-            notifier=self._notifications,
-            performance=perf_update,
+            events_from_results(meta.uid, project, result_dicts, failures),
+            perf_update,
         )
-        if committed:
-            self.rows_written += meta.rows
-            if meta.late:
-                self.late_batches_written += 1
-            else:
-                self.windows_written += 1
-        return committed
+        return commit, writes
 
     def _performance(
         self, meta: WindowMeta, batch: ColumnBatch, endpoint: dict[str, Any]

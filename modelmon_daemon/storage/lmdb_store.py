@@ -35,6 +35,21 @@ Notifier = Callable[[AlertConfig, list[AlertEvent]], list[dict[str, Any]]]
 
 
 @dataclass
+class WindowCommit:
+    """Everything one window's (or late batch's) commit changes."""
+
+    meta: WindowMeta
+    files: list[str]
+    applications: list[str]
+    results: list[dict[str, Any]]
+    endpoint_updates: dict[str, Any]
+    failures: list[dict[str, Any]]
+    project: str
+    alert_events: list[AlertEvent] = field(default_factory=list)
+    performance: PerformanceUpdate | None = None
+
+
+@dataclass
 class PerformanceUpdate:
     """What a window commit does to the label join: pairs it scored (deleted), rows
     whose label may still come (kept until expires), the detector's new state."""
@@ -249,6 +264,13 @@ class LmdbStore:
         return None if raw is None else unpack(raw)
 
     @_growing
+    def get_endpoint_raw(self, uid: str) -> bytes | None:
+        """The stored record as bytes: its digest is the endpoint's version."""
+        with self.env.begin(db=self.db["endpoints"]) as txn:
+            raw = txn.get(uid.encode())
+        return None if raw is None else bytes(raw)
+
+    @_growing
     def list_endpoints(self) -> list[dict[str, Any]]:
         with self.env.begin(db=self.db["endpoints"]) as txn:
             return [unpack(v) for _, v in txn.cursor()]
@@ -421,70 +443,102 @@ class LmdbStore:
         advance the frontier and last_analyzed, store latest results, add counters, and
         forget its files' pending marks. Returns False (and changes nothing) if it was
         committed before."""
-        uid = meta.uid
+        commit = WindowCommit(
+            meta,
+            files,
+            applications,
+            results,
+            endpoint_updates,
+            failures,
+            project,
+            alert_events or [],
+            performance,
+        )
         with self.env.begin(write=True) as txn:
-            raw = txn.get(uid.encode(), db=self.db["state"])
-            state = empty_state()
-            if raw is not None:
-                state.update(unpack(raw))
-            wal = self.db["wal"]
-            if meta.late:
-                if all(txn.get(wal_key(uid, s), db=wal) is None for s in meta.seqs):
-                    return False
-            elif state["closed_through"] is not None and state["closed_through"] >= meta.end:
+            return self._commit_in(txn, commit, notifier)
+
+    @_growing
+    def commit_many(
+        self,
+        commits: list[WindowCommit],
+        advances: list[tuple[str, float, list[str]]],
+        notifier: Notifier | None = None,
+    ) -> list[bool]:
+        """Several windows (of different endpoints, or of one in order) and frontier
+        moves in one durable transaction: one fsync for a whole tick."""
+        with self.env.begin(write=True) as txn:
+            done = [self._commit_in(txn, c, notifier) for c in commits]
+            for uid, through, applications in advances:
+                self._advance_in(txn, uid, through, applications)
+        return done
+
+    def _commit_in(self, txn: Any, c: WindowCommit, notifier: Notifier | None) -> bool:
+        meta = c.meta
+        uid = meta.uid
+        raw = txn.get(uid.encode(), db=self.db["state"])
+        state = empty_state()
+        if raw is not None:
+            state.update(unpack(raw))
+        wal = self.db["wal"]
+        if meta.late:
+            if all(txn.get(wal_key(uid, s), db=wal) is None for s in meta.seqs):
                 return False
-            for seq in meta.seqs:
-                txn.delete(wal_key(uid, seq), db=wal)
-            self._add_wal_rows(txn, -meta.rows)
-            state["events"] += meta.rows
-            state["error_count"] += meta.error_events
-            if meta.late:
-                state["late_events"] += meta.rows
-            else:
-                state["closed_through"] = meta.end
-                for app in applications:
-                    txn.put(_k(uid, app), pack(meta.end), db=self.db["last_analyzed"])
-            if meta.first_event is not None and (
-                state["first_request"] is None or meta.first_event < state["first_request"]
-            ):
-                state["first_request"] = meta.first_event
-            if meta.last_event is not None and (
-                state["last_request"] is None or meta.last_event > state["last_request"]
-            ):
-                state["last_request"] = meta.last_event
-            state.update(endpoint_updates)
-            txn.put(uid.encode(), pack(state), db=self.db["state"])
-            for result in results:
-                full = f"{project}.{result['application']}.{result['type']}.{result['name']}"
-                txn.put(_k(uid, full), pack({**result, "full_name": full}), db=self.db["latest"])
-            for failure in failures:
-                key = _k(uid, f"{meta.end:020.3f}", failure["application"])
-                txn.put(key, pack(failure), db=self.db["app_events"])
-            for path in files:
-                txn.delete(path.encode(), db=self.db["pending"])
-            if performance is not None:
-                self._apply_performance(txn, uid, performance)
-                if performance.inferred_model_type:
-                    state["inferred_model_type"] = performance.inferred_model_type
-                    txn.put(uid.encode(), pack(state), db=self.db["state"])
-            if alert_events and notifier is not None:
-                self._apply_alerts(txn, alert_events, notifier, time.time())
+        elif state["closed_through"] is not None and state["closed_through"] >= meta.end:
+            return False
+        for seq in meta.seqs:
+            txn.delete(wal_key(uid, seq), db=wal)
+        self._add_wal_rows(txn, -meta.rows)
+        state["events"] += meta.rows
+        state["error_count"] += meta.error_events
+        if meta.late:
+            state["late_events"] += meta.rows
+        else:
+            state["closed_through"] = meta.end
+            for app in c.applications:
+                txn.put(_k(uid, app), pack(meta.end), db=self.db["last_analyzed"])
+        if meta.first_event is not None and (
+            state["first_request"] is None or meta.first_event < state["first_request"]
+        ):
+            state["first_request"] = meta.first_event
+        if meta.last_event is not None and (
+            state["last_request"] is None or meta.last_event > state["last_request"]
+        ):
+            state["last_request"] = meta.last_event
+        state.update(c.endpoint_updates)
+        if c.performance is not None and c.performance.inferred_model_type:
+            state["inferred_model_type"] = c.performance.inferred_model_type
+        txn.put(uid.encode(), pack(state), db=self.db["state"])
+        for result in c.results:
+            full = f"{c.project}.{result['application']}.{result['type']}.{result['name']}"
+            txn.put(_k(uid, full), pack({**result, "full_name": full}), db=self.db["latest"])
+        for failure in c.failures:
+            key = _k(uid, f"{meta.end:020.3f}", failure["application"])
+            txn.put(key, pack(failure), db=self.db["app_events"])
+        for path in c.files:
+            txn.delete(path.encode(), db=self.db["pending"])
+        if c.performance is not None:
+            self._apply_performance(txn, uid, c.performance)
+        if c.alert_events and notifier is not None:
+            self._apply_alerts(txn, c.alert_events, notifier, time.time())
         return True
 
     @_growing
     def advance_empty(self, uid: str, through: float, applications: list[str]) -> None:
         """An empty window produces no result but moves the frontier."""
         with self.env.begin(write=True) as txn:
-            raw = txn.get(uid.encode(), db=self.db["state"])
-            state = empty_state()
-            if raw is not None:
-                state.update(unpack(raw))
-            if state["closed_through"] is not None and state["closed_through"] >= through:
-                return
-            state["closed_through"] = through
-            txn.put(uid.encode(), pack(state), db=self.db["state"])
-            for app in applications:
-                txn.put(_k(uid, app), pack(through), db=self.db["last_analyzed"])
+            self._advance_in(txn, uid, through, applications)
+
+    def _advance_in(self, txn: Any, uid: str, through: float, applications: list[str]) -> None:
+        raw = txn.get(uid.encode(), db=self.db["state"])
+        state = empty_state()
+        if raw is not None:
+            state.update(unpack(raw))
+        if state["closed_through"] is not None and state["closed_through"] >= through:
+            return
+        state["closed_through"] = through
+        txn.put(uid.encode(), pack(state), db=self.db["state"])
+        for app in applications:
+            txn.put(_k(uid, app), pack(through), db=self.db["last_analyzed"])
 
     # -- alerts -------------------------------------------------------------------------
 

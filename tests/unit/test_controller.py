@@ -101,3 +101,89 @@ async def test_a_lost_stream_actor_is_rebuilt_from_the_log(env):
     assert report["windows"] == 1
     state = store.get_state("ep1")
     assert state["events"] == 20 and store.wal_size() == 0
+
+
+class Calls:
+    """Counts the remote calls made through the fake handles (by method name)."""
+
+    def __init__(self, monkeypatch):
+        import tests.fakes as fakes
+
+        self.names: list[str] = []
+        original = fakes._Method.remote
+
+        def remote(method, *args, **kwargs):
+            self.names.append(method.name)
+            return original(method, *args, **kwargs)
+
+        monkeypatch.setattr(fakes._Method, "remote", remote)
+
+    def count(self, name):
+        return self.names.count(name)
+
+
+async def test_a_tick_is_batched_and_reference_stats_are_sent_once(env, monkeypatch):
+    controller, runtime, store = env
+    rng = np.random.default_rng(3)
+    uids = [f"ep{i}" for i in range(6)]  # 2 stream actors (max_actors=2): 3 endpoints each
+    for uid in uids:
+        store.put_endpoint(make_spec(uid).to_dict())
+        ts = np.concatenate([np.linspace(0, 59, 30), np.linspace(60, 119, 30), [125.0]])
+        await log_and_forward(
+            controller, runtime, store, uid, make_batch(ts, rng.normal(size=(61, 2))), 1000.0
+        )
+    calls = Calls(monkeypatch)
+    txn_before = store.env.info()["last_txnid"]
+    report = await controller.update(now=1000.0)
+    assert report["windows"] == 12 and not [f for f in report["failures"] if "broken" not in f]
+    streams = len(set(controller.routes.values()))
+    assert calls.count("collect") == streams
+    assert calls.count("windows_data") == streams
+    assert calls.count("window_data") == 0
+    assert calls.count("commit_tick") == 1
+    assert calls.count("ack_many") == streams
+    assert calls.count("run_many") <= streams * len(runtime.application_actors())
+    # two windows per endpoint: two rounds, each one pending mark and one commit
+    assert store.env.info()["last_txnid"] - txn_before <= 4
+    sent_first = dict(controller._sent)
+    assert sum(len(v) for v in sent_first.values()) == len(uids)
+    for uid in uids:  # the next window of every endpoint: no spec travels again
+        await log_and_forward(
+            controller, runtime, store, uid, make_batch([126.0, 185.0], np.zeros((2, 2))), 1001.0
+        )
+    seen_specs = []
+    for app in runtime.application_actors():
+        original = app._target.run_many
+
+        def spy(batches, jobs, specs, _original=original):
+            seen_specs.append(dict(specs))
+            return _original(batches, jobs, specs)
+
+        monkeypatch.setattr(app._target, "run_many", spy)
+    report = await controller.update(now=1002.0)
+    assert report["windows"] == 6
+    assert seen_specs and all(not s for s in seen_specs)
+    for uid in uids:
+        assert store.get_state(uid)["closed_through"] == 180.0
+
+
+async def test_an_application_actor_that_lost_its_cache_gets_the_specs_again(env, monkeypatch):
+    controller, runtime, store = env
+    store.put_endpoint(make_spec("ep1").to_dict())
+    ts = np.concatenate([np.linspace(0, 59, 40), [70.0]])
+    await log_and_forward(
+        controller, runtime, store, "ep1", make_batch(ts, np.zeros((41, 2))), 1000.0
+    )
+    await controller.update(now=1000.0)
+    for app in runtime.application_actors():
+        app._target.spec_cache.clear()  # as after a restart
+    await log_and_forward(
+        controller, runtime, store, "ep1", make_batch([71.0, 130.0], np.zeros((2, 2))), 1001.0
+    )
+    calls = Calls(monkeypatch)
+    report = await controller.update(now=1002.0)
+    assert report["windows"] == 1
+    assert calls.count("run_many") == 2  # "missing", then again with the spec
+    results = runtime._writer._target.parquet.read_results("ep1")
+    drift = [r for r in results if r["name"] == "general_drift"]
+    assert [r["start"] for r in drift] == ["1970-01-01T00:00:00Z", "1970-01-01T00:01:00Z"]

@@ -1,6 +1,8 @@
 """Labels joined to predictions by request id, in any order; late labels count in the
 next result; a concept-drift detector runs on the error stream."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,34 @@ def test_regression_scores_and_adwin(tmp_path):
     assert results["rmse"]["value"] == pytest.approx((0.5) ** 0.5)
     assert results["mae"]["value"] == 0.5
     assert results["error_stream_drift"]["extra"]["detector"] == "ADWIN"
+
+
+def test_two_windows_of_one_endpoint_in_one_tick_score_each_pair_once(writer):
+    """commit_tick puts one window per endpoint in each round: the second window sees
+    what the first committed (joined pairs deleted, detector state advanced)."""
+    w, _ = writer
+    w.store.log_labels("clf", [(f"r{i}", 1) for i in range(20)], time.time())
+    batches = [
+        make_batch(
+            np.full(10, 1.0), np.zeros((10, 2)), outputs=[1] * 10, rids=[f"r{i}" for i in range(10)]
+        ),
+        make_batch(
+            np.full(10, 61.0),
+            np.zeros((10, 2)),
+            outputs=[0] * 10,
+            rids=[f"r{i}" for i in range(10, 20)],
+        ),
+    ]
+    items = [
+        (0, 0, WindowMeta("clf", 0.0, 60.0, [], rows=10), []),
+        (0, 1, WindowMeta("clf", 60.0, 120.0, [], rows=10), []),
+    ]
+    assert w.commit_tick(items, [("clf", 120.0, None)], ["histogram-data-drift"], batches) == [
+        True,
+        True,
+    ]
+    accuracy = [r for r in w.parquet.read_results("clf") if r["name"] == "accuracy"]
+    assert [(r["value"], r["sample_size"]) for r in accuracy] == [(1.0, 10), (0.0, 10)]
+    assert w.store.get_state("clf")["closed_through"] == 120.0
+    # the same tick again (acknowledgements lost): nothing is committed twice
+    assert w.commit_tick(items, [], ["histogram-data-drift"], batches) == [False, False]
