@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
+import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,6 +80,66 @@ def _check_feature_stats(stats: Any, feature_names: list[str]) -> dict[str, Any]
     return pad_feature_stats(stats)
 
 
+ReferenceSummary = tuple[dict[str, Any], set[str], dict[str, Any], dict[str, Any]]
+_FILE_SUMMARIES: OrderedDict[tuple[Any, ...], ReferenceSummary] = OrderedDict()
+FILE_SUMMARY_CACHE = 16  # reference files whose stats are kept (a fleet shares a few)
+
+
+def _reference_summary(
+    reference: Any, feature_names: list[str], declared: set[str]
+) -> ReferenceSummary:
+    """(feature stats, categorical features found, PCA model, prediction stats) of a
+    reference. A file's summary is computed once per (file version, features): a fleet
+    registered against one reference file reads it once, not once per endpoint."""
+    key = None
+    if isinstance(reference, dict) and isinstance(reference.get("path"), str):
+        try:
+            info = os.stat(reference["path"])
+        except OSError:
+            info = None  # reading it reports the error
+        if info is not None:
+            key = (
+                reference["path"],
+                info.st_mtime_ns,
+                info.st_size,
+                tuple(feature_names),
+                tuple(sorted(declared)),
+                str(reference.get("prediction_column")),
+            )
+            if key in _FILE_SUMMARIES:
+                _FILE_SUMMARIES.move_to_end(key)
+                return copy.deepcopy(_FILE_SUMMARIES[key])
+    summary = _summarize(reference, feature_names, declared)
+    if key is not None:
+        _FILE_SUMMARIES[key] = copy.deepcopy(summary)
+        while len(_FILE_SUMMARIES) > FILE_SUMMARY_CACHE:
+            _FILE_SUMMARIES.popitem(last=False)
+    return summary
+
+
+def _summarize(reference: Any, feature_names: list[str], declared: set[str]) -> ReferenceSummary:
+    matrix, values, found = reference_columns(reference, feature_names, declared)
+    categorical = set(declared) | found
+    numeric = [j for j, n in enumerate(feature_names) if n not in categorical]
+    try:
+        computed = reference_feature_stats(matrix[:, numeric], [feature_names[j] for j in numeric])
+    except ValueError as exc:
+        raise _bad("reference", str(exc)) from None
+    for name in categorical:
+        counts = category_counts(values.get(name, []))
+        computed[name] = {"kind": "categorical", "count": sum(counts.values()), "counts": counts}
+    model = fit_pca(matrix[:, numeric]) if numeric else None
+    multivariate = {**model, "columns": numeric} if model else {}
+    prediction: dict[str, Any] = {}
+    predictions = reference_predictions(reference)
+    if predictions is not None:
+        try:
+            prediction = prediction_stats(predictions)
+        except ValueError as exc:
+            raise _bad("reference.predictions", str(exc)) from None
+    return computed, found, multivariate, prediction
+
+
 def allowed_reference_path(value: Any, reference_dirs: Sequence[Path]) -> str:
     """The resolved path if it lies under one of `reference_dirs`, else 403. Checked before
     the file is touched, so an answer never tells whether a path outside exists."""
@@ -136,31 +199,11 @@ def build_spec(body: Any, now: float, reference_dirs: Sequence[Path] | None = No
         path = allowed_reference_path(reference["path"], reference_dirs)
         body = {**body, "reference": {**reference, "path": path}}
     if body.get("reference") is not None:
-        matrix, values, found = reference_columns(body["reference"], feature_names, declared)
+        computed, found, multivariate, prediction = _reference_summary(
+            body["reference"], feature_names, declared
+        )
         categorical |= found
-        numeric = [j for j, n in enumerate(feature_names) if n not in categorical]
-        try:
-            computed = reference_feature_stats(
-                matrix[:, numeric], [feature_names[j] for j in numeric]
-            )
-        except ValueError as exc:
-            raise _bad("reference", str(exc)) from None
-        for name in categorical:
-            counts = category_counts(values.get(name, []))
-            computed[name] = {
-                "kind": "categorical",
-                "count": sum(counts.values()),
-                "counts": counts,
-            }
         stats = {**computed, **stats}
-        model = fit_pca(matrix[:, numeric]) if numeric else None
-        multivariate = {**model, "columns": numeric} if model else {}
-        predictions = reference_predictions(body["reference"])
-        if predictions is not None:
-            try:
-                prediction = prediction_stats(predictions)
-            except ValueError as exc:
-                raise _bad("reference.predictions", str(exc)) from None
     model_type = body.get("model_type") or ""
     if model_type not in ("", "classification", "regression"):
         raise _bad("model_type", "classification or regression")

@@ -63,3 +63,33 @@ def test_given_feature_stats_are_padded_once():
     again = build_spec(body(feature_stats=spec.feature_stats), 0.0)
     assert spec.feature_stats == again.feature_stats
     assert spec.feature_stats["a"]["hist"][0] == [0, 1, 2, 0]
+
+
+def test_a_reference_file_is_summarized_once_per_version(tmp_path, monkeypatch):
+    import os
+
+    import modelmon_daemon.registration as registration
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "ref.parquet"
+    pd.DataFrame(rng.normal(size=(200, 2)), columns=["a", "b"]).to_parquet(path)
+    reads = []
+    real = registration.reference_columns
+    monkeypatch.setattr(
+        registration, "reference_columns", lambda *a, **k: reads.append(1) or real(*a, **k)
+    )
+    first = build_spec(body(uid="e1", reference={"path": str(path)}), 0.0)
+    second = build_spec(body(uid="e2", reference={"path": str(path)}), 0.0)
+    assert len(reads) == 1 and first.feature_stats == second.feature_stats
+    second.feature_stats["a"]["count"] = -1  # a copy: the cached summary is untouched
+    assert (
+        build_spec(body(uid="e3", reference={"path": str(path)}), 0.0).feature_stats["a"]["count"]
+        == 200
+    )
+    pd.DataFrame(rng.normal(size=(300, 2)), columns=["a", "b"]).to_parquet(path)
+    os.utime(path, ns=(1, 1))  # a new version of the file is read again
+    assert (
+        build_spec(body(uid="e4", reference={"path": str(path)}), 0.0).feature_stats["a"]["count"]
+        == 300
+    )
+    assert len(reads) == 2
