@@ -73,6 +73,7 @@ class TickReport:
     late_batches: int = 0
     results: int = 0
     failures: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase of the tick
 
 
 class ControllerActor:
@@ -92,6 +93,10 @@ class ControllerActor:
             self.settings.storage.lmdb_max_map_size,
         )
         self.routes: dict[str, str] = self.store.routes()
+        self._routing: dict[str, asyncio.Future[str]] = {}
+        self._load: dict[str, int] = {}  # endpoints per stream actor
+        for actor in self.routes.values():
+            self._load[actor] = self._load.get(actor, 0) + 1
         self.streams: dict[str, Any] = {}
         for name in sorted(set(self.routes.values())):
             self.streams[name] = self.runtime.stream_actor(name)
@@ -106,6 +111,7 @@ class ControllerActor:
         self.last_report = TickReport()
         self.tick_errors = 0
         self._specs: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.paused_until = 0.0
         self._sent: dict[int, dict[str, str]] = {}  # app actor -> uid -> spec version sent
         self.ray_windows = ray_metrics.counter(
             "modelmon_windows_analyzed", "Closed windows analyzed and committed."
@@ -130,22 +136,34 @@ class ControllerActor:
         stream.max_actors, then the least-loaded one."""
         if uid in self.routes:
             return self.routes[uid]
+        pending = self._routing.get(uid)
+        if pending is None:  # concurrent first calls share one decision
+            pending = self._routing[uid] = asyncio.ensure_future(self._new_route(uid))
+        try:
+            return await asyncio.shield(pending)
+        finally:
+            if pending.done():
+                self._routing.pop(uid, None)
+
+    async def _new_route(self, uid: str) -> str:
+        """Only the choice is serialized; persisting it (off the event loop) and handing
+        the endpoint to its actor run concurrently for many registrations."""
         async with self._route_lock:
-            if uid in self.routes:
-                return self.routes[uid]
             if len(self.streams) < self.settings.stream.max_actors:
                 name = f"stream:{uid}"
             else:
-                load = {n: 0 for n in self.streams}
-                for actor in self.routes.values():
-                    load[actor] = load.get(actor, 0) + 1
-                name = min(sorted(load), key=lambda n: load[n])
-            self.store.put_route(uid, name)
+                name = min(sorted(self._load), key=lambda n: self._load[n])
+            self._load[name] = self._load.get(name, 0) + 1
             if name not in self.streams:
                 self.streams[name] = self.runtime.stream_actor(name)
+        try:
+            await asyncio.to_thread(self.store.put_route, uid, name)
             await self.streams[name].add_endpoint.remote(uid)
-            self.routes[uid] = name
-            return name
+        except BaseException:
+            self._load[name] -= 1
+            raise
+        self.routes[uid] = name
+        return name
 
     def route_table(self) -> dict[str, str]:
         return dict(self.routes)
@@ -208,9 +226,11 @@ class ControllerActor:
         return cached
 
     async def _run_batch(self, batch: TickBatch, report: TickReport) -> None:
+        t0 = time.perf_counter()
         data = [s.handle.windows_data.remote(s.keys) for s in batch.streams]
         specs = {uid: spec for uid in batch.uids() if (spec := self._spec(uid)) is not None}
         outputs = await self._run_applications(batch, data, specs)
+        t1 = time.perf_counter()
         items = [
             (li, index, meta, outputs.get((li, index), []))
             for li, s in enumerate(batch.streams)
@@ -219,12 +239,18 @@ class ControllerActor:
         ]
         advances = [a for s in batch.streams for a in s.advances if a[0] in specs]
         status = await self.writer.commit_tick.remote(items, advances, self.applications, *data)
+        t2 = time.perf_counter()
         done = {(items[i][0], items[i][1]) for i, flag in enumerate(status) if flag is not None}
         acks = []
         for li, s in enumerate(batch.streams):
             keys = [k for index, k in enumerate(s.keys) if (li, index) in done]
             acks.append(s.handle.ack_many.remote(keys, [(u, f) for u, f, _ in s.advances]))
         await asyncio.gather(*acks)
+        report.seconds = {
+            "applications": t1 - t0,
+            "commit": t2 - t1,
+            "acknowledge": time.perf_counter() - t2,
+        }
         for i, flag in enumerate(status):
             meta = items[i][2]
             if flag is None:
@@ -311,6 +337,12 @@ class ControllerActor:
             return True
         return False
 
+    async def pause(self, seconds: float) -> float:
+        """Skip the loop's ticks for `seconds` (maintenance, benchmarks); update() called
+        directly still runs. Returns when the pause ends (epoch seconds)."""
+        self.paused_until = time.time() + max(0.0, seconds)
+        return self.paused_until
+
     async def stop_loop(self) -> None:
         if self._loop_task is not None:
             self._loop_task.cancel()
@@ -333,7 +365,8 @@ class ControllerActor:
                 await asyncio.sleep(interval)
         while True:
             try:
-                await self.update()
+                if time.time() >= self.paused_until:
+                    await self.update()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

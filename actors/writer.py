@@ -226,11 +226,11 @@ class WriterActor:
         if not batch.outputs:
             return [], None
         # declared at registration, else inferred once labels have joined predictions
-        model_type = (
-            endpoint.get("model_type")
-            or self.store.get_state(meta.uid).get("inferred_model_type")
-            or ""
-        )
+        model_type = endpoint.get("model_type") or ""
+        if not model_type:
+            if not self.store.has_labels(meta.uid):
+                return [], None  # nothing to join: no prediction kept, no lookups
+            model_type = self.store.get_state(meta.uid).get("inferred_model_type") or ""
         rids = [str(r) for r in batch.request_ids.tolist()]
         outputs = batch.outputs[0].tolist()
         stamps = batch.timestamps.tolist()

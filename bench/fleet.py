@@ -4,8 +4,9 @@ the floor, and the memory of the daemon's process tree.
 For each N (default 100 and 1000; BENCH_FLEET_N=100,1000,10000 for more): N endpoints with
 20 numeric features register against one reference Parquet file; each gets one past
 window of 1000 rows (native msgpack batches). The controller's loop is paused (live Ray
-handles, `modelmon_daemon.connect`) until every window is ingested and idle, then one
-`update()` analyzes them all with every built-in application: that is the tick time. The
+handles: `modelmon_daemon.connect`, `controller.pause`) until every window is ingested
+and idle, then one `update()` analyzes them all with every built-in application: that is
+the tick time. The
 floor is the same windows' histogram drift (MLRun's numbers) computed in one in-process
 numpy pass, measured in the same run; the ratio is tick / floor.
 """
@@ -174,7 +175,7 @@ def run(n: int) -> dict[str, float]:
         import modelmon_daemon
 
         handles = modelmon_daemon.connect(str(data))
-        ray.get(handles.controller.stop_loop.remote())
+        ray.get(handles.controller.pause.remote(3600))
         rss_idle = tree_rss_mib(proc.pid)
         reg_rate = asyncio.run(register_all(url, token, n, ref))
         rss_registered = tree_rss_mib(proc.pid)
@@ -189,7 +190,7 @@ def run(n: int) -> dict[str, float]:
         for window in windows:
             histogram_drift(window, FEATURES, stats)
         floor = time.perf_counter() - t0
-        ray.get(handles.controller.ensure_running.remote())
+        ray.get(handles.controller.pause.remote(0))
         ray.shutdown()
         return {
             "n": n,
@@ -198,6 +199,7 @@ def run(n: int) -> dict[str, float]:
             "windows": float(report["windows"]),
             "failures": float(len(report["failures"])),
             "tick_s": tick,
+            **{f"phase_{k}": v for k, v in report["seconds"].items()},
             "floor_s": floor,
             "rss_idle": rss_idle,
             "rss_registered": rss_registered,
@@ -234,6 +236,8 @@ def main() -> None:
             f"memory {r['rss_idle']:.0f} -> {r['rss_registered']:.0f} -> "
             f"{r['rss_analyzed']:.0f} MiB ({per_endpoint * 1024:.0f} KiB per endpoint)"
         )
+        phases = {k[6:]: v for k, v in r.items() if k.startswith("phase_")}
+        print("           tick phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()))
 
 
 if __name__ == "__main__":

@@ -708,6 +708,7 @@ class LmdbStore:
         once. Returns how many were joined now."""
         joined = 0
         with self.env.begin(write=True) as txn:
+            txn.put(b"labels:" + uid.encode(), b"1", db=self.db["meta"])
             for rid, label in pairs:
                 key = _k(uid, rid)
                 raw = txn.get(key, db=self.db["predictions"])
@@ -727,6 +728,12 @@ class LmdbStore:
                         db=self.db["labels"],
                     )
         return joined
+
+    @_growing
+    def has_labels(self, uid: str) -> bool:
+        """Whether labels were ever posted for the endpoint."""
+        with self.env.begin(db=self.db["meta"]) as txn:
+            return txn.get(b"labels:" + uid.encode()) is not None
 
     def _label_ttl(self, txn: Any) -> float:
         raw = txn.get(b"label_ttl", db=self.db["meta"])
