@@ -49,37 +49,57 @@ def _finite_or_none(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+QUANTILES = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+
+
+def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """numpy's own linear interpolation for quantiles, so results are bit-identical to
+    np.percentile (a + (b - a) t, computed from b for t >= 0.5)."""
+    diff = b - a
+    out = a + diff * t
+    high = t >= 0.5
+    out[high] = (b - diff * (1 - t))[high]
+    return np.where(a == b, a, out)
+
+
 def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
-    """count, mean, std (ddof=1, as pandas), min, quartiles, max per column; NaN = missing."""
+    """count, mean, std (ddof=1, as pandas), min, quartiles, max per column; NaN = missing.
+
+    All columns at once: one sort of the matrix (NaN sort last), quartiles by numpy's
+    linear method on each column's valid prefix, so the numbers equal np.percentile's."""
     n_rows, n_cols = matrix.shape
-    valid = ~np.isnan(matrix)
-    counts = valid.sum(axis=0)
-    out: list[dict[str, Any]] = []
     if n_rows == 0:
         return [{"count": 0} for _ in range(n_cols)]
-    any_missing = not bool(valid.all())
+    valid = ~np.isnan(matrix)
+    counts = valid.sum(axis=0)
+    ordered = np.sort(matrix, axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if any_missing:
-            mean = (
-                np.nanmean(np.where(valid, matrix, np.nan), axis=0)
-                if counts.any()
-                else (np.full(n_cols, np.nan))
-            )
-        else:
+        if bool(valid.all()):
             mean = matrix.mean(axis=0)
+            std = matrix.std(axis=0, ddof=1) if n_rows > 1 else np.full(n_cols, np.nan)
+        else:
+            filled = np.where(valid, matrix, 0.0)
+            mean = filled.sum(axis=0) / counts
+            squares = np.where(valid, (matrix - mean) ** 2, 0.0).sum(axis=0)
+            std = np.sqrt(squares / (counts - 1))
+        last = np.maximum(counts - 1, 0)
+        position = QUANTILES[:, None] * last[None, :]  # (5, n_cols)
+        lo = np.floor(position).astype(np.int64)
+        hi = np.minimum(lo + 1, last[None, :])
+        cols = np.arange(n_cols)[None, :]
+        quartiles = _lerp(ordered[lo, cols], ordered[hi, cols], position - lo)
+    out: list[dict[str, Any]] = []
     for j in range(n_cols):
         count = int(counts[j])
         if count == 0:
             out.append({"count": 0})
             continue
-        col = matrix[valid[:, j], j] if any_missing else matrix[:, j]
-        q = np.percentile(col, [0, 25, 50, 75, 100])
-        std = float(col.std(ddof=1)) if count > 1 else float("nan")
+        q = quartiles[:, j]
         out.append(
             {
                 "count": count,
                 "mean": _finite_or_none(float(mean[j])),
-                "std": _finite_or_none(std),
+                "std": _finite_or_none(float(std[j])) if count > 1 else None,
                 "min": float(q[0]),
                 "25%": float(q[1]),
                 "50%": float(q[2]),
