@@ -7,7 +7,7 @@ sent to actors and written to Parquet: never as lists of dicts.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any
 
@@ -198,7 +198,9 @@ class EndpointSpec:
         return tuple(j for j, name in enumerate(self.feature_names) if name in names)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A shallow dict of the fields: `asdict` would deep-copy the reference stats and
+        the PCA model on every call (milliseconds, on every record read)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EndpointSpec:
