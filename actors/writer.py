@@ -29,6 +29,10 @@ from modelmon_daemon.storage.parquet_store import ParquetStore
 log = logging.getLogger(__name__)
 
 
+# a window ready to commit: its commit, its events' Parquet writes, its results
+Prepared = tuple[WindowCommit, list[Any], list[ResultRecord]]
+
+
 class WriterActor:
     def __init__(self, settings: dict[str, Any], store: LmdbStore | None = None) -> None:
         self.settings = Settings.from_dict(settings)
@@ -44,6 +48,9 @@ class WriterActor:
             self.parquet.delete(path)
             log.info("writer: removed %s, written by a commit that did not happen", path)
         self.store.clear_pending(self.store.pending_files())
+        moved = self.parquet.migrate_results()
+        if moved:
+            log.info("writer: moved %d results files to the shared layout", moved)
         notes = self.settings.notifications
         self.templates = load_templates(notes.templates or None)
         d = self.settings.daemon
@@ -67,12 +74,8 @@ class WriterActor:
         """Write a closed window (or a late batch) and commit it; False if it was already."""
         if self.store.window_committed(meta):
             return False
-        commit, writes = self._prepare(meta, batch, outputs, endpoint, applications)
-        self.store.add_pending(commit.files)
-        for write in writes:
-            write()
-        (done,) = self.store.commit_many([commit], [], self._notifications)
-        self._count([commit], [done])
+        prepared = self._prepare(meta, batch, outputs, endpoint, applications)
+        (done,) = self._commit_round([prepared], [])
         return done
 
     def commit_tick(
@@ -108,7 +111,7 @@ class WriterActor:
                 rounds.append([])
             rounds[k].append(i)
         for r, members in enumerate(rounds):
-            prepared: list[tuple[int, WindowCommit, list[Any]]] = []
+            prepared: list[tuple[int, Prepared]] = []
             for i in members:
                 list_index, index, meta, outputs = items[i]
                 try:
@@ -116,25 +119,48 @@ class WriterActor:
                         status[i] = False
                         continue
                     batch = batches[list_index][index]
-                    commit, writes = self._prepare(
-                        meta, batch, outputs, specs[meta.uid], applications
+                    prepared.append(
+                        (i, self._prepare(meta, batch, outputs, specs[meta.uid], applications))
                     )
                 except Exception as exc:  # one endpoint's trouble must not stop the rest
                     log.warning("writer: window %s/%s: %r", meta.uid, meta.start, exc)
-                    continue
-                prepared.append((i, commit, writes))
-            self.store.add_pending([f for _, c, _ in prepared for f in c.files])
-            list(self.io.map(lambda write: write(), [w for _, _, ws in prepared for w in ws]))
             last = r == len(rounds) - 1
             moves = self._advances(advances, specs, applications) if last else []
-            commits = [c for _, c, _ in prepared]
-            flags = self.store.commit_many(commits, moves, self._notifications)
-            self._count(commits, flags)
-            for (i, _, _), flag in zip(prepared, flags, strict=True):
+            flags = self._commit_round([p for _, p in prepared], moves)
+            for (i, _), flag in zip(prepared, flags, strict=True):
                 status[i] = flag
         if not rounds and advances:
             self.store.commit_many([], self._advances(advances, specs, applications))
         return status
+
+    def _commit_round(
+        self, prepared: list[Prepared], moves: list[tuple[str, float, list[str]]]
+    ) -> list[bool]:
+        """Write the round's files (events per window, results of all windows in one
+        file per day) on the thread pool, mark them pending, then one LMDB commit. If the
+        commit fails, its results files are removed (their names depend on the set of
+        windows, which may differ when the tick is done again)."""
+        commits = [c for c, _, _ in prepared]
+        results = self.parquet.results_files(
+            [(c.meta, rs, c.project) for c, _, rs in prepared if rs]
+        )
+        result_paths = [path for path, _ in results]
+        for c in commits:
+            c.files = [*c.files, *result_paths]
+        self.store.add_pending(sorted({f for c in commits for f in c.files}))
+        writes = [w for _, ws, _ in prepared for w in ws]
+        writes += [
+            lambda p=path, t=table: self.parquet.write_table(p, t) for path, table in results
+        ]
+        list(self.io.map(lambda write: write(), writes))
+        try:
+            flags = self.store.commit_many(commits, moves, self._notifications)
+        except BaseException:
+            for path in result_paths:
+                self.parquet.delete(path)
+            raise
+        self._count(commits, flags)
+        return flags
 
     def _advances(
         self,
@@ -170,15 +196,15 @@ class WriterActor:
         outputs: list[AppOutput],
         endpoint: dict[str, Any],
         applications: list[str],
-    ) -> tuple[WindowCommit, list[Any]]:
-        """The window's commit, and the Parquet writes that must precede it."""
+    ) -> tuple[WindowCommit, list[Any], list[ResultRecord]]:
+        """The window's commit, the Parquet writes of its events that must precede it,
+        and its results (written with the other windows of the round, in one file)."""
         files = self.parquet.events_files(meta, batch) if meta.rows else []
         perf_results, perf_update = self._performance(meta, batch, endpoint)
         if perf_results:
             applications = [*applications, "model-performance", "concept-drift"]
         results: list[ResultRecord] = [r for o in outputs for r in o.results] + perf_results
-        results_path = self.parquet.results_file(meta) if results else None
-        paths = [p for p, _ in files] + ([results_path] if results_path else [])
+        paths = [p for p, _ in files]
         project = str(endpoint.get("project", ""))
         feature_names = list(endpoint["feature_names"])
         label_names = list(endpoint.get("label_names") or [])
@@ -187,8 +213,6 @@ class WriterActor:
             writes.append(
                 lambda: self.parquet.write_events(files, batch, feature_names, label_names)
             )
-        if results_path:
-            writes.append(lambda: self.parquet.write_results(results_path, results, project))
         updates: dict[str, Any] = {}
         for output in outputs:
             updates.update(output.endpoint_updates)
@@ -216,7 +240,7 @@ class WriterActor:
             events_from_results(meta.uid, project, result_dicts, failures),
             perf_update,
         )
-        return commit, writes
+        return commit, writes, results
 
     def _performance(
         self, meta: WindowMeta, batch: ColumnBatch, endpoint: dict[str, Any]

@@ -384,7 +384,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         detected = sum(1 for r in drift if r.status is not None and int(r.status) == 2)
         print(
             f"{len(result.windows)} windows, {len(result.results)} results written to "
-            f"{len(paths)} files under {data_dir}/results/endpoint_id={result.uid}; "
+            f"{len(paths)} files under {data_dir}/results (endpoint_id {result.uid}); "
             f"general_drift detected in {detected} of {len(drift)} windows"
         )
     for failure in result.failures:

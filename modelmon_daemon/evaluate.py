@@ -164,14 +164,15 @@ def evaluate(
 def write_results(evaluation: Evaluation, data_dir: str) -> list[str]:
     """Results Parquet files exactly where the daemon writes them."""
     store = ParquetStore(str(Path(data_dir).expanduser().resolve()))
-    paths = []
-    for meta in evaluation.windows:
-        records = [r for r in evaluation.results if r.start == meta.start]
-        if records:
-            path = store.results_file(meta)
-            store.write_results(path, records, evaluation.spec.project)
-            paths.append(path)
-    return paths
+    project = evaluation.spec.project
+    windows = [
+        (meta, [r for r in evaluation.results if r.start == meta.start], project)
+        for meta in evaluation.windows
+    ]
+    files = store.results_files(windows)
+    for path, table in files:
+        store.write_table(path, table)
+    return [path for path, _ in files]
 
 
 def progress_bar(done: int, total: int, width: int = 30) -> None:

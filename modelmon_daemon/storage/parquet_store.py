@@ -2,15 +2,19 @@
 
 events/endpoint_id={uid}/date={YYYY-MM-DD}/hour={HH}/w{start}.parquet   one closed window
 events/endpoint_id={uid}/date=.../hour=.../late-{start}-{seq}.parquet   late events
-results/endpoint_id={uid}/date={YYYY-MM-DD}/w{start}.parquet          results + metrics
+results/date={YYYY-MM-DD}/r{first start}-{digest}.parquet              results + metrics
 
-File names are derived from the window (and first log sequence), so writing the same
-window again replaces the file instead of duplicating rows. A file is written to a
-temporary name and renamed into place.
+Results of many endpoint-windows share a file (one per tick and day: a fleet of 1000
+endpoints writes one file a tick, not 1000), sorted by `endpoint_id` so row-group
+statistics let readers skip other endpoints. File names are derived from the windows they
+hold (window start and first log sequence; a digest of the (endpoint, window) set), so
+writing the same windows again replaces the file instead of duplicating rows. A file is
+written to a temporary name and renamed into place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import uuid
@@ -28,6 +32,7 @@ from modelmon_daemon.records import ColumnBatch, ResultRecord, WindowMeta
 
 RESULT_SCHEMA = pa.schema(
     [
+        ("endpoint_id", pa.string()),
         ("application", pa.string()),
         ("name", pa.string()),
         ("type", pa.string()),
@@ -95,10 +100,16 @@ def _safe_name(name: str, taken: dict[str, Any]) -> str:
     return name if name not in taken else f"{name}_"
 
 
-def results_table(records: list[ResultRecord], project: str) -> pa.Table:
+def results_table(
+    records: list[ResultRecord], project: str | list[str], endpoint_id: str | list[str] = ""
+) -> pa.Table:
+    """`project`, `endpoint_id`: one for all records, or one per record."""
     rows = [r.to_dict() for r in records]
+    endpoints = endpoint_id if isinstance(endpoint_id, list) else [endpoint_id] * len(rows)
+    projects = project if isinstance(project, list) else [project] * len(rows)
     return pa.table(
         {
+            "endpoint_id": endpoints,
             "application": [r["application"] for r in rows],
             "name": [r["name"] for r in rows],
             "type": [r["type"] for r in rows],
@@ -109,8 +120,11 @@ def results_table(records: list[ResultRecord], project: str) -> pa.Table:
             "end": _to_ts(np.asarray([r["end"] for r in rows], dtype=np.float64)),
             "extra": [json.dumps(r["extra"], sort_keys=True, default=_json_default) for r in rows],
             "sample_size": [r["sample_size"] for r in rows],
-            "project": [project] * len(rows),
-            "full_name": [f"{project}.{r['application']}.{r['type']}.{r['name']}" for r in rows],
+            "project": projects,
+            "full_name": [
+                f"{p}.{r['application']}.{r['type']}.{r['name']}"
+                for p, r in zip(projects, rows, strict=True)
+            ],
         },
         schema=RESULT_SCHEMA,
     )
@@ -169,14 +183,63 @@ class ParquetStore:
 
     # -- results ------------------------------------------------------------------------
 
-    def results_file(self, meta: WindowMeta) -> str:
-        day, _ = _day_hour(meta.start)
-        return self._path(
-            "results", f"endpoint_id={meta.uid}", f"date={day}", f"w{int(meta.start)}.parquet"
-        )
+    def results_files(
+        self, windows: list[tuple[WindowMeta, list[ResultRecord], str]]
+    ) -> list[tuple[str, pa.Table]]:
+        """One (path, table) per day for the results of many windows (meta, records,
+        project), rows sorted by endpoint and time. The name is a digest of the windows
+        it holds: the same windows written again replace the file."""
+        by_day: dict[str, list[tuple[WindowMeta, list[ResultRecord], str]]] = {}
+        for meta, records, project in windows:
+            if records:
+                by_day.setdefault(_day_hour(meta.start)[0], []).append((meta, records, project))
+        out = []
+        for day, members in sorted(by_day.items()):
+            members.sort(key=lambda m: (m[0].uid, m[0].start))
+            keys = "\n".join(f"{m.uid}/{m.start!r}/{m.late}" for m, _, _ in members)
+            digest = hashlib.sha1(keys.encode()).hexdigest()[:16]
+            first = int(min(m.start for m, _, _ in members))
+            records = [r for _, rs, _ in members for r in rs]
+            table = results_table(
+                records,
+                [p for _, rs, p in members for _ in rs],
+                [m.uid for m, rs, _ in members for _ in rs],
+            )
+            path = self._path("results", f"date={day}", f"r{first}-{digest}.parquet")
+            out.append((path, table))
+        return out
 
-    def write_results(self, path: str, records: list[ResultRecord], project: str) -> None:
-        self._write(path, results_table(records, project))
+    def write_table(self, path: str, table: pa.Table) -> None:
+        self._write(path, table)
+
+    def migrate_results(self) -> int:
+        """Move results of the per-endpoint layout (results/endpoint_id=…/date=…/) into
+        the shared one, once; returns the files moved. Idempotent: a file already moved is
+        only deleted."""
+        base = self._path("results")
+        moved = 0
+        for info in self.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
+            name = info.path.rsplit("/", 1)[-1]
+            if info.type != pafs.FileType.Directory or not name.startswith("endpoint_id="):
+                continue
+            uid = name.split("=", 1)[1]
+            selector = pafs.FileSelector(info.path, recursive=True)
+            for f in self.fs.get_file_info(selector):
+                if f.type != pafs.FileType.File or not f.path.endswith(".parquet"):
+                    continue
+                day = f.path.rsplit("/", 2)[-2].split("=", 1)[-1]
+                stem = f.path.rsplit("/", 1)[-1]
+                target = self._path("results", f"date={day}", f"legacy-{uid}-{stem}")
+                if self.fs.get_file_info(target).type != pafs.FileType.File:
+                    table = pq.read_table(f.path, filesystem=self.fs)
+                    if "endpoint_id" in table.column_names:
+                        table = table.drop(["endpoint_id"])
+                    table = table.add_column(0, "endpoint_id", pa.array([uid] * len(table)))
+                    self._write(target, table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA))
+                self.fs.delete_file(f.path)
+                moved += 1
+            self.fs.delete_dir(info.path)
+        return moved
 
     def read_results(
         self,
@@ -186,7 +249,7 @@ class ParquetStore:
         application: str | None = None,
         name: str | None = None,
     ) -> list[dict[str, Any]]:
-        base = self._path("results", f"endpoint_id={uid}")
+        base = self._path("results")
         info = self.fs.get_file_info(base)
         if info.type != pafs.FileType.Directory:
             return []
@@ -194,17 +257,18 @@ class ParquetStore:
             base,
             format="parquet",
             filesystem=self.fs,
-            schema=RESULT_SCHEMA,
+            schema=RESULT_SCHEMA.append(pa.field("date", pa.string())),
             partitioning=ds.partitioning(pa.schema([("date", pa.string())]), flavor="hive"),
             exclude_invalid_files=False,
             ignore_prefixes=[".", "_"],
         )
-        expr = None
+        expr = pc.field("endpoint_id") == uid
 
         def both(e: Any) -> Any:
-            return e if expr is None else expr & e
+            return expr & e
 
-        if start is not None:
+        if start is not None:  # skip whole days first (the partition), then rows
+            expr = both(pc.field("date") >= _day_hour(max(start - 86400.0, 0.0))[0])
             expr = both(pc.field("end") > pa.scalar(int(start * 1e6), pa.timestamp("us", tz="UTC")))
         if end is not None:
             expr = both(pc.field("start") < pa.scalar(int(end * 1e6), pa.timestamp("us", tz="UTC")))
@@ -212,7 +276,8 @@ class ParquetStore:
             expr = both(pc.field("application") == application)
         if name:
             expr = both(pc.field("name") == name)
-        table = dataset.to_table(filter=expr, columns=list(RESULT_SCHEMA.names))
+        columns = [n for n in RESULT_SCHEMA.names if n != "endpoint_id"]
+        table = dataset.to_table(filter=expr, columns=columns)
         table = table.sort_by(
             [
                 ("end", "ascending"),

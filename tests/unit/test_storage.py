@@ -198,3 +198,64 @@ def test_a_drift_result_queues_one_notification_per_channel_exactly_once(tmp_pat
     reopened = LmdbStore(tmp_path, MAP)  # state survives a restart
     assert reopened.alert_states("drift")["ep1"]["active"]  # per (alert, endpoint)
     assert [h["action"] for h in reopened.alert_history("drift")] == ["activated", "deduplicated"]
+
+
+def _drift_output(meta, value):
+    return AppOutput(
+        "histogram-data-drift",
+        [
+            ResultRecord(
+                "histogram-data-drift",
+                "general_drift",
+                "result",
+                value,
+                meta.start,
+                meta.end,
+                ResultKind.data_drift,
+                ResultStatus.no_detection,
+                {},
+                1,
+            )
+        ],
+    )
+
+
+def test_a_tick_writes_one_results_file_that_every_reader_can_split(tmp_path):
+    writer = WriterActor(settings_for(tmp_path))
+    batches, items = [], []
+    for i in range(3):
+        uid = f"ep{i}"
+        writer.store.put_endpoint(make_spec(uid).to_dict())
+        meta = WindowMeta(uid, 0.0, 60.0, [], rows=1)
+        batches.append(make_batch([1.0], [[1, 2]]))
+        items.append((0, i, meta, [_drift_output(meta, 0.1 * i)]))
+    assert writer.commit_tick(items, [], ["histogram-data-drift"], batches) == [True] * 3
+    files = list((tmp_path / "results").rglob("*.parquet"))
+    assert len(files) == 1 and files[0].parent.name == "date=1970-01-01"
+    table = pq.read_table(files[0])
+    assert table.column("endpoint_id").to_pylist() == ["ep0", "ep1", "ep2"]  # sorted
+    for i in range(3):
+        (row,) = writer.parquet.read_results(f"ep{i}")
+        assert row["value"] == 0.1 * i
+    frame = pd.read_parquet(tmp_path / "results", filters=[("endpoint_id", "==", "ep1")])
+    assert frame["value"].tolist() == [0.1]
+    found = duckdb.sql(
+        f"select endpoint_id, value from read_parquet('{tmp_path}/results/**/*.parquet', "
+        "hive_partitioning=true) where endpoint_id = 'ep2'"
+    ).fetchall()
+    assert found == [("ep2", 0.2)]
+
+
+def test_results_of_the_per_endpoint_layout_are_moved_once(tmp_path):
+    from modelmon_daemon.storage.parquet_store import results_table
+
+    old = tmp_path / "results" / "endpoint_id=old" / "date=1970-01-01"
+    old.mkdir(parents=True)
+    meta = WindowMeta("old", 0.0, 60.0, [], rows=1)
+    legacy = results_table(_drift_output(meta, 0.5).results, "p").drop(["endpoint_id"])
+    pq.write_table(legacy, old / "w0.parquet")
+    writer = WriterActor(settings_for(tmp_path))
+    assert not (tmp_path / "results" / "endpoint_id=old").exists()
+    (row,) = writer.parquet.read_results("old")
+    assert row["value"] == 0.5 and row["full_name"] == "p.histogram-data-drift.result.general_drift"
+    assert writer.parquet.migrate_results() == 0
