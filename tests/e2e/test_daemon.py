@@ -143,9 +143,7 @@ def test_mlrun_events_give_exact_results_over_http_and_parquet(daemon):
     events = pd.read_parquet(daemon.data_dir / "events" / f"endpoint_id={uid}")
     assert len(events) == 360 and events["request_id"].is_unique
     assert set(FEATURES) <= set(events.columns) and events["f_b"].isna().sum() == 3
-    results = pd.read_parquet(
-        daemon.data_dir / "results", filters=[("endpoint_id", "==", uid)]
-    )
+    results = pd.read_parquet(daemon.data_dir / "results", filters=[("endpoint_id", "==", uid)])
     gd = results[results["name"] == "general_drift"].sort_values("start")
     assert list(gd["value"]) == pytest.approx([r["value"] for r in drift], abs=1e-12)
     assert set(results["full_name"]) >= {

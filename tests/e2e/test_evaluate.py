@@ -89,7 +89,9 @@ def test_evaluate_matches_the_live_path(daemon, tmp_path):
     )
     assert written.returncode == 0, written.stderr
     assert "3/3 windows" in written.stderr and "detected in 1 of 3 windows" in written.stdout
-    frame = pd.read_parquet(tmp_path / "out" / "results" / "endpoint_id=offline")
+    frame = pd.read_parquet(
+        tmp_path / "out" / "results", filters=[("endpoint_id", "==", "offline")]
+    )
     gd = frame[frame["name"] == "general_drift"].sort_values("start")
     assert list(gd["value"]) == pytest.approx([r["value"] for r in live_results], abs=1e-12)
 
