@@ -8,6 +8,7 @@ import logging
 import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from modelmon_daemon.alerts.model import AlertConfig, AlertEvent, events_from_results
@@ -27,6 +28,10 @@ from modelmon_daemon.storage.lmdb_store import LmdbStore, PerformanceUpdate, Win
 from modelmon_daemon.storage.parquet_store import ParquetStore
 
 log = logging.getLogger(__name__)
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(max(ts, 0.0), tz=UTC).strftime("%Y-%m-%d")
 
 
 # a window ready to commit: its commit, its events' Parquet writes, its results
@@ -57,6 +62,7 @@ class WriterActor:
         self.public_url = notes.public_url or f"http://{d.host}:{d.port}"
         # Parquet writes of a tick run in parallel (pyarrow releases the GIL)
         self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="writer-io")
+        self.last_maintenance = 0.0
 
     def _notifications(self, alert: AlertConfig, fired: list[AlertEvent]) -> list[dict[str, Any]]:
         """One outbox entry per channel of a firing alert, its message rendered now."""
@@ -131,7 +137,27 @@ class WriterActor:
                 status[i] = flag
         if not rounds and advances:
             self.store.commit_many([], self._advances(advances, specs, applications))
+        if time.time() - self.last_maintenance >= self.settings.storage.maintenance_interval:
+            self.maintain()
         return status
+
+    def maintain(self, now: float | None = None) -> dict[str, int]:
+        """storage.retention and compaction of past days' partitions (at most
+        storage.maintenance_batch partitions a run, so a tick stays short)."""
+        now = time.time() if now is None else now
+        self.last_maintenance = now
+        storage = self.settings.storage
+        done = {"expired": 0, "compacted": 0}
+        try:
+            if storage.retention:
+                done["expired"] = self.parquet.expire(_day(now - storage.retention))
+            if storage.compact:
+                busy = set(self.store.pending_files())
+                for directory in self.parquet.partitions(_day(now))[: storage.maintenance_batch]:
+                    done["compacted"] += self.parquet.compact(directory, busy)
+        except Exception as exc:  # maintenance must never stop commits
+            log.warning("writer: storage maintenance failed: %r", exc)
+        return done
 
     def _commit_round(
         self, prepared: list[Prepared], moves: list[tuple[str, float, list[str]]]

@@ -99,6 +99,10 @@ class DriftSettings:
 class StorageSettings:
     lmdb_map_size: int = 16 * 1024**3
     lmdb_max_map_size: int = 1024**4
+    retention: float = 0.0
+    compact: bool = True
+    maintenance_interval: float = 3600.0
+    maintenance_batch: int = 200
 
 
 @dataclass
@@ -212,6 +216,8 @@ DURATION_KEYS = {
     "notifications.default_cooldown",
     "notifications.poll_interval",
     "performance.label_ttl",
+    "storage.retention",
+    "storage.maintenance_interval",
 }
 SIZE_KEYS = {
     "daemon.max_body_size",
@@ -339,6 +345,10 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("storage.lmdb_map_size", "must be at least 16MiB")
     if settings.storage.lmdb_max_map_size < settings.storage.lmdb_map_size:
         raise ConfigError("storage.lmdb_max_map_size", "must be at least storage.lmdb_map_size")
+    if settings.storage.maintenance_interval <= 0:
+        raise ConfigError("storage.maintenance_interval", "must be positive")
+    if settings.storage.maintenance_batch < 1:
+        raise ConfigError("storage.maintenance_batch", "must be at least 1")
     if d.max_pending_rows < 0:
         raise ConfigError("daemon.max_pending_rows", "must be 0 (from memory) or more")
     if d.max_large_requests < 1:

@@ -248,6 +248,7 @@ class ParquetStore:
         end: float | None = None,
         application: str | None = None,
         name: str | None = None,
+        _attempt: int = 0,
     ) -> list[dict[str, Any]]:
         base = self._path("results")
         info = self.fs.get_file_info(base)
@@ -277,7 +278,12 @@ class ParquetStore:
         if name:
             expr = both(pc.field("name") == name)
         columns = [n for n in RESULT_SCHEMA.names if n != "endpoint_id"]
-        table = dataset.to_table(filter=expr, columns=columns)
+        try:
+            table = dataset.to_table(filter=expr, columns=columns)
+        except FileNotFoundError:  # compacted or expired meanwhile: look again
+            if _attempt >= 2:
+                raise
+            return self.read_results(uid, start, end, application, name, _attempt + 1)
         table = table.sort_by(
             [
                 ("end", "ascending"),
@@ -294,6 +300,83 @@ class ParquetStore:
             if row["value"] is not None and not math.isfinite(row["value"]):
                 row["value"] = None
         return rows
+
+    # -- maintenance --------------------------------------------------------------------
+
+    def partitions(self, before_day: str) -> list[str]:
+        """Leaf partition folders (results/date=…, events/…/date=…/hour=…,
+        labels/…/date=…) whose day is before `before_day` (YYYY-MM-DD)."""
+        out = []
+        for top in ("results", "events", "labels"):
+            base = self._path(top)
+            selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+            for info in self.fs.get_file_info(selector):
+                if info.type != pafs.FileType.Directory:
+                    continue
+                parts = info.path[len(base) + 1 :].split("/")
+                days = [p.split("=", 1)[1] for p in parts if p.startswith("date=")]
+                leaf = parts[-1].startswith("hour=") or (
+                    parts[-1].startswith("date=") and top != "events"
+                )
+                if days and leaf and days[0] < before_day:
+                    out.append(info.path)
+        return sorted(out)
+
+    def expire(self, before_day: str) -> int:
+        """Delete every partition of a day before `before_day` (storage.retention)."""
+        removed = 0
+        for top in ("results", "events", "labels"):
+            base = self._path(top)
+            selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+            for info in self.fs.get_file_info(selector):
+                name = info.path.rsplit("/", 1)[-1]
+                if (
+                    info.type == pafs.FileType.Directory
+                    and name.startswith("date=")
+                    and name.split("=", 1)[1] < before_day
+                ):
+                    self.fs.delete_dir(info.path)
+                    removed += 1
+        return removed
+
+    def compact(self, directory: str, busy: set[str]) -> int:
+        """Merge the Parquet files of one partition folder into one, sorted; returns how
+        many files it replaced. Files in `busy` (being written: pending) are left alone.
+        Crash-safe: the merged file lists its sources in its metadata, and sources that
+        a merged file already holds are deleted first (an interrupted compaction is
+        finished, never doubled)."""
+        selector = pafs.FileSelector(directory, allow_not_found=True)
+        files = sorted(
+            f.path
+            for f in self.fs.get_file_info(selector)
+            if f.type == pafs.FileType.File
+            and f.path.endswith(".parquet")
+            and not f.path.rsplit("/", 1)[-1].startswith(".")
+            and f.path not in busy
+        )
+        merged = [f for f in files if f.rsplit("/", 1)[-1].startswith("compacted-")]
+        for path in merged:
+            meta = pq.read_schema(path, filesystem=self.fs).metadata or {}
+            for name in json.loads(meta.get(b"modelmon_sources", b"[]")):
+                source = f"{directory}/{name}"
+                if source in files and source != path:
+                    self.fs.delete_file(source)
+                    files.remove(source)
+        if len(files) <= 1:
+            return 0
+        tables = [pq.read_table(f, filesystem=self.fs) for f in files]
+        table = pa.concat_tables(tables, promote_options="default")
+        keys = [k for k in ("endpoint_id", "start", "timestamp") if k in table.column_names]
+        table = table.sort_by([(k, "ascending") for k in keys])
+        names = [f.rsplit("/", 1)[-1] for f in files]
+        digest = hashlib.sha1("\n".join(names).encode()).hexdigest()[:16]
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), b"modelmon_sources": json.dumps(names).encode()}
+        )
+        self._write(f"{directory}/compacted-{digest}.parquet", table)
+        for f in files:
+            self.fs.delete_file(f)
+        return len(files)
 
     # -- files --------------------------------------------------------------------------
 

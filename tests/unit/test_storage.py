@@ -1,3 +1,5 @@
+import json
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -259,3 +261,41 @@ def test_results_of_the_per_endpoint_layout_are_moved_once(tmp_path):
     (row,) = writer.parquet.read_results("old")
     assert row["value"] == 0.5 and row["full_name"] == "p.histogram-data-drift.result.general_drift"
     assert writer.parquet.migrate_results() == 0
+
+
+def test_compaction_merges_past_partitions_once_and_retention_expires_them(tmp_path):
+    writer = WriterActor(settings_for(tmp_path))
+    day = 86400.0
+    for i in range(3):  # three ticks of two endpoints, all on day 1 (1970-01-02)
+        for e in range(2):
+            uid = f"ep{e}"
+            writer.store.put_endpoint(make_spec(uid).to_dict())
+            start = day + 60.0 * i
+            meta = WindowMeta(uid, start, start + 60.0, [], rows=1)
+            batch = make_batch([start + 1.0], [[1, 2]])
+            writer.commit_tick([(0, 0, meta, [_drift_output(meta, 0.1 * i)])], [], ["h"], [batch])
+    results_dir = tmp_path / "results" / "date=1970-01-02"
+    assert len(list(results_dir.glob("*.parquet"))) == 6
+    before = {uid: writer.parquet.read_results(uid) for uid in ("ep0", "ep1")}
+    done = writer.maintain(now=3 * day)  # day 1 is in the past now
+    assert done["compacted"] == 6 + 6  # results: 6 files; events: 3 per endpoint
+    (merged,) = results_dir.glob("*.parquet")
+    assert merged.name.startswith("compacted-")
+    assert pq.read_table(merged).column("endpoint_id").to_pylist() == ["ep0"] * 3 + ["ep1"] * 3
+    for uid in ("ep0", "ep1"):
+        assert writer.parquet.read_results(uid) == before[uid]
+        hour = tmp_path / "events" / f"endpoint_id={uid}" / "date=1970-01-02" / "hour=00"
+        assert [p.name[:10] for p in hour.glob("*.parquet")] == ["compacted-"]
+        assert len(pd.read_parquet(hour)) == 3
+    # an interrupted run (merged file written, a source left behind) is finished, not doubled
+    source = pq.read_table(merged)
+    pq.write_table(source.slice(0, 1), results_dir / "r86400-leftover.parquet")
+    names = json.loads(source.schema.metadata[b"modelmon_sources"])
+    (results_dir / "r86400-leftover.parquet").rename(results_dir / names[0])
+    assert writer.maintain(now=3 * day)["compacted"] == 0
+    assert writer.parquet.read_results("ep0") == before["ep0"]
+    # retention: a day older than it goes, with its events
+    writer.settings.storage.retention = day
+    assert writer.maintain(now=3 * day)["expired"] >= 3
+    assert writer.parquet.read_results("ep0") == []
+    assert not (tmp_path / "events" / "endpoint_id=ep0" / "date=1970-01-02").exists()
