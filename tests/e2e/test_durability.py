@@ -17,6 +17,12 @@ pytestmark = pytest.mark.e2e
 P = 30.0
 
 
+def analyzed_windows(data):
+    """The general_drift rows of endpoint dur in the results files."""
+    results = pd.read_parquet(data / "results", filters=[("endpoint_id", "==", "dur")])
+    return results[results["name"] == "general_drift"]
+
+
 def test_kill9_loses_and_duplicates_nothing_acknowledged(short_tmp):
     data = short_tmp / "durable"
     daemon = Daemon(data, free_port(), []).start()
@@ -72,7 +78,7 @@ def test_kill9_loses_and_duplicates_nothing_acknowledged(short_tmp):
     stop.set()
     poster.join(timeout=30)
     assert acked, "nothing was acknowledged before the kill"
-    committed_before = len(list((data / "results").rglob("*.parquet")))
+    committed_before = len(analyzed_windows(data))
 
     daemon = Daemon(data, daemon.port, []).start()
     try:
@@ -94,8 +100,7 @@ def test_kill9_loses_and_duplicates_nothing_acknowledged(short_tmp):
             f"{len(set(acked) - set(stored))} acknowledged events lost"
         )
         assert set(stored) <= set(sent)
-        results = pd.read_parquet(data / "results" / "endpoint_id=dur")
-        drift = results[results["name"] == "general_drift"]
+        drift = analyzed_windows(data)
         assert drift["start"].is_unique, "a window was analyzed twice"
         assert len(drift) > committed_before, "no window was left to analyze after the restart"
         assert int(drift["sample_size"].sum()) + daemon.get("/v1/endpoints/dur")[1][
