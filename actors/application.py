@@ -37,6 +37,12 @@ class ApplicationActor:
     def names(self) -> list[str]:
         return list(self.apps)
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (placement shows in /v1/status)."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
     def run(
         self, application: str, endpoint: dict[str, Any], meta: WindowMeta, batch: ColumnBatch
     ) -> AppOutput:

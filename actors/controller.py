@@ -375,7 +375,12 @@ class ControllerActor:
             await asyncio.sleep(interval)
 
     async def status(self) -> dict[str, Any]:
+        nodes = await asyncio.gather(
+            *(asyncio.wait_for(a.node_id.remote(), 5) for a in self.app_actors),
+            return_exceptions=True,
+        )
         return {
+            "application_nodes": [n if isinstance(n, str) else None for n in nodes],
             "ticks": self.ticks,
             "tick_errors": self.tick_errors,
             "endpoints": len(self.routes),

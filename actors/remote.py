@@ -48,14 +48,14 @@ class RayRuntime:
     """Creates the daemon's actors (detached, named, in the `modelmon` namespace) or
     returns the live ones. The actors that open the LMDB environment (controller, writer,
     stream actors) are pinned to this node, the one that holds the data dir; application
-    actors hold no state and go wherever Ray has room (other nodes of a cluster too)."""
+    actors hold no state and are spread over the cluster's nodes, one per node in turn."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings_dict = settings
         self.settings = Settings.from_dict(settings)
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
-    def _opts(self, name: str, pinned: bool = True) -> dict[str, Any]:
+    def _opts(self, name: str, pinned: bool = True, node: str | None = None) -> dict[str, Any]:
         opts: dict[str, Any] = {
             "name": name,
             "namespace": NAMESPACE,
@@ -66,6 +66,12 @@ class RayRuntime:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self.node_id, soft=False)
+        elif node is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            # hard: Ray's soft affinity spills num_cpus=0 actors back to busy nodes; an
+            # actor whose node is lost stays down and the controller uses the others
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
         return opts
 
     def stream_actor(self, name: str) -> Any:
@@ -75,15 +81,25 @@ class RayRuntime:
         return RemoteWriter.options(**self._opts(WRITER)).remote(self.settings_dict)
 
     def application_actors(self) -> list[Any]:
+        """Actor i on the i-th alive node, round robin: spread on purpose (Ray's SPREAD is
+        best effort, and num_cpus=0 actors would otherwise all land on one node)."""
+        nodes = alive_nodes() if ray.is_initialized() else []
         return [
-            RemoteApplication.options(**self._opts(app_name(i), pinned=False)).remote(
-                i, self.settings_dict
-            )
+            RemoteApplication.options(
+                **self._opts(
+                    app_name(i), pinned=False, node=nodes[i % len(nodes)] if nodes else None
+                )
+            ).remote(i, self.settings_dict)
             for i in range(pool_size(self.settings))
         ]
 
     def controller(self) -> Any:
         return RemoteController.options(**self._opts(CONTROLLER)).remote(self.settings_dict)
+
+
+def alive_nodes() -> list[str]:
+    """Node ids of the cluster's alive nodes, in a stable order."""
+    return sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
 
 
 def get_actor(name: str) -> Any:

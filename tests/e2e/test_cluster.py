@@ -1,0 +1,124 @@
+"""The daemon on a 3-node Ray cluster (ray.cluster_utils.Cluster on this machine): the
+application actors are spread over the nodes; a worker node SIGKILLed under load loses
+no acknowledged event, stores none twice, analyzes every window once, and the analysis
+goes on."""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.e2e.conftest import Daemon, free_port, http
+
+pytestmark = pytest.mark.e2e
+P = 30.0
+
+
+@pytest.fixture
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    os.environ.pop("RAY_ADDRESS", None)
+    c = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    yield c, workers
+    c.shutdown()
+
+
+def analyzed(data, uid):
+    if not list((data / "results").rglob("*.parquet")):
+        return pd.DataFrame({"start": []})
+    results = pd.read_parquet(data / "results", filters=[("endpoint_id", "==", uid)])
+    return results[results["name"] == "general_drift"]
+
+
+def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
+    c, workers = cluster
+    data = short_tmp / "cluster"
+    daemon = Daemon(
+        data,
+        free_port(),
+        ["--ray-address", c.address, "--set", "applications.pool_size=3"],
+        lateness="1s",
+    ).start(timeout=180)
+    try:
+        rng = np.random.default_rng(6)
+        status, _ = daemon.post(
+            "/v1/endpoints",
+            {
+                "uid": "cl",
+                "project": "cl",
+                "name": "cl",
+                "feature_names": ["a", "b"],
+                "reference": {"rows": rng.normal(size=(500, 2)).tolist()},
+            },
+        )
+        assert status == 201
+        _, status_body = daemon.get("/v1/status")
+        nodes = status_body["controller"]["application_nodes"]
+        assert len(set(nodes)) == 3, nodes  # spread over the three nodes
+
+        first = (math.floor(time.time() / P) - 30) * P  # 30 windows of history, in order
+        acked: list[str] = []
+        failed: list[int] = []
+        stop = threading.Event()
+
+        def post_forever():
+            i = 0
+            while not stop.is_set() and i < 600:
+                ids = [f"c{i}-{k}" for k in range(20)]
+                ts = [first + (i * 20 + k) * 0.075 for k in range(20)]  # 20 requests a window
+                status, _ = http(
+                    "POST",
+                    daemon.url + "/v1/endpoints/cl/events",
+                    {
+                        "inputs": rng.normal(size=(20, 2)).tolist(),
+                        "timestamps": ts,
+                        "request_ids": ids,
+                    },
+                    timeout=30,
+                    token=daemon.token,
+                )
+                if status == 202:
+                    acked.extend(ids)
+                else:
+                    failed.append(status)
+                i += 1
+                time.sleep(0.01)
+
+        poster = threading.Thread(target=post_forever)
+        poster.start()
+        daemon.wait_for(lambda: len(analyzed(data, "cl")) >= 3, timeout=90)
+        c.remove_node(workers[0], allow_graceful=False)  # SIGKILL of its processes
+        killed_at = time.time()
+        before = len(analyzed(data, "cl"))
+        daemon.wait_for(lambda: len(analyzed(data, "cl")) > before, timeout=60)
+        resumed = time.time() - killed_at
+        poster.join(timeout=120)
+        stop.set()
+        assert not failed, f"ingestion refused {len(failed)} requests: {set(failed)}"
+
+        def settled():
+            _, record = daemon.get("/v1/endpoints/cl")
+            _, st = daemon.get("/v1/status")
+            return st["wal_records"] == 0 and record["buffered_events"] == 0
+
+        daemon.wait_for(settled, timeout=120)
+        events = pd.read_parquet(data / "events" / "endpoint_id=cl")
+        stored = events["request_id"].tolist()
+        assert len(stored) == len(set(stored)), "an event was stored twice"
+        assert set(acked) <= set(stored), f"{len(set(acked) - set(stored))} events lost"
+        windows = analyzed(data, "cl")
+        assert windows["start"].is_unique, "a window was analyzed twice"
+        assert len(windows) == 30
+        _, record = daemon.get("/v1/endpoints/cl")
+        assert not record["app_failures"], record["app_failures"]  # the others took over
+        print(f"\nworker node lost: analysis resumed {resumed:.1f} s after the kill")
+    finally:
+        daemon.stop()
