@@ -150,6 +150,37 @@ class Client:
         body = {"request_ids": _list(request_ids), "labels": _list(labels)}
         return int(self.request("POST", f"/v1/endpoints/{uid}/labels", body)["accepted"])
 
+    def events(
+        self,
+        uid: str,
+        start: Any = None,
+        end: Any = None,
+        limit: int | None = None,
+    ) -> Any:
+        """The endpoint's stored events as a pandas DataFrame (Arrow IPC on the wire),
+        oldest first; `start`/`end` are ISO strings or epoch seconds."""
+        import pyarrow as pa
+
+        params = {k: v for k, v in {"start": start, "end": end, "limit": limit}.items() if v}
+        url = self.url + f"/v1/endpoints/{uid}/events"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        req = urllib.request.Request(url, method="GET")
+        req.add_header("Accept", "application/vnd.apache.arrow.stream")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = body.decode(errors="replace")
+            raise ClientError(exc.code, parsed) from None
+        return pa.ipc.open_stream(raw).read_all().to_pandas()
+
     def results_frame(self, uid: str, **query: Any) -> Any:
         """Results as a pandas DataFrame, start/end as UTC datetimes."""
         import pandas as pd

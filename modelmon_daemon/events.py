@@ -291,6 +291,8 @@ def parse_mlrun_events(
         micro = event.get("microsec")
         if micro is not None and not _is_latency(micro):
             raise InvalidEvent(i, "microsec", f"must be a non-negative number, got {micro!r}")
+        if isinstance(micro, float):  # MLRun's flow path sends seconds; its router, int µs
+            micro = micro * 1e6
         shape = shapes.get(uid) or known_shape(uid)
         if shape is None:
             if guess is None:

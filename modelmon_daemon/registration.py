@@ -40,13 +40,20 @@ def _string_list(body: dict[str, Any], key: str, required: bool) -> list[str]:
     return list(value)
 
 
-def _check_feature_stats(stats: Any, feature_names: list[str]) -> dict[str, Any]:
+def _check_feature_stats(
+    stats: Any,
+    feature_names: list[str],
+    labels: set[str] = frozenset(),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    """MLRun-format stats of the features. MLRun's model artifacts also carry the label
+    column's stats: those (any of `labels`) are ignored, as MLRun does."""
     if not isinstance(stats, dict):
         raise _bad("feature_stats", "must be an object of feature -> stats (MLRun format)")
+    stats = {name: feature for name, feature in stats.items() if name not in labels}
     for name, feature in stats.items():
         field = f"feature_stats.{name}"
         if name not in feature_names:
-            raise _bad(field, "not one of feature_names")
+            raise _bad(field, "not one of feature_names (nor label_names / label_column)")
         if not isinstance(feature, dict):
             raise _bad(field, "must be an object")
         hist = feature.get("hist")
@@ -188,7 +195,13 @@ def build_spec(body: Any, now: float, reference_dirs: Sequence[Path] | None = No
     multivariate: dict[str, Any] = {}
     prediction: dict[str, Any] = {}
     if body.get("feature_stats") is not None:
-        stats = _check_feature_stats(body["feature_stats"], feature_names)
+        label_column = body.get("label_column")
+        if label_column is not None and not isinstance(label_column, str):
+            raise _bad("label_column", "must be a string")
+        labels = set(label_names) | ({label_column} if label_column else set())
+        stats = _check_feature_stats(
+            body["feature_stats"], feature_names, labels - set(feature_names)
+        )
     declared = set(_string_list(body, "categorical_features", required=False))
     strangers = sorted(declared - set(feature_names))
     if strangers:

@@ -264,6 +264,7 @@ def build_app(services: Services) -> web.Application:
     app.router.add_post("/v1/endpoints/{uid}/events", h.post_native_events)
     app.router.add_post("/v1/endpoints/{uid}/labels", h.post_labels)
     app.router.add_get("/v1/endpoints/{uid}/results", h.get_results)
+    app.router.add_get("/v1/endpoints/{uid}/events", h.get_events)
     app.router.add_get("/v1/status", h.status)
     web_alerts.add_routes(app)
     return app

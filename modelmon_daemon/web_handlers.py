@@ -370,6 +370,41 @@ def _is_number(text: str) -> bool:
         return False
 
 
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+MAX_EVENT_ROWS = 1_000_000
+
+
+async def get_events(request: web.Request) -> web.Response:
+    """The stored events of an endpoint (as `get_offline_features` gives MLRun users):
+    JSON columns, or an Arrow IPC stream with `Accept: application/vnd.apache.arrow.stream`.
+    At most `limit` rows (default 100,000, at most 1,000,000): `truncated` says more exist."""
+    services = _services(request)
+    uid = request.match_info["uid"]
+    _spec(services, uid)
+    start, end = _time_param(request, "start"), _time_param(request, "end")
+    raw_limit = request.query.get("limit", "100000")
+    if not raw_limit.isdigit() or not 0 < int(raw_limit) <= MAX_EVENT_ROWS:
+        raise ApiError(f"limit must be 1..{MAX_EVENT_ROWS}", {"field": "limit"})
+    limit = int(raw_limit)
+    table, truncated = await asyncio.get_running_loop().run_in_executor(
+        services.executor, services.parquet.read_events, uid, start, end, limit
+    )
+    if ARROW_STREAM in request.headers.get("Accept", ""):
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return web.Response(
+            body=sink.getvalue().to_pybytes(),
+            content_type=ARROW_STREAM,
+            headers={"X-Modelmon-Truncated": "true" if truncated else "false"},
+        )
+    return json_response(
+        {"events": table.to_pydict(), "rows": table.num_rows, "truncated": truncated}
+    )
+
+
 async def get_results(request: web.Request) -> web.Response:
     services = _services(request)
     uid = request.match_info["uid"]

@@ -9,6 +9,7 @@ V1_ROUTES = [
     ("POST", "/v1/endpoints/{uid}/events"),
     ("POST", "/v1/endpoints/{uid}/labels"),
     ("GET", "/v1/endpoints/{uid}/results"),
+    ("GET", "/v1/endpoints/{uid}/events"),
     ("GET", "/v1/status"),
     ("POST", "/v1/alerts"),
     ("GET", "/v1/alerts"),

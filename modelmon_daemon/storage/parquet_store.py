@@ -181,6 +181,39 @@ class ParquetStore:
         for path, mask in files:
             self._write(path, table.filter(pa.array(mask)) if len(files) > 1 else table)
 
+    def read_events(
+        self, uid: str, start: float | None = None, end: float | None = None, limit: int = 0
+    ) -> tuple[pa.Table, bool]:
+        """An endpoint's stored events with start <= timestamp < end, oldest first, at
+        most `limit` rows (0: all); returns (table, truncated)."""
+        base = self._path("events", f"endpoint_id={uid}")
+        if self.fs.get_file_info(base).type != pafs.FileType.Directory:
+            return pa.table({}), False
+        dataset = ds.dataset(
+            base,
+            format="parquet",
+            filesystem=self.fs,
+            partitioning=ds.partitioning(
+                pa.schema([("date", pa.string()), ("hour", pa.string())]), flavor="hive"
+            ),
+            ignore_prefixes=[".", "_"],
+        )
+        expr = None
+        stamp = pa.timestamp("us", tz="UTC")
+        if start is not None:
+            expr = pc.field("timestamp") >= pa.scalar(int(start * 1e6), stamp)
+        if end is not None:
+            upper = pc.field("timestamp") < pa.scalar(int(end * 1e6), stamp)
+            expr = upper if expr is None else expr & upper
+        columns = [n for n in dataset.schema.names if n not in ("date", "hour")]
+        try:
+            table = dataset.to_table(filter=expr, columns=columns)
+        except FileNotFoundError:  # compacted meanwhile
+            return self.read_events(uid, start, end, limit)
+        table = table.sort_by([("timestamp", "ascending")])
+        truncated = bool(limit) and table.num_rows > limit
+        return (table.slice(0, limit) if truncated else table), truncated
+
     # -- results ------------------------------------------------------------------------
 
     def results_files(

@@ -197,3 +197,13 @@ def test_split_by_window_aligns_to_epoch_multiples():
     )
     parts = split_by_window(batch, 60.0)
     assert [(start, len(b)) for start, b in parts] == [(0.0, 1), (60.0, 1), (120.0, 1)]
+
+
+def test_microsec_as_float_seconds_on_mlrun_flow_path():
+    """MLRun's router sends `microsec` as int microseconds, its flow as float seconds."""
+    router = parse_mlrun_events(mlrun([[1, 2]], [1], microsec=1830), unknown, NOW)
+    flow = parse_mlrun_events(mlrun([[1, 2]], [1], microsec=0.00183), unknown, NOW)
+    (r,) = router.batches.values()
+    (f,) = flow.batches.values()
+    assert r.latency_us.tolist() == [1830.0]
+    assert f.latency_us.tolist() == pytest.approx([1830.0])

@@ -93,3 +93,16 @@ def test_a_reference_file_is_summarized_once_per_version(tmp_path, monkeypatch):
         == 300
     )
     assert len(reads) == 2
+
+
+def test_mlrun_feature_stats_with_the_label_column_are_accepted():
+    """MLRun's model artifacts carry the label column's stats too; MLRun ignores them."""
+    hist = {"hist": [[1, 2, 3], [0.0, 1.0, 2.0, 3.0]]}
+    stats = {"a": hist, "b": hist, "label": hist}
+    spec = build_spec(body(feature_stats=stats, label_column="label"), 0.0)
+    assert set(spec.feature_stats) == {"a", "b"}
+    spec = build_spec(body(feature_stats=stats, label_names=["label"]), 0.0)
+    assert set(spec.feature_stats) == {"a", "b"}
+    with pytest.raises(ApiError) as err:
+        build_spec(body(feature_stats=stats), 0.0)
+    assert err.value.details["field"] == "feature_stats.label"

@@ -1,0 +1,71 @@
+"""Reading back what was stored, as MLRun's get_offline_features does: JSON columns or an
+Arrow IPC stream over HTTP, and a DataFrame from the client."""
+
+from __future__ import annotations
+
+import math
+import time
+import urllib.request
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from modelmon_daemon import Client
+
+pytestmark = pytest.mark.e2e
+P = 30.0
+
+
+def test_stored_events_come_back_as_json_arrow_and_dataframe(daemon):
+    rng = np.random.default_rng(12)
+    status, _ = daemon.post(
+        "/v1/endpoints",
+        {
+            "uid": "readback",
+            "project": "rb",
+            "name": "rb",
+            "feature_names": ["a", "b"],
+            "reference": {"rows": rng.normal(size=(300, 2)).tolist()},
+        },
+    )
+    assert status == 201
+    start = (math.floor(time.time() / P) - 4) * P
+    ts = (start + np.linspace(0, 2 * P - 1, 60)).tolist()  # two windows
+    ids = [f"rb{i}" for i in range(60)]
+    rows = rng.normal(size=(60, 2))
+    status, _ = daemon.post(
+        "/v1/endpoints/readback/events",
+        {"inputs": rows.tolist(), "timestamps": ts, "request_ids": ids, "outputs": list(range(60))},
+    )
+    assert status == 202
+
+    def stored():
+        _, body = daemon.get("/v1/endpoints/readback/events")
+        return body if body["rows"] == 60 else None
+
+    body = daemon.wait_for(stored, timeout=90)
+    events = body["events"]
+    assert events["request_id"] == ids and not body["truncated"]
+    assert events["a"] == pytest.approx(rows[:, 0].tolist())
+    assert events["output"] == [float(i) for i in range(60)]
+    # a time range and a limit
+    _, second = daemon.get(f"/v1/endpoints/readback/events?start={start + P}&end={start + 2 * P}")
+    assert second["events"]["request_id"] == ids[30:]
+    _, first5 = daemon.get("/v1/endpoints/readback/events?limit=5")
+    assert first5["events"]["request_id"] == ids[:5] and first5["truncated"]
+    assert daemon.get("/v1/endpoints/readback/events?limit=0")[0] == 400
+    assert daemon.get("/v1/endpoints/readback/events?start=1e300")[0] == 400
+    # Arrow IPC
+    req = urllib.request.Request(daemon.url + "/v1/endpoints/readback/events")
+    req.add_header("Accept", "application/vnd.apache.arrow.stream")
+    req.add_header("Authorization", f"Bearer {daemon.token}")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.headers["Content-Type"] == "application/vnd.apache.arrow.stream"
+        table = pa.ipc.open_stream(resp.read()).read_all()
+    assert table.column("request_id").to_pylist() == ids
+    assert str(table.schema.field("timestamp").type) == "timestamp[us, tz=UTC]"
+    # the client
+    frame = Client(daemon.url, token=daemon.token).events("readback", start=start, end=start + P)
+    assert frame["request_id"].tolist() == ids[:30]
+    assert frame["b"].to_numpy() == pytest.approx(rows[:30, 1])
