@@ -107,8 +107,26 @@ class Client:
                 body[key] = value
         return dict(self.request("POST", "/v1/endpoints", body))
 
-    def endpoints(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "/v1/endpoints")["endpoints"])
+    def endpoints(
+        self,
+        project: str | None = None,
+        name: str | None = None,
+        model: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Endpoint records, filtered; every page unless `limit` is given."""
+        filters = {"project": project, "name": name, "model": model}
+        if limit is not None:
+            body = self.request("GET", "/v1/endpoints", limit=limit, offset=offset, **filters)
+            return list(body["endpoints"])
+        out: list[dict[str, Any]] = []
+        while True:
+            body = self.request("GET", "/v1/endpoints", limit=1000, offset=offset, **filters)
+            out.extend(body["endpoints"])
+            offset += len(body["endpoints"])
+            if not body["endpoints"] or offset >= body["total"]:
+                return out
 
     def endpoint(self, uid: str) -> Any:
         return self.request("GET", f"/v1/endpoints/{uid}")

@@ -339,10 +339,29 @@ async def _records(services: Services, uids: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def _count_param(request: web.Request, key: str, default: int, most: int) -> int:
+    raw = request.query.get(key)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) > most:
+        raise ApiError(f"{key} must be a whole number 0..{most}", {"field": key})
+    return int(raw)
+
+
 async def list_endpoints(request: web.Request) -> web.Response:
+    """Filters (`project`, `name`, `model`, exact) and pages (`limit`, `offset`), as MLRun's
+    list_model_endpoints; `total` counts the matches before paging."""
     services = _services(request)
-    uids = [e["uid"] for e in services.store.list_endpoints()]
-    return json_response({"endpoints": await _records(services, uids)})
+    wanted = {k: request.query[k] for k in ("project", "name", "model") if k in request.query}
+    limit = _count_param(request, "limit", 1000, 10_000)
+    offset = _count_param(request, "offset", 0, 10**9)
+    matches = [
+        e["uid"]
+        for e in services.store.list_endpoints()
+        if all(e.get(k) == v for k, v in wanted.items())
+    ]
+    page = matches[offset : offset + limit]
+    return json_response({"endpoints": await _records(services, page), "total": len(matches)})
 
 
 async def get_endpoint(request: web.Request) -> web.Response:

@@ -69,3 +69,35 @@ def test_stored_events_come_back_as_json_arrow_and_dataframe(daemon):
     frame = Client(daemon.url, token=daemon.token).events("readback", start=start, end=start + P)
     assert frame["request_id"].tolist() == ids[:30]
     assert frame["b"].to_numpy() == pytest.approx(rows[:30, 1])
+
+
+def test_endpoint_list_filters_and_pages(daemon):
+    for i in range(5):
+        status, _ = daemon.post(
+            "/v1/endpoints",
+            {
+                "uid": f"page-{i}",
+                "project": "paging" if i < 4 else "other-paging",
+                "name": f"n{i % 2}",
+                "model": "m",
+                "feature_names": ["a"],
+            },
+        )
+        assert status in (200, 201)
+    _, body = daemon.get("/v1/endpoints?project=paging")
+    assert body["total"] == 4 and {e["uid"] for e in body["endpoints"]} == {
+        f"page-{i}" for i in range(4)
+    }
+    _, body = daemon.get("/v1/endpoints?project=paging&name=n1")
+    assert sorted(e["uid"] for e in body["endpoints"]) == ["page-1", "page-3"]
+    _, first = daemon.get("/v1/endpoints?project=paging&limit=3")
+    _, rest = daemon.get("/v1/endpoints?project=paging&limit=3&offset=3")
+    assert len(first["endpoints"]) == 3 and len(rest["endpoints"]) == 1
+    assert first["total"] == rest["total"] == 4
+    assert daemon.get("/v1/endpoints?limit=-1")[0] == 400
+    assert daemon.get("/v1/endpoints?offset=x")[0] == 400
+    client = Client(daemon.url, token=daemon.token)
+    assert len(client.endpoints(project="paging")) == 4
+    assert [e["uid"] for e in client.endpoints(project="paging", limit=2, offset=1)] == [
+        e["uid"] for e in first["endpoints"][1:3]
+    ]
