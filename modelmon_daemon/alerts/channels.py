@@ -31,9 +31,13 @@ def signature(secret: str, body: bytes) -> str:
 
 
 async def _post(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    verify_ssl: bool = True,
 ) -> None:
-    async with session.post(url, data=body, headers=headers) as resp:
+    async with session.post(url, data=body, headers=headers, ssl=verify_ssl) as resp:
         if resp.status >= 300:
             # the status only: a reply body (of an internal service, say) is never stored
             raise DeliveryError(f"{_origin(url)} answered HTTP {resp.status}")
@@ -74,11 +78,18 @@ async def send(entry: dict[str, Any], session: aiohttp.ClientSession) -> None:
     channel = entry["channel"]
     kind = channel["kind"]
     if kind == "webhook":
-        body = webhook_body(entry)
+        override = channel.get("override_body")
+        if override is None:
+            body = webhook_body(entry)
+        elif isinstance(override, str):
+            body = override.encode()
+        else:
+            body = json.dumps(override, sort_keys=True).encode()
         headers = {"Content-Type": "application/json", **(channel.get("headers") or {})}
         if channel.get("secret"):
             headers[SIGNATURE_HEADER] = signature(channel["secret"], body)
-        await _post(session, channel["url"], body, headers)
+        verify = channel.get("verify_ssl", True)
+        await _post(session, channel["url"], body, headers, verify)
     elif kind == "slack":
         body = json.dumps({"text": entry["text"]}).encode()
         await _post(session, channel["webhook_url"], body, {"Content-Type": "application/json"})

@@ -25,7 +25,7 @@ EVENT_KINDS = sorted(
 )
 SEVERITIES = ("low", "medium", "high")
 CHANNELS = {
-    "webhook": ({"url"}, {"headers", "secret"}),
+    "webhook": ({"url"}, {"headers", "secret", "override_body", "verify_ssl"}),
     "slack": ({"webhook_url"}, set()),
     "email": (
         {"smtp_host", "smtp_port", "from", "to"},
@@ -218,6 +218,10 @@ def parse_alert(
         raise _bad("notifications", "must be a list of channels")
     checked = []
     for i, channel in enumerate(notifications):
+        if isinstance(channel, dict) and "notification" in channel:
+            channel, mlrun_cooldown = _from_mlrun_notification(i, channel)
+            if mlrun_cooldown is not None and body.get("cooldown") is None:
+                cooldown = mlrun_cooldown
         checked.append(_check_channel(i, channel, from_config))
     summary = body.get("summary") or name
     if not isinstance(summary, str):
@@ -236,6 +240,43 @@ def parse_alert(
         notifications=checked,
         created=now,
     )
+
+
+def _from_mlrun_notification(i: int, entry: dict[str, Any]) -> tuple[Any, float | None]:
+    """MLRun's serialized alert notification -> our channel, and its cooldown_period:
+    `{"notification": {"kind", "name", "params", "secret_params", ...}, "cooldown_period"}`.
+    Webhook params url, method (POST), headers, override_body, verify_ssl; Slack's
+    incoming-webhook URL in secret_params.webhook (or params.webhook)."""
+    where = f"notifications[{i}].notification"
+    note = entry.get("notification")
+    if not isinstance(note, dict):
+        raise _bad(where, "must be an object with kind and params")
+    params = note.get("params") or {}
+    secrets = note.get("secret_params") or {}
+    if not isinstance(params, dict) or not isinstance(secrets, dict):
+        raise _bad(f"{where}.params", "params and secret_params must be objects")
+    merged = {**params, **secrets}
+    kind = note.get("kind")
+    channel: dict[str, Any]
+    if kind == "webhook":
+        method = str(merged.get("method", "POST")).upper()
+        if method != "POST":
+            raise _bad(f"{where}.params.method", "only POST is supported")
+        channel = {"kind": "webhook", "url": merged.get("url")}
+        for key in ("headers", "override_body", "verify_ssl"):
+            if key in merged:
+                channel[key] = merged[key]
+    elif kind == "slack":
+        channel = {"kind": "slack", "webhook_url": merged.get("webhook")}
+    else:
+        raise _bad(f"{where}.kind", "webhook or slack (MLRun's kinds)")
+    cooldown = entry.get("cooldown_period")
+    if cooldown is None:
+        return channel, None
+    try:
+        return channel, parse_duration(cooldown)
+    except ValueError as exc:
+        raise _bad(f"notifications[{i}].cooldown_period", str(exc)) from None
 
 
 def _http_url(value: str) -> bool:
@@ -260,9 +301,11 @@ def _check_channel(i: int, channel: Any, from_config: bool = False) -> dict[str,
     for key in ("url", "webhook_url", "secret", "smtp_host", "from", "username", "password"):
         if key in channel and not isinstance(channel[key], str):
             raise _bad(f"{where}.{key}", "must be a string")
-    for key in ("starttls", "ssl"):
+    for key in ("starttls", "ssl", "verify_ssl"):
         if key in channel and not isinstance(channel[key], bool):
             raise _bad(f"{where}.{key}", "true or false")
+    if "override_body" in channel and not isinstance(channel["override_body"], dict | str):
+        raise _bad(f"{where}.override_body", "an object or a string (sent instead of the event)")
     if "ca_file" in channel and (not from_config or not isinstance(channel["ca_file"], str)):
         raise _bad(f"{where}.ca_file", "a path, and only in the config file")
     if "headers" in channel and (

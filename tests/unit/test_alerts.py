@@ -252,3 +252,68 @@ def test_one_window_firing_several_results_makes_one_notification():
     # the next window fires again: the (alert, endpoint) is active, nothing is sent
     d = evaluate(a, d.state, [event(end=1200)], now=1100.0)
     assert not d.notify and d.history[0]["action"] == "deduplicated"
+
+
+def test_an_alert_as_mlrun_serializes_it():
+    """MLRun's AlertConfig.to_dict(): notifications wrapped with cooldown_period, webhook
+    params, Slack's URL among the secret params, entities with the project."""
+    body = {
+        "name": "mlrun-alert",
+        "project": "shop",
+        "summary": "drift",
+        "severity": "high",
+        "entities": {"kind": "model-endpoint-result", "project": "shop", "ids": ["*"]},
+        "trigger": {"events": ["data-drift-detected"]},
+        "criteria": {"count": 1, "period": "10m"},
+        "reset_policy": "auto",
+        "notifications": [
+            {
+                "notification": {
+                    "kind": "webhook",
+                    "name": "hook",
+                    "params": {
+                        "url": "http://127.0.0.1:9/hook",
+                        "method": "POST",
+                        "headers": {"X-Team": "ml"},
+                        "override_body": {"text": "drift!"},
+                        "verify_ssl": False,
+                    },
+                },
+                "cooldown_period": "15m",
+            },
+            {
+                "notification": {
+                    "kind": "slack",
+                    "name": "slack",
+                    "secret_params": {"webhook": "https://hooks.slack.com/services/T/B/x"},
+                }
+            },
+        ],
+    }
+    alert = parse_alert(body, 0.0)
+    hook, slack = alert.notifications
+    assert hook == {
+        "kind": "webhook",
+        "url": "http://127.0.0.1:9/hook",
+        "headers": {"X-Team": "ml"},
+        "override_body": {"text": "drift!"},
+        "verify_ssl": False,
+    }
+    assert slack == {"kind": "slack", "webhook_url": "https://hooks.slack.com/services/T/B/x"}
+    assert alert.cooldown == 900.0
+    with pytest.raises(ApiError) as err:
+        parse_alert(
+            {
+                **body,
+                "notifications": [
+                    {
+                        "notification": {
+                            "kind": "webhook",
+                            "params": {"url": "http://h/", "method": "GET"},
+                        }
+                    }
+                ],
+            },
+            0.0,
+        )
+    assert err.value.details["field"] == "notifications[0].notification.params.method"

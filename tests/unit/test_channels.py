@@ -59,6 +59,20 @@ async def test_webhook_posts_json_with_hmac_signature_and_headers(http_receiver)
     assert post["headers"]["X-Team"] == "ml"
 
 
+async def test_webhook_override_body_is_sent_instead_of_the_event(http_receiver):
+    """MLRun's webhook `override_body`."""
+    channel = {
+        "kind": "webhook",
+        "url": http_receiver.url + "/override",
+        "override_body": {"text": "drift!"},
+        "verify_ssl": False,
+    }
+    async with aiohttp.ClientSession() as session:
+        await send(entry(channel), session)
+    (post,) = http_receiver.on("/override")
+    assert post["json"] == {"text": "drift!"}
+
+
 async def test_slack_gets_slacks_message_format(http_receiver):
     async with aiohttp.ClientSession() as session:
         await send(entry({"kind": "slack", "webhook_url": http_receiver.url + "/slack"}), session)
