@@ -105,6 +105,7 @@ def metric_names() -> set[str]:
         "modelmon_notifications_delivered_total",
         "modelmon_notification_failures_total",
         "modelmon_endpoints",
+        "modelmon_endpoint_info",
         "modelmon_endpoint_drift",
         "modelmon_endpoint_drift_status",
         "modelmon_endpoint_result_value",
@@ -231,8 +232,24 @@ class _SnapshotCollector(Collector):
             "Latest per-feature drift.",
             labels=["endpoint", "feature", "measure"],
         )
+        info = GaugeMetricFamily(
+            "modelmon_endpoint_info",
+            "Always 1: the endpoint's identity, to show names instead of uids "
+            "(join on endpoint).",
+            labels=["endpoint", "project", "name", "model", "model_type"],
+        )
         for e in s.endpoints:
             uid = e["uid"]
+            info.add_metric(
+                [
+                    uid,
+                    str(e.get("project") or ""),
+                    str(e.get("name") or ""),
+                    str(e.get("model") or ""),
+                    str(e.get("model_type") or ""),
+                ],
+                1.0,
+            )
             for key, (_, _, scale) in ENDPOINT_GAUGES.items():
                 if e.get(key) is not None:
                     gauges[key].add_metric([uid], float(e[key]) * scale)
@@ -255,7 +272,7 @@ class _SnapshotCollector(Collector):
                         feature.add_metric([uid, name, m], float(v))
         yield from gauges.values()
         yield from counters.values()
-        yield from (drift, status, value, rstatus, feature)
+        yield from (info, drift, status, value, rstatus, feature)
 
 
 class MetricsExporter:

@@ -66,6 +66,8 @@ def test_exposition_parses_and_follows_naming_conventions():
     key = ("modelmon_endpoint_drift", (("endpoint", "ep1"), ("measure", "general_drift")))
     assert got[key] == 0.8
     assert got[("modelmon_endpoint_drift_status", (("endpoint", "ep1"),))] == 2
+    info = [k for k in got if k[0] == "modelmon_endpoint_info"]
+    assert len(info) == 1 and dict(info[0][1])["endpoint"] == "ep1" and got[info[0]] == 1
     assert got[("modelmon_alert_active", (("alert", "drift"),))] == 1
     assert got[("modelmon_ingest_request_duration_seconds_count", (("route", "/v1/events"),))] == 1
     assert not any(name == "modelmon_endpoint_feature_drift" for name, _ in got)
