@@ -95,6 +95,7 @@ class EndpointGuess:
     n_features: int
     n_outputs: int
     categorical: tuple[int, ...] = ()
+    model_class: str = ""
 
 
 @dataclass
@@ -388,7 +389,9 @@ def _event_endpoint(i: int, event: dict[str, Any]) -> tuple[str, EndpointGuess |
         name = model.split(":", 1)[0] if isinstance(model, str) and model else explicit
         project = fn.project if fn is not None else "default"
         uri = function_uri if isinstance(function_uri, str) else ""
-        return explicit, EndpointGuess(explicit, project, name, uri, name, 0, 0)
+        guess = EndpointGuess(explicit, project, name, uri, name, 0, 0)
+        guess.model_class = _model_class(event)
+        return explicit, guess
     if not isinstance(function_uri, str):
         raise InvalidEvent(i, "function_uri", "missing (or give endpoint_id)")
     try:
@@ -400,7 +403,15 @@ def _event_endpoint(i: int, event: dict[str, Any]) -> tuple[str, EndpointGuess |
     version = event.get("version")
     name, version = split_versioned_model(model, str(version) if version else None)
     uid = endpoint_uid(fn.project, fn.function, fn.tag, name, version)
-    return uid, EndpointGuess(uid, fn.project, name, function_uri, name, 0, 0)
+    guess = EndpointGuess(uid, fn.project, name, function_uri, name, 0, 0)
+    guess.model_class = _model_class(event)
+    return uid, guess
+
+
+def _model_class(event: dict[str, Any]) -> str:
+    """MLRun names the model's class `class` (router) or `model_class` (flow)."""
+    value = event.get("model_class") or event.get("class") or ""
+    return value[:256] if isinstance(value, str) else ""
 
 
 def parse_native_events(

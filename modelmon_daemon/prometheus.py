@@ -234,8 +234,7 @@ class _SnapshotCollector(Collector):
         )
         info = GaugeMetricFamily(
             "modelmon_endpoint_info",
-            "Always 1: the endpoint's identity, to show names instead of uids "
-            "(join on endpoint).",
+            "Always 1: the endpoint's identity, to show names instead of uids (join on endpoint).",
             labels=["endpoint", "project", "name", "model", "model_type"],
         )
         for e in s.endpoints:

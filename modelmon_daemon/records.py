@@ -179,6 +179,7 @@ class EndpointSpec:
     feature_stats: dict[str, Any] = field(default_factory=dict)
     created: float = 0.0
     auto_registered: bool = False
+    model_class: str = ""  # MLRun's `class` / `model_class` of the serving model
     model_type: str = ""  # "classification" | "regression": labels are joined and scored
     reference_performance: dict[str, float] = field(default_factory=dict)
     calibrate: bool = False

@@ -180,6 +180,7 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
                 else [f"output_{j}" for j in range(guess.n_outputs)],
                 created=time.time(),
                 auto_registered=True,
+                model_class=guess.model_class,
                 categorical_features=[f"f{j}" for j in guess.categorical],
             )
         )

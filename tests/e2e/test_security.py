@@ -107,6 +107,7 @@ def test_no_content_type_is_read_as_json(daemon):
     server (not the stream) created: the endpoint is created under that uid."""
     event = {
         "endpoint_id": "a1b2c3d4e5f6",
+        "class": "SecModel",
         "function_uri": "sec/serving",
         "model": "m",
         "request": {"id": "n1", "inputs": [[1.0, 2.0]]},
@@ -128,6 +129,7 @@ def test_no_content_type_is_read_as_json(daemon):
     conn.close()
     status, record = daemon.get("/v1/endpoints/a1b2c3d4e5f6")
     assert status == 200 and record["project"] == "sec" and record["feature_names"] == ["f0", "f1"]
+    assert record["model_class"] == "SecModel"
 
 
 def test_command_notifications_only_from_the_config_file(daemon):

@@ -207,3 +207,12 @@ def test_microsec_as_float_seconds_on_mlrun_flow_path():
     (f,) = flow.batches.values()
     assert r.latency_us.tolist() == [1830.0]
     assert f.latency_us.tolist() == pytest.approx([1830.0])
+
+
+def test_the_model_class_comes_from_class_or_model_class():
+    router = parse_mlrun_events(mlrun([[1, 2]], [1], **{"class": "RouterModel"}), unknown, NOW)
+    flow = mlrun([[1, 2]], [1], model_class="FlowModel")
+    flow.pop("class")
+    assert next(iter(router.new_endpoints.values())).model_class == "RouterModel"
+    parsed = parse_mlrun_events(flow, unknown, NOW)
+    assert next(iter(parsed.new_endpoints.values())).model_class == "FlowModel"
