@@ -301,8 +301,7 @@ class ParquetStore:
         def both(e: Any) -> Any:
             return expr & e
 
-        if start is not None:  # skip whole days first (the partition), then rows
-            expr = both(pc.field("date") >= _day_hour(max(start - 86400.0, 0.0))[0])
+        if start is not None:
             expr = both(pc.field("end") > pa.scalar(int(start * 1e6), pa.timestamp("us", tz="UTC")))
         if end is not None:
             expr = both(pc.field("start") < pa.scalar(int(end * 1e6), pa.timestamp("us", tz="UTC")))
