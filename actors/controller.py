@@ -165,6 +165,21 @@ class ControllerActor:
         self.routes[uid] = name
         return name
 
+    async def forget(self, uid: str) -> bool:
+        """Stop analyzing an endpoint: between ticks, its stream actor drops its buffers and
+        the route goes. The caller then deletes its stored state."""
+        async with self._tick_lock, self._route_lock:
+            name = self.routes.pop(uid, None)
+            self._specs.pop(uid, None)
+            for sent in self._sent.values():
+                sent.pop(uid, None)
+            if name is None:
+                return False
+            self._load[name] = max(0, self._load.get(name, 1) - 1)
+            if name in self.streams:
+                await self.streams[name].remove_endpoint.remote(uid)
+            return True
+
     def route_table(self) -> dict[str, str]:
         return dict(self.routes)
 

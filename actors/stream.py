@@ -67,6 +67,12 @@ class StreamActor:
             log.info("stream %s: endpoint %s replayed %d logged records", self.name, uid, replayed)
         return True
 
+    def remove_endpoint(self, uid: str) -> bool:
+        """Drop an endpoint's buffers (it was deleted): nothing of it is analyzed again."""
+        self.rings.pop(uid, None)
+        self.committed.pop(uid, None)
+        return self.windows.pop(uid, None) is not None
+
     def ingest(self, records: list[tuple[str, int, float, ColumnBatch]], arrival: float) -> int:
         """Buffer logged records (uid, seq, window start, batch); returns rows taken."""
         taken = 0

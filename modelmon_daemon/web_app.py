@@ -260,6 +260,7 @@ def build_app(services: Services) -> web.Application:
     app.router.add_post("/v1/endpoints", h.register_endpoint)
     app.router.add_get("/v1/endpoints", h.list_endpoints)
     app.router.add_get("/v1/endpoints/{uid}", h.get_endpoint)
+    app.router.add_delete("/v1/endpoints/{uid}", h.delete_endpoint)
     app.router.add_post("/v1/events", h.post_mlrun_events)
     app.router.add_post("/v1/endpoints/{uid}/events", h.post_native_events)
     app.router.add_post("/v1/endpoints/{uid}/labels", h.post_labels)

@@ -365,6 +365,34 @@ async def list_endpoints(request: web.Request) -> web.Response:
     return json_response({"endpoints": await _records(services, page), "total": len(matches)})
 
 
+async def delete_endpoint(request: web.Request) -> web.Response:
+    """Stop analyzing an endpoint and forget it (as MLRun's delete_model_endpoint). Its
+    Parquet data stays unless `?purge=true`; events still waiting for their window are
+    dropped with it (`dropped_rows`)."""
+    services = _services(request)
+    uid = request.match_info["uid"]
+    _spec(services, uid)
+    purge = request.query.get("purge", "false").lower()
+    if purge not in ("true", "false"):
+        raise ApiError("purge must be true or false", {"field": "purge"})
+    try:
+        await asyncio.wait_for(services.directory.controller.forget.remote(uid), 60)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise Unavailable(f"the controller could not stop the endpoint: {exc!r}") from None
+    loop = asyncio.get_running_loop()
+    dropped = await loop.run_in_executor(services.executor, services.store.delete_endpoint, uid)
+    services.specs.pop(uid, None)
+    services.directory.routes.pop(uid, None)
+    files = 0
+    if purge == "true":
+        files = await loop.run_in_executor(services.executor, services.parquet.purge, uid)
+    return json_response(
+        {"deleted": uid, "purged": purge == "true", "dropped_rows": dropped, "files": files}
+    )
+
+
 async def get_endpoint(request: web.Request) -> web.Response:
     services = _services(request)
     uid = request.match_info["uid"]

@@ -5,6 +5,7 @@ V1_ROUTES = [
     ("POST", "/v1/endpoints"),
     ("GET", "/v1/endpoints"),
     ("GET", "/v1/endpoints/{uid}"),
+    ("DELETE", "/v1/endpoints/{uid}"),
     ("POST", "/v1/events"),
     ("POST", "/v1/endpoints/{uid}/events"),
     ("POST", "/v1/endpoints/{uid}/labels"),

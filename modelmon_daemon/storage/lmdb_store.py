@@ -264,6 +264,34 @@ class LmdbStore:
         return None if raw is None else unpack(raw)
 
     @_growing
+    def delete_endpoint(self, uid: str) -> int:
+        """Forget an endpoint in one transaction: its record, state, routes, results kept
+        here, label join and the log records of windows not yet committed. Returns how many
+        logged rows were dropped with it (Parquet files are not touched here)."""
+        key = uid.encode()
+        prefix = key + SEP
+        dropped = 0
+        with self.env.begin(write=True) as txn:
+            for db in ("endpoints", "state", "routes", "detectors"):
+                txn.delete(key, db=self.db[db])
+            txn.delete(b"labels:" + key, db=self.db["meta"])
+            for db in ("last_analyzed", "latest", "app_events", "labels", "predictions", "joined"):
+                for k in self._prefixed_keys(txn, db, uid):
+                    txn.delete(k, db=self.db[db])
+            cur = txn.cursor(db=self.db["wal"])
+            doomed = []
+            if cur.set_range(prefix):
+                for k, value in cur:
+                    if not k.startswith(prefix):
+                        break
+                    dropped += int(unpack(value)["b"]["n"])
+                    doomed.append(bytes(k))
+            for k in doomed:
+                txn.delete(k, db=self.db["wal"])
+            self._add_wal_rows(txn, -dropped)
+        return dropped
+
+    @_growing
     def get_endpoint_raw(self, uid: str) -> bytes | None:
         """The stored record as bytes: its digest is the endpoint's version."""
         with self.env.begin(db=self.db["endpoints"]) as txn:

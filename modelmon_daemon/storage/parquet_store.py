@@ -333,6 +333,33 @@ class ParquetStore:
                 row["value"] = None
         return rows
 
+    def purge(self, uid: str) -> int:
+        """Delete an endpoint's stored data: its events and labels folders, and its rows of
+        the shared results files (rewritten without them). Returns the files changed."""
+        changed = 0
+        for top in ("events", "labels"):
+            folder = self._path(top, f"endpoint_id={uid}")
+            if self.fs.get_file_info(folder).type == pafs.FileType.Directory:
+                self.fs.delete_dir(folder)
+                changed += 1
+        selector = pafs.FileSelector(self._path("results"), recursive=True, allow_not_found=True)
+        for info in self.fs.get_file_info(selector):
+            if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
+                continue
+            if info.path.rsplit("/", 1)[-1].startswith("."):
+                continue
+            table = pq.read_table(info.path, filesystem=self.fs)
+            keep = pc.not_equal(table.column("endpoint_id"), uid)
+            if pc.all(keep).as_py():
+                continue
+            rest = table.filter(keep)
+            if rest.num_rows:
+                self._write(info.path, rest)
+            else:
+                self.fs.delete_file(info.path)
+            changed += 1
+        return changed
+
     # -- maintenance --------------------------------------------------------------------
 
     def partitions(self, before_day: str) -> list[str]:

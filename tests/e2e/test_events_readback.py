@@ -8,6 +8,7 @@ import time
 import urllib.request
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
@@ -101,3 +102,57 @@ def test_endpoint_list_filters_and_pages(daemon):
     assert [e["uid"] for e in client.endpoints(project="paging", limit=2, offset=1)] == [
         e["uid"] for e in first["endpoints"][1:3]
     ]
+
+
+def test_deleting_an_endpoint_keeps_or_purges_its_data(daemon):
+    rng = np.random.default_rng(14)
+    start = (math.floor(time.time() / P) - 3) * P
+    for uid in ("del-keep", "del-purge"):
+        status, _ = daemon.post(
+            "/v1/endpoints",
+            {
+                "uid": uid,
+                "project": "del",
+                "name": uid,
+                "feature_names": ["a"],
+                "reference": {"rows": rng.normal(size=(200, 1)).tolist()},
+            },
+        )
+        assert status == 201
+        status, _ = daemon.post(
+            f"/v1/endpoints/{uid}/events",
+            {"inputs": rng.normal(size=(30, 1)).tolist(), "timestamps": [start + 1.0] * 30},
+        )
+        assert status == 202
+
+    def analyzed(uid):
+        _, body = daemon.get(f"/v1/endpoints/{uid}/results?name=general_drift")
+        return body["results"]
+
+    daemon.wait_for(lambda: analyzed("del-keep") and analyzed("del-purge"), timeout=90)
+    # an open window's events go with the endpoint
+    daemon.post("/v1/endpoints/del-keep/events", {"inputs": [[0.5]], "timestamps": [time.time()]})
+    status, body = daemon.delete("/v1/endpoints/del-keep")
+    assert status == 200 and body["dropped_rows"] == 1 and not body["purged"]
+    assert daemon.get("/v1/endpoints/del-keep")[0] == 404
+    assert daemon.post("/v1/endpoints/del-keep/events", {"inputs": [[1.0]]})[0] == 404
+    assert "del-keep" not in {
+        e["uid"] for e in daemon.get("/v1/endpoints?project=del")[1]["endpoints"]
+    }
+    kept = pd.read_parquet(daemon.data_dir / "events" / "endpoint_id=del-keep")
+    assert len(kept) == 30  # stored data stays
+    status, body = daemon.delete("/v1/endpoints/del-purge?purge=true")
+    assert status == 200 and body["purged"]
+    assert not (daemon.data_dir / "events" / "endpoint_id=del-purge").exists()
+    results = pd.read_parquet(
+        daemon.data_dir / "results", filters=[("endpoint_id", "==", "del-purge")]
+    )
+    assert results.empty
+    assert daemon.delete("/v1/endpoints/del-purge")[0] == 404
+    assert daemon.delete("/v1/endpoints/nope?purge=maybe")[0] == 404
+    # registered again, it starts afresh
+    status, record = daemon.post(
+        "/v1/endpoints",
+        {"uid": "del-purge", "project": "del", "name": "again", "feature_names": ["a"]},
+    )
+    assert status == 201 and record["events_total"] == 0 and record["last_analyzed"] == {}

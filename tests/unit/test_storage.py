@@ -299,3 +299,18 @@ def test_compaction_merges_past_partitions_once_and_retention_expires_them(tmp_p
     assert writer.maintain(now=3 * day)["expired"] >= 3
     assert writer.parquet.read_results("ep0") == []
     assert not (tmp_path / "events" / "endpoint_id=ep0" / "date=1970-01-02").exists()
+
+
+def test_deleting_an_endpoint_forgets_its_state_and_uncommitted_rows(tmp_path):
+    store = LmdbStore(tmp_path, MAP)
+    for uid in ("gone", "kept"):
+        store.put_endpoint(make_spec(uid).to_dict())
+        store.wal_append([(uid, 0.0, make_batch([1.0, 2.0], [[1, 2], [3, 4]]).to_wire())])
+        store.put_route(uid, f"stream:{uid}")
+    store.log_labels("gone", [("r1", 1)], 0.0)
+    assert store.wal_rows() == 4
+    assert store.delete_endpoint("gone") == 2
+    assert store.get_endpoint("gone") is None and "gone" not in store.routes()
+    assert store.wal_records("gone") == [] and len(store.wal_records("kept")) == 1
+    assert store.wal_rows() == 2 and not store.has_labels("gone")
+    assert store.get_endpoint("kept") is not None
