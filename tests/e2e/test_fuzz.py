@@ -1,7 +1,7 @@
 """Property-based fuzzing of every route of a real daemon (hypothesis): malformed bodies,
 wrong types in every field, msgpack oddities, odd query strings and content types. The
 properties: never a 5xx; every refusal is a 4xx with the error body; and a refused
-request changes nothing (endpoints, alerts, rows waiting in the log, rows received)."""
+request changes nothing (endpoints, their configuration and rows received, alerts)."""
 
 from __future__ import annotations
 
@@ -64,21 +64,44 @@ def target(short_tmp):
     daemon.stop()
 
 
+ALERT_STATE = ("active", "active_entities", "notifications_sent")
+
+
 def snapshot(daemon):
+    """What a request can change: endpoints and their configuration, rows received, alert
+    configurations. (What the pipeline changes on its own later, when a window an accepted
+    request closed is analyzed, is left out: alert state, inferred types, rows waiting.)"""
     endpoints = daemon.get("/v1/endpoints")[1]["endpoints"]
     alerts = daemon.get("/v1/alerts")[1]["alerts"]
-    health = daemon.get("/healthz")[1]
     return (
-        sorted(e["uid"] for e in endpoints),
-        sorted((e["uid"], e["events_total"], e.get("model_type")) for e in endpoints),
-        sorted(json.dumps(a, sort_keys=True) for a in alerts),
-        health["pending_rows"],
+        sorted((e["uid"], e["events_total"], tuple(e["feature_names"])) for e in endpoints),
+        sorted(
+            json.dumps({k: v for k, v in a.items() if k not in ALERT_STATE}, sort_keys=True)
+            for a in alerts
+        ),
     )
 
 
+def settled(daemon):
+    """The state once an earlier accepted request has fully landed (a 202's events reach
+    their stream actor just after the answer)."""
+    previous = snapshot(daemon)
+    for _ in range(40):
+        time.sleep(0.05)
+        current = snapshot(daemon)
+        if current == previous:
+            return current
+        previous = current
+    return previous
+
+
+_accepted_before = [True]  # whether the previous request was accepted (2xx)
+
+
 def check(daemon, method, path, body, content_type="application/json"):
-    before = snapshot(daemon)
+    before = settled(daemon) if _accepted_before[0] else snapshot(daemon)
     status, answer = http(method, daemon.url + path, body, content_type, token=daemon.token)
+    _accepted_before[0] = status < 300
     assert status < 500, (method, path, body, answer)
     if status >= 400:
         assert set(answer["error"]) == {"code", "message", "details"}, answer
