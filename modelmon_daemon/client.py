@@ -48,13 +48,22 @@ class Client:
         return self._send(method, path, data, "application/json", query)
 
     def _send(
-        self, method: str, path: str, data: bytes | None, content_type: str, query: dict[str, Any]
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        content_type: str,
+        query: dict[str, Any],
+        accept: str | None = None,
     ) -> Any:
+        """JSON back, or the raw bytes when `accept` asks for another type."""
         params = {k: v for k, v in query.items() if v is not None}
         url = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
         req = urllib.request.Request(url, data=data, method=method)
         if data is not None:
             req.add_header("Content-Type", content_type)
+        if accept:
+            req.add_header("Accept", accept)
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -67,6 +76,8 @@ class Client:
             except ValueError:
                 parsed = raw.decode(errors="replace")
             raise ClientError(exc.code, parsed) from None
+        if accept:
+            return raw
         return json.loads(raw) if raw else None
 
     def health(self) -> Any:
@@ -179,24 +190,15 @@ class Client:
         oldest first; `start`/`end` are ISO strings or epoch seconds."""
         import pyarrow as pa
 
-        params = {k: v for k, v in {"start": start, "end": end, "limit": limit}.items() if v}
-        url = self.url + f"/v1/endpoints/{uid}/events"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        req = urllib.request.Request(url, method="GET")
-        req.add_header("Accept", "application/vnd.apache.arrow.stream")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            body = exc.read()
-            try:
-                parsed = json.loads(body)
-            except ValueError:
-                parsed = body.decode(errors="replace")
-            raise ClientError(exc.code, parsed) from None
+        query = {"start": start, "end": end, "limit": limit}
+        raw = self._send(
+            "GET",
+            f"/v1/endpoints/{uid}/events",
+            None,
+            "",
+            query,
+            accept="application/vnd.apache.arrow.stream",
+        )
         return pa.ipc.open_stream(raw).read_all().to_pandas()
 
     def results_frame(self, uid: str, **query: Any) -> Any:
