@@ -257,3 +257,17 @@ def test_any_query_to_any_get_route(target, route, params, uid):
     path = route[1].replace("{uid}", uid).replace("{name}", "fz-alert")
     query = urllib.parse.urlencode(params)
     check(target, "GET", path + ("?" + query if query else ""), None)
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    uid=st.sampled_from(["nope", "..", "%2e%2e", "a" * 200, "fz-new"]),
+    purge=st.none() | st.text(max_size=10) | st.sampled_from(["true", "false", "TRUE", "1"]),
+)
+def test_any_delete_of_an_endpoint(target, uid, purge):
+    query = "" if purge is None else "?" + urllib.parse.urlencode({"purge": purge})
+    check(target, "DELETE", f"/v1/endpoints/{uid}{query}", None)
