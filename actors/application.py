@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections import OrderedDict
 from typing import Any
 
 from modelmon_daemon.applications import build_applications
 from modelmon_daemon.applications.runner import run_application
-from modelmon_daemon.config import Settings
-from modelmon_daemon.records import AppOutput, ColumnBatch, WindowMeta
+from modelmon_daemon.config import Settings, application_settings
+from modelmon_daemon.core.records import AppOutput, ColumnBatch, WindowMeta
 
 SPEC_CACHE_SIZE = 50_000  # endpoint specs (reference stats) kept per actor
 
@@ -25,12 +24,7 @@ class ApplicationActor:
         self.apps = build_applications(
             self.settings.applications.builtin, self.settings.applications.user
         )
-        drift = self.settings.drift
-        self.app_settings = {
-            **dataclasses.asdict(drift),
-            **dataclasses.asdict(self.settings.operational),
-            **dataclasses.asdict(self.settings.data_quality),
-        }
+        self.app_settings = application_settings(self.settings)
         self.runs = 0
         self.spec_cache: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
 

@@ -18,9 +18,9 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors import ray_metrics
+from modelmon_daemon.actors import ray_metrics
 from modelmon_daemon.config import Settings
-from modelmon_daemon.records import AppOutput, WindowMeta, unpack
+from modelmon_daemon.core.records import AppOutput, WindowMeta, unpack
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ class StreamTick:
 @dataclass
 class TickBatch:
     streams: list[StreamTick] = field(default_factory=list)
+    max_rows: int = 0  # 0 = no limit
+    rows: int = 0
+    deferred: int = 0  # endpoints whose windows wait for the next tick
 
     def add_stream(
         self,
@@ -50,6 +53,11 @@ class TickBatch:
     ) -> None:
         tick = StreamTick(name, handle)
         for uid, metas, frontier, last in closed:
+            rows = sum(m.rows for m in metas)
+            if self.max_rows and self.rows and self.rows + rows > self.max_rows:
+                self.deferred += 1  # windows and frontier both wait: order is kept
+                continue
+            self.rows += rows
             for meta in metas:
                 tick.keys.append((uid, meta.start, meta.late))
                 tick.metas.append(meta)
@@ -74,6 +82,7 @@ class TickReport:
     results: int = 0
     failures: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # per phase of the tick
+    deferred: int = 0  # endpoints left for the next tick (controller.max_tick_rows)
 
 
 class ControllerActor:
@@ -83,7 +92,7 @@ class ControllerActor:
         runtime: Any = None,
         store: LmdbStore | None = None,
     ) -> None:
-        from actors.remote import RayRuntime
+        from modelmon_daemon.actors.remote import RayRuntime
 
         self.settings = Settings.from_dict(settings)
         self.runtime = runtime or RayRuntime(settings)
@@ -197,10 +206,11 @@ class ControllerActor:
             collected = await asyncio.gather(
                 *(self._collect(name, self.streams[name], now, report) for name in names)
             )
-            batch = TickBatch()
+            batch = TickBatch(max_rows=self.settings.controller.max_tick_rows)
             for name, closed in zip(names, collected, strict=True):
                 if closed:
                     batch.add_stream(name, self.streams[name], closed, now)
+            report.deferred = batch.deferred
             if batch.streams:
                 try:
                     await self._run_batch(batch, report)

@@ -7,10 +7,10 @@ from typing import Any
 
 import ray
 
-from actors.application import ApplicationActor
-from actors.controller import ControllerActor
-from actors.stream import StreamActor
-from actors.writer import WriterActor
+from modelmon_daemon.actors.application import ApplicationActor
+from modelmon_daemon.actors.controller import ControllerActor
+from modelmon_daemon.actors.stream import StreamActor
+from modelmon_daemon.actors.writer import WriterActor
 from modelmon_daemon.config import Settings
 
 NAMESPACE = "modelmon"

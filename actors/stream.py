@@ -8,12 +8,12 @@ import logging
 import time
 from typing import Any
 
-from actors import ray_metrics
+from modelmon_daemon.actors import ray_metrics
+from modelmon_daemon.analytics.opsmetrics import ArrivalRing
 from modelmon_daemon.config import Settings
-from modelmon_daemon.opsmetrics import ArrivalRing
-from modelmon_daemon.records import ColumnBatch, WindowMeta
+from modelmon_daemon.core.records import ColumnBatch, WindowMeta
+from modelmon_daemon.core.windows import EndpointWindows
 from modelmon_daemon.storage.lmdb_store import LmdbStore
-from modelmon_daemon.windows import EndpointWindows
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,9 @@ class StreamActor:
         self.rings: dict[str, ArrivalRing] = {}
         self.committed: dict[str, dict[str, Any]] = {}
         self.started = time.time()
+        self.max_held = self.settings.stream.max_buffered_rows
+        self.held_estimate = 0  # rows taken since memory was last counted exactly
+        self.spilled_rows = 0
         self.ray_rows = ray_metrics.counter(
             "modelmon_stream_rows", "Rows buffered by stream actors.", ("actor",)
         )
@@ -55,6 +58,9 @@ class StreamActor:
             w.base_period,
             w.allowed_lateness,
             closed_through=state["closed_through"],
+            read_log=lambda seqs: [
+                ColumnBatch.from_wire(w) for w in self.store.wal_batches(uid, seqs)
+            ],
         )
         self.rings[uid] = ArrivalRing()
         self.committed[uid] = state
@@ -65,6 +71,7 @@ class StreamActor:
                 replayed += 1
         if replayed:
             log.info("stream %s: endpoint %s replayed %d logged records", self.name, uid, replayed)
+        self.bound_memory(force=True)
         return True
 
     def remove_endpoint(self, uid: str) -> bool:
@@ -84,7 +91,31 @@ class StreamActor:
                 taken += len(batch)
         if taken:
             self.ray_rows.inc(taken, tags={"actor": self.name})
+            self.held_estimate += taken
+            self.bound_memory()
         return taken
+
+    def held_rows(self) -> int:
+        return sum(w.held_rows() for w in self.windows.values())
+
+    def bound_memory(self, force: bool = False) -> int:
+        """Keep the rows held in memory under stream.max_buffered_rows: past it, spill the
+        endpoints holding most (oldest windows first) down to half the budget. Counting is
+        exact but only done once the rows taken since the last count could exceed it."""
+        if not force and self.held_estimate <= self.max_held:
+            return 0
+        held = {uid: w.held_rows() for uid, w in self.windows.items()}
+        total = sum(held.values())
+        freed = 0
+        if total > self.max_held:
+            need = total - self.max_held // 2
+            for uid in sorted(held, key=held.__getitem__, reverse=True):
+                if freed >= need:
+                    break
+                freed += self.windows[uid].spill(need - freed)
+            self.spilled_rows += freed
+        self.held_estimate = total - freed
+        return freed
 
     def collect(
         self, now: float | None = None
@@ -160,6 +191,7 @@ class StreamActor:
                 "last_request": max(lasts) if lasts else None,
                 "buffered_events": int(buffered["rows"] or 0),
                 "open_windows": len(self.windows[uid].open),
+                "held_events": self.windows[uid].held_rows(),
             }
         return out
 

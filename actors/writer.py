@@ -13,21 +13,29 @@ from typing import Any
 
 from modelmon_daemon.alerts.model import AlertConfig, AlertEvent, events_from_results
 from modelmon_daemon.alerts.templates import load_templates, render
-from modelmon_daemon.config import Settings
-from modelmon_daemon.drift import ADWIN, DDM
-from modelmon_daemon.enums import ResultKind, ResultStatus
-from modelmon_daemon.performance import (
+from modelmon_daemon.analytics.drift import ADWIN, DDM
+from modelmon_daemon.analytics.performance import (
     classification_keys,
     classification_metrics,
     drop_status,
     infer_model_type,
     regression_metrics,
 )
-from modelmon_daemon.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta, empty_batch
+from modelmon_daemon.config import Settings
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
+from modelmon_daemon.core.records import (
+    AppOutput,
+    ColumnBatch,
+    ResultRecord,
+    WindowMeta,
+    empty_batch,
+)
 from modelmon_daemon.storage.lmdb_store import LmdbStore, PerformanceUpdate, WindowCommit
 from modelmon_daemon.storage.parquet_store import ParquetStore
 
 log = logging.getLogger(__name__)
+
+PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse", "r2")
 
 
 def _day(ts: float) -> str:
@@ -242,6 +250,16 @@ class WriterActor:
         updates: dict[str, Any] = {}
         for output in outputs:
             updates.update(output.endpoint_updates)
+        for record in perf_results:
+            if record.type == "result":  # the realized value, next to the estimate
+                metrics = {k: v for k, v in record.extra.items() if k in PERFORMANCE_METRICS}
+                updates["performance_realized"] = {
+                    "start": record.start,
+                    "end": record.end,
+                    "pairs": record.sample_size,
+                    record.name: record.value,
+                    **metrics,
+                }
         failures = [
             {
                 "kind": "mm-app-failed",

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from modelmon_daemon.drift import ADWIN, DDM, PageHinkley
+from modelmon_daemon.analytics.drift import ADWIN, DDM, PageHinkley
 
 N = 1_000_000
 

@@ -13,9 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from modelmon_daemon.analytics.distances import (
+    hellinger_distance,
+    kl_divergence,
+    total_variance_distance,
+)
+from modelmon_daemon.analytics.stats import current_feature_stats, reference_feature_stats
 from modelmon_daemon.applications.histogram_data_drift import histogram_drift
-from modelmon_daemon.distances import hellinger_distance, kl_divergence, total_variance_distance
-from modelmon_daemon.stats import current_feature_stats, reference_feature_stats
 
 ROWS, FEATURES, CATEGORICAL, REPEAT = 100_000, 20, 5, 7
 
@@ -49,7 +53,7 @@ def all_numeric_apps(window, names, stats, model):
     from modelmon_daemon.applications.drift_metrics import DriftMetricsApplication
     from modelmon_daemon.applications.histogram_data_drift import HistogramDataDriftApplication
     from modelmon_daemon.applications.multivariate_drift import MultivariateDriftApplication
-    from modelmon_daemon.records import ColumnBatch
+    from modelmon_daemon.core.records import ColumnBatch
 
     n = window.shape[0]
     batch = ColumnBatch(
@@ -96,7 +100,7 @@ def main() -> None:
     print(f"  speed-up vs baseline: {base[0] / ours[0]:.2f}x")
     label = "current_stats for the endpoint record:"
     print(f"  {label:<48}{with_stats[0]:7.2f} / {with_stats[1]:7.2f} ms")
-    from modelmon_daemon.multivariate import fit_pca
+    from modelmon_daemon.analytics.multivariate import fit_pca
 
     model = fit_pca(reference)
     every = best_ms(lambda: all_numeric_apps(window, names, stats, model), repeat=3)
@@ -107,10 +111,10 @@ def main() -> None:
     per_column = best_ms(lambda: drift_measures(window, names, stats))
     label = "drift-metrics (PSI, JS, Wasserstein, KS per column):"
     print(f"  {label:<48}{per_column[0]:7.2f} / {per_column[1]:7.2f} ms")
+    from modelmon_daemon.analytics.categorical import category_counts
     from modelmon_daemon.applications.base import MonitoringContext
     from modelmon_daemon.applications.drift_metrics import categorical_measures
-    from modelmon_daemon.categorical import category_counts
-    from modelmon_daemon.records import ColumnBatch
+    from modelmon_daemon.core.records import ColumnBatch
 
     levels = np.array([f"c{k}" for k in range(10)], dtype=object)
     cat_names = [f"g{j}" for j in range(CATEGORICAL)]

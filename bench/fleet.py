@@ -34,8 +34,8 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from modelmon_daemon.analytics.stats import reference_feature_stats  # noqa: E402
 from modelmon_daemon.applications.histogram_data_drift import histogram_drift  # noqa: E402
-from modelmon_daemon.stats import reference_feature_stats  # noqa: E402
 
 FEATURES = [f"f{j}" for j in range(20)]
 ROWS = 1000

@@ -1,3 +1,3 @@
-from modelmon_daemon.cli import main
+from modelmon_daemon.cli.main import main
 
 raise SystemExit(main())

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from modelmon_daemon.auth import find_token
+from modelmon_daemon.core.auth import find_token
 
 DEFAULT_URL = "http://127.0.0.1:8470"
 

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelmon_daemon.durations import format_duration, parse_duration, parse_size
-from modelmon_daemon.resources import default_file
+from modelmon_daemon.alerts.model import parse_alert
+from modelmon_daemon.applications import BUILTIN_APPLICATIONS
+from modelmon_daemon.core.durations import format_duration, parse_duration, parse_size
+from modelmon_daemon.core.errors import ApiError
+from modelmon_daemon.core.resources import default_file
 
 DEFAULT_CONFIG_PATH = default_file("modelmon.toml")
 
@@ -58,11 +61,17 @@ class WindowSettings:
 @dataclass
 class ControllerSettings:
     tick_interval: float = 10.0
+    # rows one tick analyzes at most (whole endpoints); the rest wait for the next tick,
+    # so the working set of a tick is bounded whatever the backlog
+    max_tick_rows: int = 2_000_000
 
 
 @dataclass
 class StreamSettings:
     max_actors: int = 16
+    # rows a stream actor holds in memory; past it, the oldest windows' rows stay in the
+    # durability log only and are read back when their window is analyzed
+    max_buffered_rows: int = 1_000_000
 
 
 @dataclass
@@ -76,6 +85,7 @@ class ApplicationSettings:
             "data-quality",
             "multivariate-drift",
             "prediction-drift",
+            "performance-estimation",
         ]
     )
     user: list[str] = field(default_factory=list)
@@ -127,6 +137,9 @@ class PerformanceSettings:
     label_ttl: float = 3600.0
     drop_potential: float = 0.05
     drop_detected: float = 0.1
+    # a classifier whose reference scores are off by more than this (expected calibration
+    # error) gets its performance estimates marked poorly_calibrated
+    max_calibration_error: float = 0.1
 
 
 @dataclass
@@ -169,7 +182,7 @@ class Settings:
 
     @property
     def token_path(self) -> Path:
-        from modelmon_daemon.auth import token_path
+        from modelmon_daemon.core.auth import token_path
 
         return token_path(self.data_path, self.daemon.auth_token_file)
 
@@ -299,14 +312,16 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("windows.allowed_lateness", "must be positive")
     if c.tick_interval <= 0:
         raise ConfigError("controller.tick_interval", "must be positive")
+    if c.max_tick_rows < 1:
+        raise ConfigError("controller.max_tick_rows", "must be at least 1")
     if settings.stream.max_actors < 1:
         raise ConfigError("stream.max_actors", "must be at least 1")
+    if settings.stream.max_buffered_rows < 1:
+        raise ConfigError("stream.max_buffered_rows", "must be at least 1")
     if settings.applications.pool_size < 0:
         raise ConfigError("applications.pool_size", "must be 0 (one per CPU) or more")
     if settings.ray.num_cpus < 0:
         raise ConfigError("ray.num_cpus", "must be 0 (all) or more")
-    from modelmon_daemon.applications import BUILTIN_APPLICATIONS
-
     for name in settings.applications.builtin:
         if name not in BUILTIN_APPLICATIONS:
             raise ConfigError(
@@ -369,6 +384,8 @@ def validate(settings: Settings) -> Settings:
     perf = settings.performance
     if not 0 < perf.drop_potential < perf.drop_detected:
         raise ConfigError("performance.drop_detected", "need 0 < drop_potential < drop_detected")
+    if not 0 < perf.max_calibration_error <= 1:
+        raise ConfigError("performance.max_calibration_error", "must be in (0, 1]")
     if perf.label_ttl <= 0:
         raise ConfigError("performance.label_ttl", "must be positive")
     n = settings.notifications
@@ -376,9 +393,6 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("notifications.max_attempts", "must be at least 1")
     if n.poll_interval <= 0:
         raise ConfigError("notifications.poll_interval", "must be positive")
-    from modelmon_daemon.alerts.model import parse_alert
-    from modelmon_daemon.errors import ApiError
-
     names = set()
     for i, alert in enumerate(settings.alerts):
         try:
@@ -389,6 +403,16 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f"alerts[{i}].name", f"{parsed.name!r} is defined twice")
         names.add(parsed.name)
     return settings
+
+
+def application_settings(settings: Settings) -> dict[str, Any]:
+    """The flat settings dict applications read from their context."""
+    return {
+        **dataclasses.asdict(settings.drift),
+        **dataclasses.asdict(settings.operational),
+        **dataclasses.asdict(settings.data_quality),
+        **dataclasses.asdict(settings.performance),
+    }
 
 
 def load_settings(

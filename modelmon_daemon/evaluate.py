@@ -18,11 +18,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from modelmon_daemon.analytics.stats import reference_feature_stats
 from modelmon_daemon.applications import build_applications
 from modelmon_daemon.applications.runner import run_application
-from modelmon_daemon.config import Settings
-from modelmon_daemon.records import ColumnBatch, EndpointSpec, ResultRecord, WindowMeta
-from modelmon_daemon.stats import reference_feature_stats
+from modelmon_daemon.config import Settings, application_settings
+from modelmon_daemon.core.records import ColumnBatch, EndpointSpec, ResultRecord, WindowMeta
 from modelmon_daemon.storage.parquet_store import ParquetStore
 
 
@@ -60,7 +60,7 @@ def _times(table: pa.Table, column: str, path: str) -> np.ndarray:
         nanos = pc.cast(col.cast(pa.timestamp("ns", tz="UTC")), pa.int64())
         return np.asarray(nanos.to_numpy(zero_copy_only=False), dtype=np.float64) / 1e9
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        from modelmon_daemon.events import parse_time
+        from modelmon_daemon.core.times import parse_time
 
         try:
             return np.array([parse_time(v) for v in col.to_pylist()], dtype=np.float64)
@@ -130,11 +130,7 @@ def evaluate(
         ts = np.full(n, math.floor(time.time()))
         starts = ts.copy()
     apps = build_applications(settings.applications.builtin, settings.applications.user)
-    app_settings = {
-        **settings.drift.__dict__,
-        **settings.operational.__dict__,
-        **settings.data_quality.__dict__,
-    }
+    app_settings = application_settings(settings)
     endpoint = spec.to_dict()
     windows, results, failures = [], [], []
     unique = np.unique(starts)
@@ -184,7 +180,7 @@ def progress_bar(done: int, total: int, width: int = 30) -> None:
 
 
 def as_rows(evaluation: Evaluation) -> list[dict[str, Any]]:
-    from modelmon_daemon.events import iso
+    from modelmon_daemon.core.times import iso
 
     rows = []
     for r in evaluation.results:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelmon_daemon.daemon import read_daemon_file
+from modelmon_daemon.server.daemon import read_daemon_file
 
 
 @dataclass
@@ -23,7 +23,7 @@ class DaemonHandles:
         """The stream actor holding endpoint `uid` (several endpoints may share one)."""
         import ray
 
-        from actors.remote import get_actor
+        from modelmon_daemon.actors.remote import get_actor
 
         routes = ray.get(self.controller.route_table.remote())
         if uid not in routes:
@@ -53,7 +53,7 @@ def connect(target: str | os.PathLike[str] = "./modelmon-data") -> DaemonHandles
     address there) or a Ray address such as `10.0.0.5:6379`."""
     import ray
 
-    from actors.remote import CONTROLLER, NAMESPACE, WRITER, get_actor
+    from modelmon_daemon.actors.remote import CONTROLLER, NAMESPACE, WRITER, get_actor
 
     path = Path(target).expanduser()
     address = str(target)

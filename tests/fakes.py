@@ -58,8 +58,8 @@ class FakeRuntime:
     """Builds the actor objects in-process; mirrors actors.remote.RayRuntime."""
 
     def __init__(self, settings: dict[str, Any], store: Any) -> None:
-        from actors.application import ApplicationActor
-        from actors.writer import WriterActor
+        from modelmon_daemon.actors.application import ApplicationActor
+        from modelmon_daemon.actors.writer import WriterActor
 
         self.settings, self.store = settings, store
         self.streams: dict[str, Any] = {}
@@ -67,7 +67,7 @@ class FakeRuntime:
         self._apps = [FakeHandle(ApplicationActor(i, settings)) for i in range(2)]
 
     def stream_actor(self, name: str) -> FakeHandle:
-        from actors.stream import StreamActor
+        from modelmon_daemon.actors.stream import StreamActor
 
         if name not in self.streams:
             self.streams[name] = StreamActor(name, self.settings, store=self.store)

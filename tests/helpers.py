@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from modelmon_daemon.records import ColumnBatch, EndpointSpec
-from modelmon_daemon.stats import reference_feature_stats
+from modelmon_daemon.analytics.stats import reference_feature_stats
+from modelmon_daemon.core.records import ColumnBatch, EndpointSpec
 
 
 def make_batch(ts, features, outputs=None, rids=None):

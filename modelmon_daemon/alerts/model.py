@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelmon_daemon.durations import parse_duration
-from modelmon_daemon.enums import ResultKind, ResultStatus
-from modelmon_daemon.errors import ApiError
+from modelmon_daemon.core.durations import parse_duration
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
+from modelmon_daemon.core.errors import ApiError
 
 KIND_PREFIX = {
     ResultKind.data_drift: "data-drift",

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from modelmon_daemon.alerts.model import AlertConfig, AlertEvent
-from modelmon_daemon.enums import ResultStatus
-from modelmon_daemon.events import iso
-from modelmon_daemon.resources import default_file
+from modelmon_daemon.core.enums import ResultStatus
+from modelmon_daemon.core.resources import default_file
+from modelmon_daemon.core.times import iso
 
 DEFAULT_TEMPLATES = default_file("alert_templates.toml")
 

@@ -17,6 +17,7 @@ from modelmon_daemon.applications.drift_metrics import DriftMetricsApplication
 from modelmon_daemon.applications.histogram_data_drift import HistogramDataDriftApplication
 from modelmon_daemon.applications.multivariate_drift import MultivariateDriftApplication
 from modelmon_daemon.applications.operational_health import OperationalHealthApplication
+from modelmon_daemon.applications.performance_estimation import PerformanceEstimationApplication
 from modelmon_daemon.applications.prediction_drift import PredictionDriftApplication
 
 BUILTIN_APPLICATIONS: dict[str, type] = {
@@ -26,6 +27,7 @@ BUILTIN_APPLICATIONS: dict[str, type] = {
     DataQualityApplication.NAME: DataQualityApplication,
     MultivariateDriftApplication.NAME: MultivariateDriftApplication,
     PredictionDriftApplication.NAME: PredictionDriftApplication,
+    PerformanceEstimationApplication.NAME: PerformanceEstimationApplication,
 }
 
 

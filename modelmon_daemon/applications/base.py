@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from modelmon_daemon.enums import ResultKind, ResultStatus
-from modelmon_daemon.identity import check_result_name
-from modelmon_daemon.records import ColumnBatch
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
+from modelmon_daemon.core.identity import check_result_name
+from modelmon_daemon.core.records import ColumnBatch
 
 
 @dataclass
@@ -32,10 +32,12 @@ class Result:
 
 @dataclass
 class Metric:
-    """A plain value (MLRun's ModelMonitoringApplicationMetric)."""
+    """A plain value (MLRun's ModelMonitoringApplicationMetric); `extra_data` is stored
+    with it (e.g. an estimate's band)."""
 
     name: str
     value: float
+    extra_data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import numpy as np
 
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
 from modelmon_daemon.applications.operational_health import threshold_status
-from modelmon_daemon.enums import ResultKind, ResultStatus
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 NAME = "data-quality"
 

@@ -9,10 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
-from modelmon_daemon.applications.histogram_data_drift import histogram_drift, status_for
-from modelmon_daemon.categorical import categorical_drift, category_counts
-from modelmon_daemon.distances import (
+from modelmon_daemon.analytics.categorical import categorical_drift, category_counts
+from modelmon_daemon.analytics.distances import (
     PSI_EPSILON,
     bin_positions,
     jensen_shannon_divergence,
@@ -21,8 +19,10 @@ from modelmon_daemon.distances import (
     probabilities,
     wasserstein_binned,
 )
-from modelmon_daemon.enums import ResultKind, ResultStatus
-from modelmon_daemon.stats import pad_hist
+from modelmon_daemon.analytics.stats import pad_hist
+from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
+from modelmon_daemon.applications.histogram_data_drift import histogram_drift, status_for
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 NAME = "drift-metrics"
 

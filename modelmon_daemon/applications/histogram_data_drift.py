@@ -9,21 +9,21 @@ from typing import Any
 
 import numpy as np
 
-from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
-from modelmon_daemon.calibration import calibrated_thresholds
-from modelmon_daemon.distances import (
+from modelmon_daemon.analytics.calibration import calibrated_thresholds
+from modelmon_daemon.analytics.distances import (
     hellinger_distance,
     kl_divergence,
     probabilities,
     total_variance_distance,
 )
-from modelmon_daemon.enums import ResultKind, ResultStatus
-from modelmon_daemon.stats import (
+from modelmon_daemon.analytics.stats import (
     binned_counts,
     current_feature_stats,
     padded_edges_matrix,
     reference_probabilities,
 )
+from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 NAME = "histogram-data-drift"
 

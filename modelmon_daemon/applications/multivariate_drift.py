@@ -3,9 +3,9 @@ own variation (see multivariate.py). Needs reference data at registration."""
 
 from __future__ import annotations
 
+from modelmon_daemon.analytics.multivariate import reconstruction_errors, window_z
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
-from modelmon_daemon.enums import ResultKind, ResultStatus
-from modelmon_daemon.multivariate import reconstruction_errors, window_z
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 NAME = "multivariate-drift"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
-from modelmon_daemon.enums import ResultKind, ResultStatus
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 NAME = "operational-health"
 

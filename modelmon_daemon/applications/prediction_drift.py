@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from modelmon_daemon.analytics.categorical import categorical_drift, category_counts
+from modelmon_daemon.analytics.stats import reference_feature_stats
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
 from modelmon_daemon.applications.histogram_data_drift import histogram_drift, status_for
-from modelmon_daemon.categorical import categorical_drift, category_counts
-from modelmon_daemon.enums import ResultKind, ResultStatus
-from modelmon_daemon.stats import reference_feature_stats
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 NAME = "prediction-drift"
 NUMERIC_MIN_DISTINCT = 20

@@ -11,7 +11,7 @@ import traceback
 from typing import Any
 
 from modelmon_daemon.applications.base import Metric, MonitoringContext, validate_outputs
-from modelmon_daemon.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta
+from modelmon_daemon.core.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta
 
 
 def run_application(
@@ -41,7 +41,14 @@ def run_application(
         if isinstance(item, Metric):
             records.append(
                 ResultRecord(
-                    name, item.name, "metric", value, meta.start, meta.end, sample_size=meta.rows
+                    name,
+                    item.name,
+                    "metric",
+                    value,
+                    meta.start,
+                    meta.end,
+                    extra=dict(item.extra_data),
+                    sample_size=meta.rows,
                 )
             )
         else:

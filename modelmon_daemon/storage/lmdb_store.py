@@ -27,7 +27,7 @@ import lmdb
 
 from modelmon_daemon.alerts.engine import Decision, evaluate, manual_reset
 from modelmon_daemon.alerts.model import AlertConfig, AlertEvent
-from modelmon_daemon.records import WindowMeta, pack, unpack
+from modelmon_daemon.core.records import WindowMeta, pack, unpack
 
 # (alert, the results that fired in one window of one endpoint) -> outbox entries, one
 # per channel
@@ -416,6 +416,19 @@ class LmdbStore:
                     continue
                 record = unpack(value)
                 out.append((_SEQ.unpack(key[len(prefix) :])[0], record["w"], record["b"]))
+        return out
+
+    @_growing
+    def wal_batches(self, uid: str, seqs: list[int]) -> list[dict[str, Any]]:
+        """The batch wires of logged records, in the order asked (a spilled window's rows
+        are read back from here)."""
+        out = []
+        with self.env.begin(db=self.db["wal"]) as txn:
+            for seq in seqs:
+                raw = txn.get(wal_key(uid, seq))
+                if raw is None:
+                    raise KeyError(f"logged record {seq} of {uid} is gone")
+                out.append(unpack(raw)["b"])
         return out
 
     @_growing

@@ -28,7 +28,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from modelmon_daemon.records import ColumnBatch, ResultRecord, WindowMeta
+from modelmon_daemon.core.records import ColumnBatch, ResultRecord, WindowMeta
 
 RESULT_SCHEMA = pa.schema(
     [

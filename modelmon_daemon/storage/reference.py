@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from modelmon_daemon.errors import ApiError
+from modelmon_daemon.core.errors import ApiError
 
 
 def reference_columns(
@@ -136,21 +136,33 @@ def _file_matrix(path: str, feature_names: list[str], table: pa.Table | None = N
 def reference_predictions(reference: dict[str, Any]) -> list[Any] | None:
     """The reference's predictions: `predictions` beside `rows`, or `prediction_column`
     of the file at `path`; None when not given."""
-    if "predictions" in reference:
-        values = reference["predictions"]
+    return reference_values(reference, "predictions", "prediction_column")
+
+
+def reference_values(reference: dict[str, Any], key: str, column_key: str) -> list[Any] | None:
+    """A per-row list of the reference: `key` beside `rows` (e.g. `labels`), or the file
+    column named by `column_key` (e.g. `label_column`); None when neither is given."""
+    if key in reference:
+        values = reference[key]
         if not isinstance(values, list) or not values:
             raise ApiError(
-                "reference.predictions must be a non-empty list", {"field": "reference.predictions"}
+                f"reference.{key} must be a non-empty list", {"field": f"reference.{key}"}
             )
         return values
-    column = reference.get("prediction_column")
+    column = reference.get(column_key)
     if column is None or "path" not in reference:
         return None
-    path = str(reference["path"])
+    return reference_file_column(str(reference["path"]), column, f"reference.{column_key}")
+
+
+def reference_file_column(path: str, column: Any, field: str) -> list[Any]:
+    """One column of a reference file as a list; `field` names the request field."""
+    if not isinstance(column, str):
+        raise ApiError(f"{field} must be a column name", {"field": field})
     table = _read(path)
     if column not in table.column_names:
         raise ApiError(
             f"reference file {path} has no column {column!r}",
-            {"field": "reference.prediction_column", "column": column},
+            {"field": field, "column": column},
         )
     return list(table.column(column).to_pylist())

@@ -27,7 +27,7 @@ def ray_cluster():
 
 @pytest.fixture
 def clean_actors(ray_cluster):
-    from actors.remote import all_actor_names, get_actor
+    from modelmon_daemon.actors.remote import all_actor_names, get_actor
 
     yield
     for name in all_actor_names():

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import ray
 
-from actors.remote import RayRuntime, all_actor_names, get_actor
+from modelmon_daemon.actors.remote import RayRuntime, all_actor_names, get_actor
 from modelmon_daemon.config import Settings
-from modelmon_daemon.events import split_by_window
+from modelmon_daemon.ingest.events import split_by_window
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 from tests.helpers import make_batch, make_spec
 

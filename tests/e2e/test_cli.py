@@ -106,7 +106,7 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
             h = modelmon_daemon.connect({str(data)!r})
             stream = h.stream("cli-ep")
             ops = ray.get(stream.operational.remote(["cli-ep"]))
-            from actors.remote import all_actor_names
+            from modelmon_daemon.actors.remote import all_actor_names
             print(json.dumps({{"status": h.status(), "ops": ops, "names": all_actor_names()}}))
         """)
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}

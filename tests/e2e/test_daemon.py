@@ -259,7 +259,7 @@ def test_health_metrics_and_labels(daemon):
         text = resp.read().decode()
     from prometheus_client.parser import text_string_to_metric_families
 
-    from modelmon_daemon.prometheus import metric_names
+    from modelmon_daemon.server.prometheus import metric_names
 
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert families["modelmon_ingest_events"].type == "counter"

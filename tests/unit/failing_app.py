@@ -1,7 +1,7 @@
 """User applications used by the tests."""
 
 from modelmon_daemon.applications import Metric, MonitoringContext, Result
-from modelmon_daemon.enums import ResultKind, ResultStatus
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 
 class RowCountApplication:

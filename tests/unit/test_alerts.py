@@ -3,7 +3,7 @@ import pytest
 from modelmon_daemon.alerts.engine import evaluate, manual_reset, new_state
 from modelmon_daemon.alerts.model import AlertEvent, events_from_results, parse_alert
 from modelmon_daemon.alerts.templates import load_templates, render
-from modelmon_daemon.errors import ApiError
+from modelmon_daemon.core.errors import ApiError
 
 
 def alert(**extra):

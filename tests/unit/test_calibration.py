@@ -2,11 +2,11 @@
 
 import numpy as np
 
+from modelmon_daemon.analytics.calibration import calibrated_thresholds, null_general_drift
+from modelmon_daemon.analytics.stats import reference_feature_stats, reference_probabilities
 from modelmon_daemon.applications.base import MonitoringContext, Result
 from modelmon_daemon.applications.histogram_data_drift import HistogramDataDriftApplication
-from modelmon_daemon.calibration import calibrated_thresholds, null_general_drift
-from modelmon_daemon.enums import ResultStatus
-from modelmon_daemon.stats import reference_feature_stats, reference_probabilities
+from modelmon_daemon.core.enums import ResultStatus
 from tests.helpers import make_batch
 
 NAMES = ["a", "b", "c", "d", "e"]

@@ -6,16 +6,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from actors.writer import WriterActor
+from modelmon_daemon.actors.writer import WriterActor
 from modelmon_daemon.applications.base import MonitoringContext, Result
 from modelmon_daemon.applications.data_quality import DataQualityApplication
 from modelmon_daemon.applications.drift_metrics import DriftMetricsApplication
 from modelmon_daemon.config import Settings
-from modelmon_daemon.enums import ResultStatus
-from modelmon_daemon.errors import InvalidEvent
-from modelmon_daemon.events import parse_mlrun_events, parse_native_events
-from modelmon_daemon.records import ColumnBatch, WindowMeta
-from modelmon_daemon.registration import build_spec
+from modelmon_daemon.core.enums import ResultStatus
+from modelmon_daemon.core.errors import InvalidEvent
+from modelmon_daemon.core.records import ColumnBatch, WindowMeta
+from modelmon_daemon.ingest.events import parse_mlrun_events, parse_native_events
+from modelmon_daemon.ingest.registration import build_spec
 
 
 def spec_with_reference():

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from modelmon_daemon.alerts.channels import SIGNATURE_HEADER, DeliveryError, send
-from modelmon_daemon.alerts.delivery import OutboxDelivery
+from modelmon_daemon.server.delivery import OutboxDelivery
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 from tests.receivers import HttpReceiver, SmtpReceiver, free_port
 

@@ -8,7 +8,7 @@ from modelmon_daemon.config import (
     env_name,
     load_settings,
 )
-from modelmon_daemon.durations import format_duration, parse_duration, parse_size
+from modelmon_daemon.core.durations import format_duration, parse_duration, parse_size
 
 
 def test_durations_and_sizes():
@@ -77,7 +77,7 @@ def test_unknown_key_in_file(tmp_path):
 
 
 def test_packaged_defaults_are_found():
-    from modelmon_daemon.resources import default_file
+    from modelmon_daemon.core.resources import default_file
 
     assert default_file("modelmon.toml").exists()
     assert default_file("alert_templates.toml").exists()

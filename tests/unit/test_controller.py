@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from actors.controller import ControllerActor
+from modelmon_daemon.actors.controller import ControllerActor
 from modelmon_daemon.config import Settings
-from modelmon_daemon.events import split_by_window
+from modelmon_daemon.ingest.events import split_by_window
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 from tests.fakes import FakeRuntime
 from tests.helpers import make_batch, make_spec
@@ -17,12 +17,18 @@ P = 60.0
 
 @pytest.fixture
 def env(tmp_path):
+    return build_env(tmp_path)
+
+
+def build_env(tmp_path, **stream):
     s = Settings()
     s.daemon.data_dir = str(tmp_path)
     s.storage.lmdb_map_size = 64 * 1024**2
     s.windows.base_period = P
     s.windows.allowed_lateness = 5.0
     s.stream.max_actors = 2
+    for key, value in stream.items():
+        setattr(s.stream, key, value)
     s.applications.user = [
         "tests.unit.failing_app:RowCountApplication",
         "tests.unit.failing_app:BrokenApplication",
@@ -187,3 +193,44 @@ async def test_an_application_actor_that_lost_its_cache_gets_the_specs_again(env
     results = runtime._writer._target.parquet.read_results("ep1")
     drift = [r for r in results if r["name"] == "general_drift"]
     assert [r["start"] for r in drift] == ["1970-01-01T00:00:00Z", "1970-01-01T00:01:00Z"]
+
+
+async def test_a_stream_actor_past_its_row_budget_gives_the_same_results(tmp_path):
+    """With a budget of 40 rows, windows are read back from the log: every result is the
+    same as with everything held, and the actor never holds more than its budget."""
+    outcomes = []
+    for name, budget in (("held", 1_000_000), ("spilled", 40)):
+        controller, runtime, store = build_env(tmp_path / name, max_buffered_rows=budget)
+        store.put_endpoint(make_spec("ep1").to_dict())
+        rng = np.random.default_rng(3)
+        most = 0
+        for k in range(6):  # six records over two windows
+            ts = np.sort(rng.uniform(0, 119, 30)) if k < 5 else np.array([125.0])
+            feats = rng.normal(size=(len(ts), 2)) + (ts[:, None] >= 60) * 2.0
+            await log_and_forward(controller, runtime, store, "ep1", make_batch(ts, feats), 1000.0)
+            most = max(most, runtime.streams["stream:ep1"].held_rows())
+        report = await controller.update(now=1000.0)
+        assert report["windows"] == 2
+        results = runtime._writer._target.parquet.read_results("ep1")
+        outcomes.append(sorted((r["name"], r["start"], r["value"]) for r in results))
+        if name == "spilled":
+            assert most <= 40
+            assert runtime.streams["stream:ep1"].spilled_rows > 0
+    assert outcomes[0] == outcomes[1]
+
+
+async def test_a_tick_takes_whole_endpoints_up_to_its_row_budget(tmp_path):
+    controller, runtime, store = build_env(tmp_path)
+    controller.settings.controller.max_tick_rows = 150
+    for uid in ("a", "b", "c"):
+        store.put_endpoint(make_spec(uid).to_dict())
+        ts = np.r_[np.linspace(0, 59, 100), [125.0]]
+        batch = make_batch(ts, np.random.default_rng(0).normal(size=(101, 2)))
+        await log_and_forward(controller, runtime, store, uid, batch, 1000.0)
+    first = await controller.update(now=1000.0)
+    assert (first["windows"], first["deferred"]) == (1, 2)  # 100 rows fit, 200 would not
+    second = await controller.update(now=1000.0)
+    assert (second["windows"], second["deferred"]) == (1, 1)
+    third = await controller.update(now=1000.0)
+    assert (third["windows"], third["deferred"]) == (1, 0)
+    assert all(store.get_last_analyzed(u) for u in ("a", "b", "c"))

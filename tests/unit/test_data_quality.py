@@ -2,8 +2,8 @@ import numpy as np
 
 from modelmon_daemon.applications.base import MonitoringContext
 from modelmon_daemon.applications.data_quality import DataQualityApplication
-from modelmon_daemon.enums import ResultStatus
-from modelmon_daemon.events import parse_native_events
+from modelmon_daemon.core.enums import ResultStatus
+from modelmon_daemon.ingest.events import parse_native_events
 from tests.helpers import make_batch
 
 
@@ -51,7 +51,7 @@ def test_a_feature_gone_from_the_native_columns_is_all_missing_not_an_error():
 
 
 def test_unexpected_columns_are_reported_not_refused():
-    from modelmon_daemon.records import ColumnBatch
+    from modelmon_daemon.core.records import ColumnBatch
 
     batch = parse_native_events(
         {"inputs": {"a": [1, 2], "b": [3, 4], "c": [5, 6], "new": [0, 0]}}, ["a", "b", "c"], 1, 0.0

@@ -4,7 +4,7 @@ silent on stationary data."""
 import numpy as np
 import pytest
 
-from modelmon_daemon.drift import ADWIN, DDM, PageHinkley
+from modelmon_daemon.analytics.drift import ADWIN, DDM, PageHinkley
 
 
 def first_alarm(detector, stream):

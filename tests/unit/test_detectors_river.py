@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from river import drift as river_drift
 
-from modelmon_daemon.drift import ADWIN, DDM, PageHinkley
+from modelmon_daemon.analytics.drift import ADWIN, DDM, PageHinkley
 
 
 def alarms(detector, stream):

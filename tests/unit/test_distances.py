@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon  # noqa: F401  (scipy is a dependency)
 
-from modelmon_daemon.distances import (
+from modelmon_daemon.analytics.distances import (
     hellinger_distance,
     kl_divergence,
     probabilities,

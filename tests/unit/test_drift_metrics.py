@@ -5,9 +5,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp, wasserstein_distance
 
-from modelmon_daemon.applications.base import MonitoringContext, Result
-from modelmon_daemon.applications.drift_metrics import DriftMetricsApplication, drift_measures
-from modelmon_daemon.distances import (
+from modelmon_daemon.analytics.distances import (
     bin_positions,
     jensen_shannon_divergence,
     kolmogorov_smirnov_binned,
@@ -15,8 +13,10 @@ from modelmon_daemon.distances import (
     probabilities,
     wasserstein_binned,
 )
-from modelmon_daemon.enums import ResultStatus
-from modelmon_daemon.stats import padded_edges_matrix, reference_feature_stats
+from modelmon_daemon.analytics.stats import padded_edges_matrix, reference_feature_stats
+from modelmon_daemon.applications.base import MonitoringContext, Result
+from modelmon_daemon.applications.drift_metrics import DriftMetricsApplication, drift_measures
+from modelmon_daemon.core.enums import ResultStatus
 from tests.helpers import make_batch
 
 

@@ -4,14 +4,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from modelmon_daemon.errors import InvalidEvent
-from modelmon_daemon.events import (
-    parse_mlrun_events,
-    parse_native_events,
-    parse_time,
-    split_by_window,
-)
-from modelmon_daemon.identity import FunctionUri, endpoint_uid
+from modelmon_daemon.core.errors import InvalidEvent
+from modelmon_daemon.core.identity import FunctionUri, endpoint_uid
+from modelmon_daemon.core.times import parse_time
+from modelmon_daemon.ingest.events import parse_mlrun_events, parse_native_events, split_by_window
 
 NOW = 1_800_000_000.0
 
@@ -216,3 +212,24 @@ def test_the_model_class_comes_from_class_or_model_class():
     assert next(iter(router.new_endpoints.values())).model_class == "RouterModel"
     parsed = parse_mlrun_events(flow, unknown, NOW)
     assert next(iter(parsed.new_endpoints.values())).model_class == "FlowModel"
+
+
+def test_native_output_columns_are_matched_by_name():
+    """An object of output columns may come in any key order: each lands in its output."""
+    payload = {
+        "inputs": [[1.0], [2.0]],
+        "outputs": {"score": [0.9, 0.2], "prediction": [1, 0]},
+    }
+    batch = parse_native_events(payload, ["x"], 2, 1e9, (), ["prediction", "score"])
+    assert batch.outputs[0].tolist() == [1.0, 0.0]
+    assert batch.outputs[1].tolist() == [0.9, 0.2]
+    with pytest.raises(InvalidEvent) as err:
+        parse_native_events(
+            {"inputs": [[1.0]], "outputs": {"prob": [0.9], "prediction": [1]}},
+            ["x"],
+            2,
+            1e9,
+            (),
+            ["prediction", "score"],
+        )
+    assert err.value.details["field"] == "outputs.prob"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelmon_daemon.prometheus import metric_names
+from modelmon_daemon.server.prometheus import metric_names
 
 GRAFANA = Path(__file__).resolve().parents[2] / "config" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))

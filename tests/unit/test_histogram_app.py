@@ -1,15 +1,15 @@
 import numpy as np
 import pytest
 
+from modelmon_daemon.analytics.stats import FLOAT_MAX, pad_hist
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
 from modelmon_daemon.applications.histogram_data_drift import (
     HistogramDataDriftApplication,
     histogram_drift,
     status_for,
 )
-from modelmon_daemon.enums import ResultKind, ResultStatus
-from modelmon_daemon.records import ColumnBatch
-from modelmon_daemon.stats import FLOAT_MAX, pad_hist
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
+from modelmon_daemon.core.records import ColumnBatch
 
 
 def _batch(matrix):

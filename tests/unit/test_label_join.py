@@ -6,9 +6,9 @@ import time
 import numpy as np
 import pytest
 
-from actors.writer import WriterActor
+from modelmon_daemon.actors.writer import WriterActor
 from modelmon_daemon.config import Settings
-from modelmon_daemon.records import WindowMeta
+from modelmon_daemon.core.records import WindowMeta
 from tests.helpers import make_batch, make_spec
 
 

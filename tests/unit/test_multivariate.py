@@ -2,12 +2,12 @@
 
 import numpy as np
 
+from modelmon_daemon.analytics.multivariate import fit_pca
+from modelmon_daemon.analytics.stats import reference_feature_stats
 from modelmon_daemon.applications.base import MonitoringContext, Result
 from modelmon_daemon.applications.histogram_data_drift import histogram_drift
 from modelmon_daemon.applications.multivariate_drift import MultivariateDriftApplication
-from modelmon_daemon.enums import ResultStatus
-from modelmon_daemon.multivariate import fit_pca
-from modelmon_daemon.stats import reference_feature_stats
+from modelmon_daemon.core.enums import ResultStatus
 from tests.helpers import make_batch
 
 NAMES = ["x", "y", "z"]

@@ -1,10 +1,10 @@
 import numpy as np
 
-from actors.writer import WriterActor
+from modelmon_daemon.actors.writer import WriterActor
 from modelmon_daemon.applications.base import MonitoringContext, Result
 from modelmon_daemon.applications.operational_health import OperationalHealthApplication
 from modelmon_daemon.config import Settings
-from modelmon_daemon.enums import ResultStatus
+from modelmon_daemon.core.enums import ResultStatus
 from tests.helpers import make_batch, make_spec
 
 

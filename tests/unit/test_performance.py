@@ -3,8 +3,12 @@ import math
 import numpy as np
 import pytest
 
-from modelmon_daemon.enums import ResultStatus
-from modelmon_daemon.performance import classification_metrics, drop_status, regression_metrics
+from modelmon_daemon.analytics.performance import (
+    classification_metrics,
+    drop_status,
+    regression_metrics,
+)
+from modelmon_daemon.core.enums import ResultStatus
 
 
 def sk_like_binary(y, p):

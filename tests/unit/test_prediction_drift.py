@@ -6,15 +6,15 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chisquare
 
+from modelmon_daemon.analytics.categorical import categorical_drift, category_counts
 from modelmon_daemon.applications.base import MonitoringContext, Result
 from modelmon_daemon.applications.prediction_drift import (
     PredictionDriftApplication,
     prediction_stats,
 )
-from modelmon_daemon.categorical import categorical_drift, category_counts
-from modelmon_daemon.enums import ResultStatus
-from modelmon_daemon.records import ColumnBatch
-from modelmon_daemon.registration import build_spec
+from modelmon_daemon.core.enums import ResultStatus
+from modelmon_daemon.core.records import ColumnBatch
+from modelmon_daemon.ingest.registration import build_spec
 
 
 def batch(outputs):

@@ -1,7 +1,7 @@
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from modelmon_daemon.prometheus import MetricsExporter, Snapshot, metric_names
+from modelmon_daemon.server.prometheus import MetricsExporter, Snapshot, metric_names
 
 
 def snapshot(per_feature=False):

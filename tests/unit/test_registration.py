@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modelmon_daemon.errors import ApiError
-from modelmon_daemon.registration import build_spec
-from modelmon_daemon.stats import FLOAT_MAX
+from modelmon_daemon.analytics.stats import FLOAT_MAX
+from modelmon_daemon.core.errors import ApiError
+from modelmon_daemon.ingest.registration import build_spec
 
 
 def body(**extra):
@@ -68,7 +68,7 @@ def test_given_feature_stats_are_padded_once():
 def test_a_reference_file_is_summarized_once_per_version(tmp_path, monkeypatch):
     import os
 
-    import modelmon_daemon.registration as registration
+    import modelmon_daemon.ingest.registration as registration
 
     rng = np.random.default_rng(1)
     path = tmp_path / "ref.parquet"

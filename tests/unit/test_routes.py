@@ -1,7 +1,7 @@
 """The route list the auth and fuzz tests walk is the application's, exactly."""
 
 from modelmon_daemon.config import Settings
-from modelmon_daemon.web_app import Services, build_app
+from modelmon_daemon.server.app import Services, build_app
 from tests.routes import OPEN_ROUTES, V1_ROUTES
 
 

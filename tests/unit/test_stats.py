@@ -3,7 +3,7 @@ import sys
 import numpy as np
 import pytest
 
-from modelmon_daemon.stats import (
+from modelmon_daemon.analytics.stats import (
     FLOAT_MAX,
     bin_indices,
     binned_counts,
@@ -80,7 +80,7 @@ def test_reference_feature_without_values_is_refused():
 def test_describe_columns_equals_numpy_percentile_bit_for_bit():
     """The vectorized quartiles (one sort for all columns) against np.percentile, column by
     column, with missing values, ties and extreme scales."""
-    from modelmon_daemon.stats import describe_columns
+    from modelmon_daemon.analytics.stats import describe_columns
 
     rng = np.random.default_rng(0)
     for trial in range(200):

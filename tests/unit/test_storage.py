@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from actors.writer import WriterActor
+from modelmon_daemon.actors.writer import WriterActor
 from modelmon_daemon.config import Settings
-from modelmon_daemon.enums import ResultKind, ResultStatus
-from modelmon_daemon.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
+from modelmon_daemon.core.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 from tests.helpers import make_batch, make_spec
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
-from modelmon_daemon.distances import (
+from modelmon_daemon.analytics.distances import (
     hellinger_distance,
     jensen_shannon_divergence,
     total_variance_distance,

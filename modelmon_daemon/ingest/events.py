@@ -11,76 +11,21 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from modelmon_daemon.errors import InvalidEvent
-from modelmon_daemon.identity import (
+from modelmon_daemon.core.errors import InvalidEvent
+from modelmon_daemon.core.identity import (
     UID_PATTERN,
     FunctionUri,
     endpoint_uid,
     split_versioned_model,
 )
-from modelmon_daemon.records import ColumnBatch
+from modelmon_daemon.core.records import ColumnBatch
+from modelmon_daemon.core.times import event_time, iso, parse_time, query_time
 
-
-def parse_time(value: Any) -> float:
-    """Epoch seconds from ISO 8601 / MLRun's "YYYY-MM-DD HH:MM:SS.ffffff" (UTC if naive)
-    or a number of epoch seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a time: {value!r}")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError(f"not a time: {value!r}")
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"not an ISO 8601 time: {value!r}") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
-    raise ValueError(f"not a time: {value!r}")
-
-
-MAX_FUTURE_S = 86400.0  # event times more than a day ahead are refused
-LATEST_QUERY_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
-
-
-def event_time(value: Any, now: float) -> float:
-    """An event's time: parse_time, then inside [1970, now + 1 day] (DESIGN: sane range).
-    A time outside would put rows in windows that never close, or never open."""
-    ts = parse_time(value)
-    if ts < 0.0:
-        raise ValueError(f"{value!r} is before 1970")
-    if ts > now + MAX_FUTURE_S:
-        raise ValueError(f"{value!r} is more than a day in the future")
-    return ts
-
-
-def query_time(value: Any) -> float:
-    """A query bound: parse_time within 1970..9999 (so it always converts to a date)."""
-    ts = parse_time(value)
-    if not 0.0 <= ts <= LATEST_QUERY_TIME:
-        raise ValueError(f"{value!r} is outside 1970..9999")
-    return ts
-
-
-def iso(ts: Any) -> str | None:
-    """ISO 8601 UTC, or None for anything that is no representable time: a stored value
-    must never break a read path."""
-    if ts is None or isinstance(ts, bool) or not isinstance(ts, int | float):
-        return None
-    try:
-        return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
-    except (OverflowError, OSError, ValueError):
-        return None
+__all__ = ["event_time", "iso", "parse_time", "query_time"]
 
 
 @dataclass
@@ -420,8 +365,10 @@ def parse_native_events(
     n_outputs: int,
     now: float,
     categorical: tuple[int, ...] = (),
+    output_names: Sequence[str] = (),
 ) -> ColumnBatch:
-    """The native columnar form of one endpoint; the event index is the row index."""
+    """The native columnar form of one endpoint; the event index is the row index.
+    Outputs given as an object of columns are matched to `output_names` by name."""
     if not isinstance(payload, dict):
         raise InvalidEvent(None, "body", "must be an object with inputs")
     inputs = payload.get("inputs")
@@ -492,6 +439,15 @@ def parse_native_events(
             raise InvalidEvent(
                 None, "outputs", f"has {len(outputs_raw)} columns, expected {n_outputs}"
             )
+        if n_outputs > 1 and output_names:
+            strangers = [c for c in outputs_raw if c not in output_names]
+            if strangers:
+                raise InvalidEvent(
+                    None,
+                    f"outputs.{strangers[0]}",
+                    f"not one of the endpoint's outputs {list(output_names)}",
+                )
+            outputs_raw = {name: outputs_raw[name] for name in output_names}
         outputs = []
         for name, col in outputs_raw.items():
             if not isinstance(col, list) or len(col) != n:

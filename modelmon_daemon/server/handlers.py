@@ -14,18 +14,13 @@ import orjson
 from aiohttp import web
 
 from modelmon_daemon.config import describe
-from modelmon_daemon.errors import ApiError, InvalidEvent, NotFound, Overloaded, Unavailable
-from modelmon_daemon.events import (
-    iso,
-    parse_mlrun_events,
-    parse_native_events,
-    query_time,
-    split_by_window,
-)
-from modelmon_daemon.records import ColumnBatch, EndpointSpec
-from modelmon_daemon.registration import build_spec
+from modelmon_daemon.core.errors import ApiError, InvalidEvent, NotFound, Overloaded, Unavailable
+from modelmon_daemon.core.records import ColumnBatch, EndpointSpec
+from modelmon_daemon.core.times import iso, query_time
+from modelmon_daemon.ingest.events import parse_mlrun_events, parse_native_events, split_by_window
+from modelmon_daemon.ingest.registration import build_spec
+from modelmon_daemon.server.state import MSGPACK_TYPES, SERVICES, Services, json_response
 from modelmon_daemon.storage.lmdb_store import StoreFull
-from modelmon_daemon.web_app import MSGPACK_TYPES, SERVICES, Services, json_response
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:
@@ -200,7 +195,12 @@ async def post_native_events(request: web.Request) -> web.Response:
     batch = await read_payload(
         request,
         lambda p: parse_native_events(
-            p, spec.feature_names, len(spec.label_names), now, spec.categorical_indices
+            p,
+            spec.feature_names,
+            len(spec.label_names),
+            now,
+            spec.categorical_indices,
+            spec.label_names,
         ),
     )
     await _accept(services, {uid: batch}, [])
@@ -271,7 +271,12 @@ async def register_endpoint(request: web.Request) -> web.Response:
     body = await read_body(request)
     loop = asyncio.get_running_loop()
     spec = await loop.run_in_executor(
-        services.executor, build_spec, body, time.time(), services.settings.reference_paths
+        services.executor,
+        build_spec,
+        body,
+        time.time(),
+        services.settings.reference_paths,
+        services.settings.performance.max_calibration_error,
     )
     existing = services.store.get_endpoint(spec.uid)
     status = 201
@@ -327,8 +332,14 @@ async def _records(services: Services, uids: list[str]) -> list[dict[str, Any]]:
             "late_events": live.get("late_events", state["late_events"]),
             "events_total": live.get("events_total", state["events"]),
             "buffered_events": live.get("buffered_events", 0),
+            # of those, in the stream actor's memory (the rest is read back from the log)
+            "held_events": live.get("held_events", 0),
             "last_analyzed": {app: iso(t) for app, t in last.items()},
             "closed_through": iso(state["closed_through"]),
+            "performance": {
+                "estimated": _timed(state.get("performance_estimated")),
+                "realized": _timed(state.get("performance_realized")),
+            },
             "app_failures": [
                 {**f, "start": iso(f["start"]), "end": iso(f["end"]), "time": iso(f["time"])}
                 for f in services.store.app_failures(uid)[-20:]
@@ -338,6 +349,13 @@ async def _records(services: Services, uids: list[str]) -> list[dict[str, Any]]:
         }
         out.append(record)
     return out
+
+
+def _timed(entry: Any) -> dict[str, Any] | None:
+    """A stored {start, end, ...} with ISO times (None if absent or not a dict)."""
+    if not isinstance(entry, dict):
+        return None
+    return {**entry, "start": iso(entry.get("start")), "end": iso(entry.get("end"))}
 
 
 def _count_param(request: web.Request, key: str, default: int, most: int) -> int:
@@ -511,8 +529,8 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    from modelmon_daemon.prometheus import CONTENT_TYPE, Snapshot
-    from modelmon_daemon.web_alerts import alert_record
+    from modelmon_daemon.server.alert_routes import alert_record
+    from modelmon_daemon.server.prometheus import CONTENT_TYPE, Snapshot
 
     services = _services(request)
     c = services.counters

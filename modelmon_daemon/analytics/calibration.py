@@ -15,7 +15,7 @@ import hashlib
 
 import numpy as np
 
-from modelmon_daemon.distances import hellinger_distance, total_variance_distance
+from modelmon_daemon.analytics.distances import hellinger_distance, total_variance_distance
 
 BOOTSTRAP_WINDOWS = 400
 

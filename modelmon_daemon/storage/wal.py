@@ -15,7 +15,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from modelmon_daemon.records import ColumnBatch
+from modelmon_daemon.core.records import ColumnBatch
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 
 log = logging.getLogger(__name__)

@@ -11,14 +11,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from modelmon_daemon.analytics.categorical import category_counts
+from modelmon_daemon.analytics.estimation import POSITIVE_CLASS, fit_estimator
+from modelmon_daemon.analytics.multivariate import fit_pca
+from modelmon_daemon.analytics.performance import classification_keys
+from modelmon_daemon.analytics.stats import pad_feature_stats, reference_feature_stats
 from modelmon_daemon.applications.prediction_drift import prediction_stats
-from modelmon_daemon.categorical import category_counts
-from modelmon_daemon.errors import ApiError, Forbidden
-from modelmon_daemon.identity import UID_PATTERN, FunctionUri, endpoint_uid, split_versioned_model
-from modelmon_daemon.multivariate import fit_pca
-from modelmon_daemon.records import EndpointSpec
-from modelmon_daemon.stats import pad_feature_stats, reference_feature_stats
-from modelmon_daemon.storage.reference import reference_columns, reference_predictions
+from modelmon_daemon.core.errors import ApiError, Forbidden
+from modelmon_daemon.core.identity import (
+    UID_PATTERN,
+    FunctionUri,
+    endpoint_uid,
+    split_versioned_model,
+)
+from modelmon_daemon.core.records import EndpointSpec
+from modelmon_daemon.storage.reference import (
+    reference_columns,
+    reference_file_column,
+    reference_predictions,
+    reference_values,
+)
 
 
 def _bad(field: str, message: str) -> ApiError:
@@ -147,6 +161,113 @@ def _summarize(reference: Any, feature_names: list[str], declared: set[str]) -> 
     return computed, found, multivariate, prediction
 
 
+def _score_outputs(body: dict[str, Any], label_names: list[str]) -> dict[str, str]:
+    """class key -> output name: `score_output` (a binary model's positive-class score,
+    class 1) or `score_outputs` (one output per class)."""
+    single, many = body.get("score_output"), body.get("score_outputs")
+    if single is not None and many is not None:
+        raise _bad("score_outputs", "give score_output or score_outputs, not both")
+    if single is not None:
+        if not isinstance(single, str) or not single:
+            raise _bad("score_output", "must be the name of an output")
+        outputs = {POSITIVE_CLASS: single}
+        field = "score_output"
+    elif many is not None:
+        if not isinstance(many, dict) or len(many) < 2:
+            raise _bad("score_outputs", "must map two or more classes to output names")
+        outputs = {}
+        for cls, name in many.items():
+            if not isinstance(name, str) or not name:
+                raise _bad(f"score_outputs.{cls}", "must be the name of an output")
+            outputs[classification_keys([cls])[0]] = name
+        if len(outputs) != len(many):
+            raise _bad("score_outputs", "two entries name the same class")
+        field = "score_outputs"
+    else:
+        return {}
+    for name in outputs.values():
+        if name not in label_names:
+            raise _bad(field, f"{name!r} is not one of label_names {label_names}")
+    if len(set(outputs.values())) != len(outputs):
+        raise _bad(field, "each class needs its own output")
+    if not [n for n in label_names if n not in outputs.values()]:
+        raise _bad("label_names", "needs an output for the prediction besides the scores")
+    return outputs
+
+
+def _fit_estimator(
+    reference: Any,
+    score_outputs: dict[str, str],
+    label_names: list[str],
+    max_calibration_error: float,
+) -> dict[str, Any]:
+    """The performance estimator from the labelled reference: `scores`, `labels` and
+    `predictions` beside `rows`, or `score_column(s)`, `label_column` and
+    `prediction_column` of its file."""
+    if not isinstance(reference, dict):
+        raise _bad("reference", "score_output needs a labelled reference (scores, labels)")
+    classes = list(score_outputs)
+    labels = reference_values(reference, "labels", "label_column")
+    if labels is None:
+        raise _bad("reference.labels", "needed to calibrate the scores (or label_column)")
+    predictions = reference_values(reference, "predictions", "prediction_column")
+    if predictions is None:
+        raise _bad("reference.predictions", "needed with the scores (or prediction_column)")
+    scores = _reference_scores(reference, classes)
+    n = len(labels)
+    for key, values in (("predictions", predictions), ("scores", scores)):
+        if len(values) != n:
+            raise _bad(f"reference.{key}", f"has {len(values)} entries for {n} labels")
+    if any(v is None for v in labels):
+        raise _bad("reference.labels", "must not contain nulls")
+    try:
+        estimator = fit_estimator(
+            classes,
+            np.asarray(scores, dtype=np.float64),
+            classification_keys(labels),
+            classification_keys(predictions),
+            max_calibration_error,
+        )
+    except (TypeError, ValueError) as exc:
+        raise _bad("reference.scores", str(exc)) from None
+    prediction_output = next(n for n in label_names if n not in score_outputs.values())
+    return {**estimator, "prediction_output": prediction_output}
+
+
+def _reference_scores(reference: dict[str, Any], classes: list[str]) -> list[Any]:
+    if "scores" in reference or "score_column" in reference:
+        scores = reference_values(reference, "scores", "score_column")
+        if scores is None:
+            raise _bad("reference.score_column", "needs reference.path")
+    elif "score_columns" in reference:
+        columns = reference["score_columns"]
+        if not isinstance(columns, dict) or set(map(str, columns)) != set(classes):
+            raise _bad("reference.score_columns", f"must map each class {classes} to a column")
+        if "path" not in reference:
+            raise _bad("reference.score_columns", "needs reference.path")
+        by_class = {str(k): v for k, v in columns.items()}
+        per_class = [
+            reference_file_column(
+                str(reference["path"]), by_class[c], f"reference.score_columns.{c}"
+            )
+            for c in classes
+        ]
+        scores = [list(row) for row in zip(*per_class, strict=True)]
+    else:
+        raise _bad("reference.scores", "needed to calibrate the scores (or score_column(s))")
+    if len(classes) > 1 and any(not isinstance(v, list) for v in scores):
+        raise _bad("reference.scores", f"each entry must be a list of {len(classes)} scores")
+    for i, value in enumerate(scores):
+        width = 1 if len(classes) == 1 else len(classes)
+        row = value if isinstance(value, list) else [value]
+        if len(row) != width or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in row
+        ):
+            what = "a number" if width == 1 else f"a list of {width} numbers"
+            raise _bad(f"reference.scores[{i}]", f"must be {what}")
+    return scores
+
+
 def allowed_reference_path(value: Any, reference_dirs: Sequence[Path]) -> str:
     """The resolved path if it lies under one of `reference_dirs`, else 403. Checked before
     the file is touched, so an answer never tells whether a path outside exists."""
@@ -162,8 +283,14 @@ def allowed_reference_path(value: Any, reference_dirs: Sequence[Path]) -> str:
     return str(resolved)
 
 
-def build_spec(body: Any, now: float, reference_dirs: Sequence[Path] | None = None) -> EndpointSpec:
-    """`reference_dirs`: where a reference.path may point (None: anywhere, for local use)."""
+def build_spec(
+    body: Any,
+    now: float,
+    reference_dirs: Sequence[Path] | None = None,
+    max_calibration_error: float = 0.1,
+) -> EndpointSpec:
+    """`reference_dirs`: where a reference.path may point (None: anywhere, for local use);
+    `max_calibration_error`: performance.max_calibration_error."""
     if not isinstance(body, dict):
         raise ApiError("body must be a JSON object", {"field": "body"}, code="invalid_endpoint")
     for key in ("project", "name"):
@@ -233,7 +360,18 @@ def build_spec(body: Any, now: float, reference_dirs: Sequence[Path] | None = No
     calibrate = body.get("calibrate", False)
     if not isinstance(calibrate, bool):
         raise _bad("calibrate", "true or false")
+    score_outputs = _score_outputs(body, label_names)
+    estimator: dict[str, Any] = {}
+    if score_outputs:
+        if model_type == "regression":
+            raise _bad("score_output", "performance estimation needs model_type classification")
+        model_type = "classification"
+        estimator = _fit_estimator(
+            body.get("reference"), score_outputs, label_names, max_calibration_error
+        )
     return EndpointSpec(
+        score_outputs=score_outputs,
+        performance_estimator=estimator,
         categorical_features=[n for n in feature_names if n in categorical],
         prediction_stats=prediction,
         multivariate=multivariate,

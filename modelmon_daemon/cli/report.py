@@ -17,7 +17,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from modelmon_daemon.enums import ResultStatus
+from modelmon_daemon.core.enums import ResultStatus
 
 STYLE = (
     "body{font-family:sans-serif;margin:2em;color:#222} table{border-collapse:collapse} "

@@ -14,7 +14,7 @@ from typing import Any
 
 from modelmon_daemon.client import DEFAULT_URL, Client, ClientError
 from modelmon_daemon.config import ConfigError, Settings, load_settings
-from modelmon_daemon.daemon import StartupError, pid_alive, read_daemon_file
+from modelmon_daemon.server.daemon import StartupError, pid_alive, read_daemon_file
 
 FLAG_KEYS = {
     "data_dir": "daemon.data_dir",
@@ -58,7 +58,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.detach:
         return _start_detached(args, settings)
-    from modelmon_daemon.daemon import run
+    from modelmon_daemon.server.daemon import run
 
     try:
         run(settings)
@@ -220,7 +220,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     client = _client(args)
     start = None
     if args.since:
-        from modelmon_daemon.durations import parse_duration
+        from modelmon_daemon.core.durations import parse_duration
 
         start = time.time() - parse_duration(args.since)
     rows = client.results(args.uid, start=start, application=args.application, name=args.name)
@@ -327,7 +327,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from modelmon_daemon.report import build_report, plots
+    from modelmon_daemon.cli.report import build_report, plots
 
     client = _client(args)
     record = client.endpoint(args.uid)
@@ -347,7 +347,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from modelmon_daemon.durations import parse_duration
+    from modelmon_daemon.core.durations import parse_duration
     from modelmon_daemon.evaluate import (
         EvaluateError,
         as_rows,
@@ -393,7 +393,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from modelmon_daemon.demo import run_demo
+    from modelmon_daemon.cli.demo import run_demo
 
     return run_demo(args)
 

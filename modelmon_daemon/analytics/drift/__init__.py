@@ -2,8 +2,8 @@
 then `drift_detected` (and `warning_detected` where the method has one). Pure Python
 state, no I/O; defaults chosen for standardized inputs and a low false-alarm rate."""
 
-from modelmon_daemon.drift.adwin import ADWIN
-from modelmon_daemon.drift.ddm import DDM
-from modelmon_daemon.drift.page_hinkley import PageHinkley
+from modelmon_daemon.analytics.drift.adwin import ADWIN
+from modelmon_daemon.analytics.drift.ddm import DDM
+from modelmon_daemon.analytics.drift.page_hinkley import PageHinkley
 
 __all__ = ["ADWIN", "DDM", "PageHinkley"]

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from modelmon_daemon.records import ColumnBatch, WindowMeta
+from modelmon_daemon.core.records import ColumnBatch, WindowMeta
 
 
 def window_start(ts: float, base_period: float) -> float:
@@ -38,21 +39,58 @@ def close_limit(
 
 
 @dataclass
+class _Summary:
+    """What the live view needs of a batch, kept when its rows are spilled."""
+
+    rows: int
+    errors: int
+    first: float | None
+    last: float | None
+
+    @classmethod
+    def of(cls, batch: ColumnBatch) -> _Summary:
+        ts = batch.timestamps
+        if not len(ts):
+            return cls(0, batch.error_events, None, None)
+        return cls(len(batch), batch.error_events, float(ts.min()), float(ts.max()))
+
+
+@dataclass
 class _Buffered:
+    """A window's logged records in arrival order; a spilled record's batch is None (its
+    rows are read back from the durability log when the window closes)."""
+
     seqs: list[int] = field(default_factory=list)
-    batches: list[ColumnBatch] = field(default_factory=list)
+    batches: list[ColumnBatch | None] = field(default_factory=list)
+    summaries: list[_Summary] = field(default_factory=list)
     rows: int = 0
+    held: int = 0  # rows in memory
 
     def add(self, seq: int, batch: ColumnBatch) -> None:
         self.seqs.append(seq)
         self.batches.append(batch)
+        self.summaries.append(_Summary.of(batch))
         self.rows += len(batch)
+        self.held += len(batch)
+
+    def spill(self) -> int:
+        """Drop every held batch from memory; returns the rows freed."""
+        freed = self.held
+        self.batches = [None] * len(self.batches)
+        self.held = 0
+        return freed
+
+
+# seqs -> their batches, read from the durability log (the stream actor's store)
+LogReader = Callable[[list[int]], list[ColumnBatch]]
 
 
 @dataclass
 class PendingWindow:
     meta: WindowMeta
-    batch: ColumnBatch
+    batch: ColumnBatch | None  # None: spilled, rebuilt from the log when asked
+    seqs: list[int] = field(default_factory=list)  # arrival order
+    held: list[ColumnBatch | None] = field(default_factory=list)
 
 
 class EndpointWindows:
@@ -72,8 +110,10 @@ class EndpointWindows:
         base_period: float,
         allowed_lateness: float,
         closed_through: float | None = None,
+        read_log: LogReader | None = None,
     ) -> None:
         self.uid = uid
+        self.read_log = read_log
         self.n_features = n_features
         self.n_outputs = n_outputs
         self.base_period = base_period
@@ -132,27 +172,78 @@ class EndpointWindows:
         return self.pending_metas()
 
     def _to_pending(self, start: float, buf: _Buffered, late: bool) -> None:
-        batch = ColumnBatch.concat(buf.batches, self.n_features, self.n_outputs)
-        ts = batch.timestamps
+        summaries = buf.summaries
+        firsts = [x.first for x in summaries if x.first is not None]
+        lasts = [x.last for x in summaries if x.last is not None]
         meta = WindowMeta(
             uid=self.uid,
             start=start,
             end=start + self.base_period,
             seqs=sorted(buf.seqs),
-            rows=len(batch),
+            rows=buf.rows,
             late=late,
-            error_events=sum(b.error_events for b in buf.batches),
-            first_event=float(ts.min()) if len(ts) else None,
-            last_event=float(ts.max()) if len(ts) else None,
+            error_events=sum(x.errors for x in summaries),
+            first_event=min(firsts) if firsts else None,
+            last_event=max(lasts) if lasts else None,
         )
-        self.pending[(start, late)] = PendingWindow(meta, batch)
+        if buf.held == buf.rows and all(b is not None for b in buf.batches):
+            held = [b for b in buf.batches if b is not None]
+            batch = ColumnBatch.concat(held, self.n_features, self.n_outputs)
+            self.pending[(start, late)] = PendingWindow(meta, batch, list(buf.seqs))
+        else:  # spilled: keep only what is still held; the rest comes from the log
+            self.pending[(start, late)] = PendingWindow(meta, None, buf.seqs, buf.batches)
 
     def pending_metas(self) -> list[WindowMeta]:
         metas = [p.meta for p in self.pending.values()]
         return sorted(metas, key=lambda m: (m.late, m.start))
 
     def window_batch(self, start: float, late: bool) -> ColumnBatch:
-        return self.pending[(start, late)].batch
+        """A closed window's rows; a spilled one is rebuilt from the log on each call (and
+        not kept: it is asked for once per tick)."""
+        pending = self.pending[(start, late)]
+        if pending.batch is not None:
+            return pending.batch
+        if self.read_log is None:
+            raise RuntimeError("a spilled window needs a log reader")
+        missing = [seq for seq, b in zip(pending.seqs, pending.held, strict=True) if b is None]
+        loaded = dict(zip(missing, self.read_log(missing), strict=True))
+        batches = [
+            b if b is not None else loaded[seq]
+            for seq, b in zip(pending.seqs, pending.held, strict=True)
+        ]
+        return ColumnBatch.concat(batches, self.n_features, self.n_outputs)
+
+    # -- memory --------------------------------------------------------------------------
+
+    def held_rows(self) -> int:
+        """Rows this endpoint holds in memory (open and late buffers, closed windows)."""
+        pending = sum(
+            p.meta.rows if p.batch is not None else sum(len(b) for b in p.held if b is not None)
+            for p in self.pending.values()
+        )
+        return pending + sum(b.held for b in (*self.open.values(), *self.late.values()))
+
+    def spill(self, rows: int) -> int:
+        """Free at least `rows` held rows if there are that many: the oldest windows go
+        first (they close first and are read back once). Returns the rows freed."""
+        if self.read_log is None:
+            return 0
+        freed = 0
+        for _, pending in sorted(self.pending.items(), key=lambda item: item[0]):
+            if freed >= rows:
+                return freed
+            if pending.batch is not None:
+                freed += pending.meta.rows
+                pending.batch = None
+                pending.held = [None] * len(pending.seqs)
+            else:
+                freed += sum(len(b) for b in pending.held if b is not None)
+                pending.held = [None] * len(pending.held)
+        for _, buf in sorted([*self.late.items(), *self.open.items()], key=lambda item: item[0]):
+            if freed >= rows:
+                break
+            freed += buf.spill()
+        return freed
 
     def ack(self, start: float, late: bool) -> None:
         """The writer committed this window: forget it (its seqs stay known for a while
@@ -177,12 +268,11 @@ class EndpointWindows:
         for buf, is_late in groups:
             rows += buf.rows
             late_rows += buf.rows if is_late else 0
-            for b in buf.batches:
-                errors += b.error_events
-                if len(b):
-                    lo, hi = float(b.timestamps.min()), float(b.timestamps.max())
-                    first = lo if first is None else min(first, lo)
-                    last = hi if last is None else max(last, hi)
+            for x in buf.summaries:
+                errors += x.errors
+                if x.first is not None and x.last is not None:
+                    first = x.first if first is None else min(first, x.first)
+                    last = x.last if last is None else max(last, x.last)
         for p in self.pending.values():
             rows += p.meta.rows
             late_rows += p.meta.rows if p.meta.late else 0

@@ -9,10 +9,10 @@ from typing import Any
 from aiohttp import web
 
 from modelmon_daemon.alerts.model import AlertConfig, parse_alert
-from modelmon_daemon.errors import Forbidden, NotFound
-from modelmon_daemon.events import iso
-from modelmon_daemon.web_app import SERVICES, Services, json_response
-from modelmon_daemon.web_handlers import read_body
+from modelmon_daemon.core.errors import Forbidden, NotFound
+from modelmon_daemon.core.times import iso
+from modelmon_daemon.server.handlers import read_body
+from modelmon_daemon.server.state import SERVICES, Services, json_response
 
 
 def _services(request: web.Request) -> Services:

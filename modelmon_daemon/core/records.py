@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from modelmon_daemon.enums import ResultKind, ResultStatus
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 
 @dataclass
@@ -186,6 +186,10 @@ class EndpointSpec:
     categorical_features: list[str] = field(default_factory=list)
     multivariate: dict[str, Any] = field(default_factory=dict)  # PCA fitted on the reference
     prediction_stats: dict[str, Any] = field(default_factory=dict)
+    # performance estimation: class key -> output carrying its score, and the estimator
+    # (isotonic calibration, reference accuracy, calibration check) fitted at registration
+    score_outputs: dict[str, str] = field(default_factory=dict)
+    performance_estimator: dict[str, Any] = field(default_factory=dict)
 
     @property
     def output_names(self) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from modelmon_daemon.client import Client, ClientError
-from modelmon_daemon.enums import ResultStatus
+from modelmon_daemon.core.enums import ResultStatus
 
 PERIOD = 30.0
 FEATURES = ["age", "income", "score", "tenure"]

@@ -21,8 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
-from modelmon_daemon.auth import load_or_create_token
 from modelmon_daemon.config import Settings
+from modelmon_daemon.core.auth import load_or_create_token
 
 log = logging.getLogger("modelmon_daemon")
 
@@ -120,12 +120,12 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     """Run the daemon until SIGINT/SIGTERM (or `stop_event`)."""
     import ray
 
-    from actors import remote
-    from modelmon_daemon.directory import ActorDirectory
-    from modelmon_daemon.records import EndpointSpec
+    from modelmon_daemon.actors import remote
+    from modelmon_daemon.core.records import EndpointSpec
+    from modelmon_daemon.server.app import Services, allowed_hosts, build_app
+    from modelmon_daemon.server.directory import ActorDirectory
     from modelmon_daemon.storage.lmdb_store import LmdbStore
     from modelmon_daemon.storage.parquet_store import ParquetStore
-    from modelmon_daemon.web_app import Services, allowed_hosts, build_app
 
     data = settings.data_path
     data.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from modelmon_daemon.records import ColumnBatch
+from modelmon_daemon.core.records import ColumnBatch
 
 log = logging.getLogger(__name__)
 

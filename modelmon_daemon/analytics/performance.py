@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from modelmon_daemon.enums import ResultStatus
+from modelmon_daemon.core.enums import ResultStatus
 
 HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "f1", "r2"}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-_CHECKOUT = Path(__file__).resolve().parent.parent / "config"
+_CHECKOUT = Path(__file__).resolve().parents[2] / "config"
 
 
 def defaults_dir() -> Path:

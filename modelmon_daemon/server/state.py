@@ -1,0 +1,66 @@
+"""Typed application state shared by the routes: the services one daemon process holds,
+and the JSON response every route answers with."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from modelmon_daemon.config import Settings
+from modelmon_daemon.core.records import EndpointSpec
+from modelmon_daemon.server.delivery import OutboxDelivery
+from modelmon_daemon.server.directory import ActorDirectory
+from modelmon_daemon.server.prometheus import MetricsExporter
+from modelmon_daemon.storage.lmdb_store import LmdbStore
+from modelmon_daemon.storage.parquet_store import ParquetStore
+from modelmon_daemon.storage.wal import GroupCommitLog
+
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+
+
+@dataclass
+class IngestCounters:
+    requests: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    events_accepted: int = 0
+    rows_accepted: int = 0
+
+    def count(self, table: dict[str, int], key: str, n: int = 1) -> None:
+        table[key] = table.get(key, 0) + n
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: LmdbStore
+    parquet: ParquetStore
+    directory: ActorDirectory
+    executor: ThreadPoolExecutor
+    log: GroupCommitLog | None = None
+    specs: dict[str, EndpointSpec] = field(default_factory=dict)
+    counters: IngestCounters = field(default_factory=IngestCounters)
+    delivery: OutboxDelivery | None = None
+    exporter: MetricsExporter = field(default_factory=MetricsExporter)
+    started: float = 0.0
+    token: str = ""
+    allowed_hosts: frozenset[str] | None = None
+    large_requests: int = 0
+    parse_executor: ThreadPoolExecutor | None = None
+
+    def pending_rows(self) -> int:
+        """Rows acknowledged (or being acknowledged) whose window is not committed yet."""
+        queued = self.log.queued_rows if self.log is not None else 0
+        return self.store.wal_rows() + queued
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """orjson: fast, numpy-aware, and NaN becomes null (valid JSON)."""
+    body = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    return web.Response(body=body, status=status, content_type="application/json")
