@@ -21,7 +21,7 @@ from typing import Any
 from modelmon_daemon.actors import ray_metrics
 from modelmon_daemon.config import Settings
 from modelmon_daemon.core.records import AppOutput, WindowMeta, unpack
-from modelmon_daemon.storage.lmdb_store import LmdbStore
+from modelmon_daemon.storage.log_view import LogView
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +90,15 @@ class ControllerActor:
         self,
         settings: dict[str, Any],
         runtime: Any = None,
-        store: LmdbStore | None = None,
+        store: LogView | None = None,
     ) -> None:
-        from modelmon_daemon.actors.remote import RayRuntime
+        """`store`: the log owner's state; by default the writer actor's, over Ray (the
+        controller holds no LMDB handle)."""
+        from modelmon_daemon.actors.remote import LogOwnerClient, RayRuntime
 
         self.settings = Settings.from_dict(settings)
         self.runtime = runtime or RayRuntime(settings)
-        self.store = store or LmdbStore(
-            self.settings.data_path,
-            self.settings.storage.lmdb_map_size,
-            self.settings.storage.lmdb_max_map_size,
-        )
+        self.store: LogView = store or LogOwnerClient(self.runtime.writer())
         self.routes: dict[str, str] = self.store.routes()
         self._routing: dict[str, asyncio.Future[str]] = {}
         self._load: dict[str, int] = {}  # endpoints per stream actor
@@ -238,22 +236,27 @@ class ControllerActor:
                 await asyncio.sleep(0.2)
         return None
 
-    def _spec(self, uid: str) -> tuple[str, dict[str, Any]] | None:
-        """(version, record) of an endpoint; the version is a digest of the stored bytes,
-        so application actors re-read reference stats only when they change."""
-        raw = self.store.get_endpoint_raw(uid)
-        if raw is None:
-            return None
-        version = hashlib.sha1(raw).hexdigest()[:16]
-        cached = self._specs.get(uid)
-        if cached is None or cached[0] != version:
-            cached = self._specs[uid] = (version, unpack(raw))
-        return cached
+    async def _specs_of(self, uids: set[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """(version, record) of each endpoint still registered, read in one call; the
+        version is a digest of the stored bytes, so application actors re-read reference
+        stats only when they change."""
+        ordered = sorted(uids)
+        raws = await asyncio.to_thread(self.store.get_endpoints_raw, ordered)
+        out = {}
+        for uid, raw in zip(ordered, raws, strict=True):
+            if raw is None:
+                continue
+            version = hashlib.sha1(raw).hexdigest()[:16]
+            cached = self._specs.get(uid)
+            if cached is None or cached[0] != version:
+                cached = self._specs[uid] = (version, unpack(raw))
+            out[uid] = cached
+        return out
 
     async def _run_batch(self, batch: TickBatch, report: TickReport) -> None:
         t0 = time.perf_counter()
         data = [s.handle.windows_data.remote(s.keys) for s in batch.streams]
-        specs = {uid: spec for uid in batch.uids() if (spec := self._spec(uid)) is not None}
+        specs = await self._specs_of(batch.uids())
         outputs = await self._run_applications(batch, data, specs)
         t1 = time.perf_counter()
         items = [
@@ -404,8 +407,17 @@ class ControllerActor:
             *(asyncio.wait_for(a.node_id.remote(), 5) for a in self.app_actors),
             return_exceptions=True,
         )
+        names = sorted(self.streams)
+        stream_nodes = await asyncio.gather(
+            *(asyncio.wait_for(self.streams[n].node_id.remote(), 5) for n in names),
+            return_exceptions=True,
+        )
         return {
             "application_nodes": [n if isinstance(n, str) else None for n in nodes],
+            "stream_nodes": {
+                name: n if isinstance(n, str) else None
+                for name, n in zip(names, stream_nodes, strict=True)
+            },
             "ticks": self.ticks,
             "tick_errors": self.tick_errors,
             "endpoints": len(self.routes),

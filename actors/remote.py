@@ -3,6 +3,7 @@ name. Everything else talks to actors through the handles this returns."""
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import ray
@@ -46,9 +47,10 @@ def pool_size(settings: Settings) -> int:
 
 class RayRuntime:
     """Creates the daemon's actors (detached, named, in the `modelmon` namespace) or
-    returns the live ones. The actors that open the LMDB environment (controller, writer,
-    stream actors) are pinned to this node, the one that holds the data dir; application
-    actors hold no state and are spread over the cluster's nodes, one per node in turn."""
+    returns the live ones. The writer owns the LMDB environment and is pinned to this
+    node, the one that holds the data dir (as is the controller, next to it); stream
+    actors and application actors hold no LMDB handle and are spread over the cluster's
+    nodes."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings_dict = settings
@@ -75,7 +77,17 @@ class RayRuntime:
         return opts
 
     def stream_actor(self, name: str) -> Any:
-        return RemoteStream.options(**self._opts(name)).remote(name, self.settings_dict)
+        """On a node chosen by a hash of its name (stable across restarts of the daemon),
+        softly: if that node is lost, Ray restarts the actor on another one, where it
+        rebuilds its buffers from the log owner."""
+        opts = self._opts(name, pinned=False)
+        nodes = alive_nodes() if ray.is_initialized() else []
+        if nodes:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            node = nodes[zlib.crc32(name.encode()) % len(nodes)]
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+        return RemoteStream.options(**opts).remote(name, self.settings_dict)
 
     def writer(self) -> Any:
         return RemoteWriter.options(**self._opts(WRITER)).remote(self.settings_dict)
@@ -95,6 +107,51 @@ class RayRuntime:
 
     def controller(self) -> Any:
         return RemoteController.options(**self._opts(CONTROLLER)).remote(self.settings_dict)
+
+
+class LogOwnerClient:
+    """The log owner's state (storage/log_view.py) seen from any node: each call is one
+    round trip to the writer actor. Blocking: used from stream actors' sync methods and
+    from the controller's worker threads."""
+
+    def __init__(self, handle: Any | None = None) -> None:
+        self._handle = handle
+
+    @property
+    def handle(self) -> Any:
+        if self._handle is None:
+            self._handle = get_actor(WRITER)
+        return self._handle
+
+    def _call(self, method: str, *args: Any) -> Any:
+        return ray.get(getattr(self.handle, method).remote(*args))
+
+    def routes(self) -> dict[str, str]:
+        result: dict[str, str] = self._call("routes")
+        return result
+
+    def put_route(self, uid: str, actor: str) -> None:
+        self._call("put_route", uid, actor)
+
+    def get_endpoint(self, uid: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self._call("get_endpoint", uid)
+        return result
+
+    def get_endpoints_raw(self, uids: list[str]) -> list[bytes | None]:
+        result: list[bytes | None] = self._call("get_endpoints_raw", uids)
+        return result
+
+    def get_state(self, uid: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("get_state", uid)
+        return result
+
+    def wal_records(self, uid: str) -> list[tuple[int, float, dict[str, Any]]]:
+        result: list[tuple[int, float, dict[str, Any]]] = self._call("wal_records", uid)
+        return result
+
+    def wal_batches(self, uid: str, seqs: list[int]) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("wal_batches", uid, seqs)
+        return result
 
 
 def alive_nodes() -> list[str]:

@@ -1,6 +1,7 @@
 """StreamActor: buffers one or more endpoints' events into windows (see windows.py) and
-hands closed windows to the controller. On (re)start it rebuilds its buffers from the
-durability log, so a crash loses nothing that was acknowledged."""
+hands closed windows to the controller. On (re)start, on whatever node, it rebuilds its
+buffers from the durability log of the log owner, so a crash loses nothing that was
+acknowledged."""
 
 from __future__ import annotations
 
@@ -13,20 +14,22 @@ from modelmon_daemon.analytics.opsmetrics import ArrivalRing
 from modelmon_daemon.config import Settings
 from modelmon_daemon.core.records import ColumnBatch, WindowMeta
 from modelmon_daemon.core.windows import EndpointWindows
-from modelmon_daemon.storage.lmdb_store import LmdbStore
+from modelmon_daemon.storage.log_view import LogView
 
 log = logging.getLogger(__name__)
 
 
 class StreamActor:
-    def __init__(self, name: str, settings: dict[str, Any], store: LmdbStore | None = None) -> None:
+    def __init__(self, name: str, settings: dict[str, Any], store: LogView | None = None) -> None:
+        """`store`: the log owner's state; by default the writer actor's, over Ray, so
+        this actor holds no LMDB handle and may run on any node."""
         self.name = name
         self.settings = Settings.from_dict(settings)
-        self.store = store or LmdbStore(
-            self.settings.data_path,
-            self.settings.storage.lmdb_map_size,
-            self.settings.storage.lmdb_max_map_size,
-        )
+        if store is None:
+            from modelmon_daemon.actors.remote import LogOwnerClient
+
+            store = LogOwnerClient()
+        self.store = store
         self.windows: dict[str, EndpointWindows] = {}
         self.rings: dict[str, ArrivalRing] = {}
         self.committed: dict[str, dict[str, Any]] = {}
@@ -87,7 +90,7 @@ class StreamActor:
             if uid not in self.windows:
                 self.add_endpoint(uid)
             if self.windows[uid].add(seq, start, batch, arrival):
-                self.rings[uid].add(arrival, len(batch), batch.latency_us)
+                self.rings[uid].add(arrival, batch.predictions(), batch.latency_us)
                 taken += len(batch)
         if taken:
             self.ray_rows.inc(taken, tags={"actor": self.name})
@@ -200,3 +203,9 @@ class StreamActor:
 
     def ping(self) -> str:
         return self.name
+
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (placement shows in /v1/status)."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())

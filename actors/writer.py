@@ -72,6 +72,29 @@ class WriterActor:
         self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="writer-io")
         self.last_maintenance = 0.0
 
+    # -- the log owner's state, for actors on any node (see storage/log_view.py) ---------
+
+    def routes(self) -> dict[str, str]:
+        return self.store.routes()
+
+    def put_route(self, uid: str, actor: str) -> None:
+        self.store.put_route(uid, actor)
+
+    def get_endpoint(self, uid: str) -> dict[str, Any] | None:
+        return self.store.get_endpoint(uid)
+
+    def get_endpoints_raw(self, uids: list[str]) -> list[bytes | None]:
+        return self.store.get_endpoints_raw(uids)
+
+    def get_state(self, uid: str) -> dict[str, Any]:
+        return self.store.get_state(uid)
+
+    def wal_records(self, uid: str) -> list[tuple[int, float, dict[str, Any]]]:
+        return self.store.wal_records(uid)
+
+    def wal_batches(self, uid: str, seqs: list[int]) -> list[dict[str, Any]]:
+        return self.store.wal_batches(uid, seqs)
+
     def _notifications(self, alert: AlertConfig, fired: list[AlertEvent]) -> list[dict[str, Any]]:
         """One outbox entry per channel of a firing alert, its message rendered now."""
         message = render(alert, fired, self.public_url, self.templates)

@@ -17,11 +17,11 @@ class ArrivalRing:
     def __init__(self, seconds: int = RING_SECONDS) -> None:
         self.seconds = seconds
         self.stamp = np.full(seconds, -1, dtype=np.int64)
-        self.count = np.zeros(seconds, dtype=np.int64)
+        self.count = np.zeros(seconds, dtype=np.float64)  # predictions (sampling-weighted)
         self.latency_sum = np.zeros(seconds, dtype=np.float64)
         self.latency_n = np.zeros(seconds, dtype=np.int64)
 
-    def add(self, now: float, rows: int, latency_us: np.ndarray) -> None:
+    def add(self, now: float, rows: float, latency_us: np.ndarray) -> None:
         second = int(now)
         slot = second % self.seconds
         if self.stamp[slot] != second:
@@ -38,8 +38,12 @@ class ArrivalRing:
         second = int(now)
         return (self.stamp > second - period) & (self.stamp <= second)
 
+    def predictions_over(self, now: float, period: int) -> float:
+        return float(self.count[self._mask(now, period)].sum())
+
     def count_over(self, now: float, period: int) -> int:
-        return int(self.count[self._mask(now, period)].sum())
+        """Predictions in the last `period` seconds, rounded (sampled rows weigh more)."""
+        return round(self.predictions_over(now, period))
 
     def latency_avg_over(self, now: float, period: int) -> float | None:
         mask = self._mask(now, period)
@@ -55,5 +59,5 @@ class ArrivalRing:
             "latency_avg_1h": self.latency_avg_over(now, 3600),
             "predictions_count_5m": self.count_over(now, 300),
             "predictions_count_1h": self.count_over(now, 3600),
-            "predictions_per_second": self.count_over(now, 60) / 60.0,
+            "predictions_per_second": self.predictions_over(now, 60) / 60.0,
         }

@@ -30,9 +30,10 @@ class OperationalHealthApplication:
         s = context.settings
         batch = context.batch
         rows = len(batch)
+        predictions = batch.predictions()  # MLRun's sampling: the predictions rows stand for
         out: list[Result | Metric] = [
-            Metric("predictions", float(rows)),
-            Metric("predictions_per_second", rows / max(context.end - context.start, 1e-9)),
+            Metric("predictions", predictions),
+            Metric("predictions_per_second", predictions / max(context.end - context.start, 1e-9)),
         ]
         errors = sum(e is not None for e in batch.errors.tolist())
         error_rate = errors / rows if rows else 0.0

@@ -16,27 +16,37 @@ class FunctionUri:
     project: str
     function: str
     tag: str | None
+    hash_key: str | None = None
+
+    @property
+    def ref(self) -> str | None:
+        """What MLRun's endpoint uid takes of the function: its tag, else its hash."""
+        return self.tag or self.hash_key
 
     @classmethod
     def parse(cls, text: str) -> FunctionUri:
-        """`project/function[:tag]`, optionally with a `scheme://` prefix or `@hash`."""
+        """`project/function[:tag][@hash]` (optionally after a `scheme://`), split as
+        MLRun's parse_versioned_object_uri does: everything after the first ':' is the
+        tag, and a hash is read only from a function name without a tag."""
         rest = text.split("://", 1)[-1]
         if "/" not in rest:
             raise ValueError(f"function_uri {text!r} is not of the form project/function[:tag]")
         project, function = rest.split("/", 1)
-        function = function.split("@", 1)[0]
-        tag: str | None = None
+        tag = hash_key = ""
         if ":" in function:
             function, tag = function.split(":", 1)
+        if "@" in function:
+            function, hash_key = function.split("@", 1)
         if not project or not function:
             raise ValueError(f"function_uri {text!r} is not of the form project/function[:tag]")
-        return cls(project, function, tag or None)
+        return cls(project, function, tag or None, hash_key or None)
 
 
 def endpoint_uid(
     project: str, function: str, tag: str | None, model: str, version: str | None
 ) -> str:
-    """sha1("{project}_{function}_{tag}_{model}_{version}"), missing parts N/A."""
+    """sha1("{project}_{function}_{tag}_{model}_{version}"), missing parts N/A; `tag`
+    is the function's tag, or its hash when it has none (FunctionUri.ref)."""
     key = "_".join(
         [
             project or NOT_AVAILABLE,

@@ -33,9 +33,16 @@ class ColumnBatch:
     error_events: int = 0
     categorical: dict[int, np.ndarray] = field(default_factory=dict)
     unexpected: dict[str, int] = field(default_factory=dict)  # column -> rows that had it
+    # predictions each row stands for (MLRun's sampling: effective_sample_count x 100 /
+    # sampling_percentage over the event's rows); None = one each
+    weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.timestamps.shape[0])
+
+    def predictions(self) -> float:
+        """How many predictions the rows stand for (their count when not sampled)."""
+        return float(self.weights.sum()) if self.weights is not None else float(len(self))
 
     def take(self, index: np.ndarray) -> ColumnBatch:
         """The rows at `index` (an index array or boolean mask)."""
@@ -50,6 +57,7 @@ class ColumnBatch:
             error_events=0,
             categorical={j: c[index] for j, c in self.categorical.items()},
             unexpected=dict(self.unexpected),
+            weights=None if self.weights is None else self.weights[index],
         )
 
     @staticmethod
@@ -77,6 +85,11 @@ class ColumnBatch:
                 for j in sorted({j for b in batches for j in b.categorical})
             },
             unexpected=_add_counts(b.unexpected for b in batches),
+            weights=None
+            if all(b.weights is None for b in batches)
+            else np.concatenate(
+                [b.weights if b.weights is not None else np.ones(len(b)) for b in batches]
+            ),
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -93,6 +106,7 @@ class ColumnBatch:
             "ee": self.error_events,
             "c": {int(j): c.tolist() for j, c in self.categorical.items()},
             "u": self.unexpected,
+            **({} if self.weights is None else {"w": _f8(self.weights)}),
         }
 
     @staticmethod
@@ -109,6 +123,7 @@ class ColumnBatch:
             error_events=int(wire["ee"]),
             categorical={int(j): _object_array(v) for j, v in (wire.get("c") or {}).items()},
             unexpected=dict(wire.get("u") or {}),
+            weights=np.frombuffer(wire["w"], dtype="<f8").copy() if "w" in wire else None,
         )
 
 

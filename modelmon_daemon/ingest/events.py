@@ -234,6 +234,7 @@ def parse_mlrun_events(
             ts = now if when is None else event_time(when, now)
         except ValueError as exc:
             raise InvalidEvent(i, "when", str(exc)) from None
+        weight = _sampling_weight(i, event, max(len(inputs), 1))
         micro = event.get("microsec")
         if micro is not None and not _is_latency(micro):
             raise InvalidEvent(i, "microsec", f"must be a non-negative number, got {micro!r}")
@@ -275,6 +276,7 @@ def parse_mlrun_events(
                 "rid": [],
                 "err": [],
                 "error_events": [0],
+                "weight": [],
             },
         )
         rid = request.get("id") or (resp or {}).get("id") or uuid.uuid4().hex
@@ -287,6 +289,7 @@ def parse_mlrun_events(
         acc["lat"].extend([math.nan if micro is None else float(micro)] * n_rows)
         acc["rid"].extend([str(rid)] if n_rows == 1 else [f"{rid}-{r}" for r in range(n_rows)])
         acc["err"].extend([error] * n_rows)
+        acc["weight"].extend([weight] * n_rows)
         if error is not None:
             acc["error_events"][0] += 1
     for uid, acc in per_uid.items():
@@ -303,8 +306,32 @@ def parse_mlrun_events(
             errors=_objects(acc["err"]),
             error_events=acc["error_events"][0],
             categorical=categorical,
+            weights=None
+            if all(w == 1.0 for w in acc["weight"])
+            else np.asarray(acc["weight"], dtype=np.float64),
         )
     return parsed
+
+
+def _sampling_weight(i: int, event: dict[str, Any], rows: int) -> float:
+    """Predictions each row of the event stands for, as MLRun estimates them:
+    effective_sample_count (default 1) x 100 / sampling_percentage (default 100), spread
+    over the event's rows. MLRun's serving sends effective_sample_count = the rows."""
+    count = event.get("effective_sample_count", 1)
+    percentage = event.get("sampling_percentage", 100)
+    if isinstance(count, bool) or not isinstance(count, int | float) or not count > 0:
+        raise InvalidEvent(i, "effective_sample_count", f"must be a positive number, got {count!r}")
+    if (
+        isinstance(percentage, bool)
+        or not isinstance(percentage, int | float)
+        or not 0 < percentage <= 100
+    ):
+        raise InvalidEvent(
+            i, "sampling_percentage", f"must be a number in (0, 100], got {percentage!r}"
+        )
+    if not math.isfinite(count):
+        raise InvalidEvent(i, "effective_sample_count", f"must be finite, got {count!r}")
+    return float(count) * 100.0 / float(percentage) / rows
 
 
 def _objects(values: Sequence[Any]) -> np.ndarray:
@@ -347,7 +374,7 @@ def _event_endpoint(i: int, event: dict[str, Any]) -> tuple[str, EndpointGuess |
         raise InvalidEvent(i, "model", "missing or not a string")
     version = event.get("version")
     name, version = split_versioned_model(model, str(version) if version else None)
-    uid = endpoint_uid(fn.project, fn.function, fn.tag, name, version)
+    uid = endpoint_uid(fn.project, fn.function, fn.ref, name, version)
     guess = EndpointGuess(uid, fn.project, name, function_uri, name, 0, 0)
     guess.model_class = _model_class(event)
     return uid, guess

@@ -315,7 +315,7 @@ def build_spec(
                 fn = FunctionUri.parse(function_uri)
             except ValueError as exc:
                 raise _bad("function_uri", str(exc)) from None
-            uid = endpoint_uid(fn.project, fn.function, fn.tag, name, version)
+            uid = endpoint_uid(fn.project, fn.function, fn.ref, name, version)
         else:
             uid = endpoint_uid(body["project"], body["name"], None, name, version)
     stats: dict[str, Any] = {}

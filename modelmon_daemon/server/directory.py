@@ -26,6 +26,7 @@ class ActorDirectory:
         self._get_actor = get_actor
         self.routes: dict[str, str] = {}
         self._routing: dict[str, asyncio.Future[str]] = {}
+        self._background: set[asyncio.Future[None]] = set()  # routings nobody awaits
         self._streams: dict[str, Any] = {}
         self.forward_failures = 0
 
@@ -47,6 +48,24 @@ class ActorDirectory:
         finally:
             if pending.done():
                 self._routing.pop(uid, None)
+
+    def route_soon(self, uid: str) -> None:
+        """Start routing `uid` without waiting (a failure is logged; the next event or
+        tick routes it again)."""
+        if uid in self.routes or uid in self._routing:
+            return
+
+        async def attempt() -> None:
+            try:
+                await self.route(uid)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("routing %s failed (retried on its first event): %r", uid, exc)
+
+        task = asyncio.ensure_future(attempt())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _route(self, uid: str) -> str:
         name = await self.controller.route.remote(uid)

@@ -291,20 +291,27 @@ async def register_endpoint(request: web.Request) -> web.Response:
             )
         spec.created = old.created
         status = 200
-    await loop.run_in_executor(services.executor, services.store.put_endpoint, spec.to_dict())
+    if services.log is not None:  # shares a durable commit with concurrent requests
+        await services.log.append([], [], registered=[spec.to_dict()])
+    else:
+        await loop.run_in_executor(services.executor, services.store.put_endpoint, spec.to_dict())
     services.specs[spec.uid] = spec
-    try:
-        await asyncio.wait_for(services.directory.route(spec.uid), 30)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        pass  # the controller routes every registered endpoint on its next tick
-    record = (await _records(services, [spec.uid]))[0]
+    if status == 201:
+        # its stream actor is made in the background (the first event waits for it, and
+        # the controller routes every registered endpoint on its next tick anyway)
+        services.directory.route_soon(spec.uid)
+        record = (await _records(services, [spec.uid], with_live=False))[0]
+    else:
+        record = (await _records(services, [spec.uid]))[0]
     return json_response(record, status)
 
 
-async def _records(services: Services, uids: list[str]) -> list[dict[str, Any]]:
-    ops = await services.directory.operational(uids)
+async def _records(
+    services: Services, uids: list[str], with_live: bool = True
+) -> list[dict[str, Any]]:
+    """Endpoint records; `with_live`: with the stream actors' live figures (one round
+    trip)."""
+    ops = await services.directory.operational(uids) if with_live else {}
     out = []
     for uid in uids:
         spec = _spec(services, uid).to_dict()

@@ -299,6 +299,13 @@ class LmdbStore:
         return None if raw is None else bytes(raw)
 
     @_growing
+    def get_endpoints_raw(self, uids: list[str]) -> list[bytes | None]:
+        """Many stored records in one transaction (one call per tick)."""
+        with self.env.begin(db=self.db["endpoints"]) as txn:
+            raws = [txn.get(uid.encode()) for uid in uids]
+        return [None if raw is None else bytes(raw) for raw in raws]
+
+    @_growing
     def list_endpoints(self) -> list[dict[str, Any]]:
         with self.env.begin(db=self.db["endpoints"]) as txn:
             return [unpack(v) for _, v in txn.cursor()]
@@ -370,11 +377,15 @@ class LmdbStore:
         self,
         records: list[tuple[str, float, dict[str, Any]]],
         new_endpoints: Iterable[dict[str, Any]] = (),
+        registered: Iterable[dict[str, Any]] = (),
     ) -> list[int]:
         """Log records (uid, window start, batch wire) in one durable transaction, with
-        any endpoints first seen in them; returns each record's sequence number."""
+        any endpoints first seen in them and endpoint records registered meanwhile (which
+        replace stored ones); returns each record's sequence number."""
         seqs: list[int] = []
         with self.env.begin(write=True) as txn:
+            for spec in registered:
+                txn.put(spec["uid"].encode(), pack(spec), db=self.db["endpoints"])
             for spec in new_endpoints:
                 if txn.get(spec["uid"].encode(), db=self.db["endpoints"]) is None:
                     txn.put(spec["uid"].encode(), pack(spec), db=self.db["endpoints"])

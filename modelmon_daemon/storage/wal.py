@@ -29,6 +29,7 @@ class _Request:
     records: list[tuple[str, float, ColumnBatch]]
     new_endpoints: list[dict[str, Any]]
     future: asyncio.Future[None]
+    registered: list[dict[str, Any]]
 
 
 class GroupCommitLog:
@@ -66,14 +67,19 @@ class GroupCommitLog:
             await asyncio.gather(*self._forwards, return_exceptions=True)
 
     async def append(
-        self, records: list[tuple[str, float, ColumnBatch]], new_endpoints: list[dict[str, Any]]
+        self,
+        records: list[tuple[str, float, ColumnBatch]],
+        new_endpoints: list[dict[str, Any]],
+        registered: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Returns once the records are durable; raises if they could not be written."""
+        """Returns once the records are durable; raises if they could not be written.
+        `registered`: endpoint records to store (replacing), in the same transaction, so
+        concurrent registrations share one durable commit."""
         if self._task is None or self._task.done():
             raise RuntimeError("durability log is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.queued_rows += sum(len(batch) for _, _, batch in records)
-        self._queue.append(_Request(records, new_endpoints, future))
+        self._queue.append(_Request(records, new_endpoints, future, registered or []))
         self._wake.set()
         await asyncio.shield(future)
 
@@ -88,9 +94,12 @@ class GroupCommitLog:
                 continue
             merged = _merge([r for req in requests for r in req.records])
             specs = [s for req in requests for s in req.new_endpoints]
+            registered = [s for req in requests for s in req.registered]
             rows = sum(len(batch) for _, _, batch in merged)
             try:
-                seqs = await loop.run_in_executor(self.executor, self._write, merged, specs)
+                seqs = await loop.run_in_executor(
+                    self.executor, self._write, merged, specs, registered
+                )
             except Exception as exc:
                 self.queued_rows -= rows
                 log.error("durability log write failed: %r", exc)
@@ -108,17 +117,21 @@ class GroupCommitLog:
                 (uid, seq, start, batch)
                 for (uid, start, batch), seq in zip(merged, seqs, strict=True)
             ]
-            task = loop.create_task(self.forward(logged))
-            self._forwards.add(task)
-            task.add_done_callback(self._forwards.discard)
+            if logged:  # a commit of registrations only has nothing to forward
+                task = loop.create_task(self.forward(logged))
+                self._forwards.add(task)
+                task.add_done_callback(self._forwards.discard)
             if not self._queue:
                 self._idle.set()
 
     def _write(
-        self, merged: list[tuple[str, float, ColumnBatch]], specs: list[dict[str, Any]]
+        self,
+        merged: list[tuple[str, float, ColumnBatch]],
+        specs: list[dict[str, Any]],
+        registered: list[dict[str, Any]],
     ) -> list[int]:
         return self.store.wal_append(
-            [(uid, start, batch.to_wire()) for uid, start, batch in merged], specs
+            [(uid, start, batch.to_wire()) for uid, start, batch in merged], specs, registered
         )
 
 

@@ -1,7 +1,8 @@
-"""The daemon on a 3-node Ray cluster (ray.cluster_utils.Cluster on this machine): the
-application actors are spread over the nodes; a worker node SIGKILLed under load loses
-no acknowledged event, stores none twice, analyzes every window once, and the analysis
-goes on."""
+"""The daemon on a 3-node Ray cluster (ray.cluster_utils.Cluster on this machine): stream
+and application actors are spread over the nodes; the worker node that runs the loaded
+endpoint's stream actor, SIGKILLed under load, loses no acknowledged event, stores none
+twice, analyzes every window once, and the analysis goes on (the stream actor restarts on
+another node and rebuilds its buffers from the log owner)."""
 
 from __future__ import annotations
 
@@ -49,20 +50,33 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
     ).start(timeout=180)
     try:
         rng = np.random.default_rng(6)
-        status, _ = daemon.post(
-            "/v1/endpoints",
-            {
-                "uid": "cl",
-                "project": "cl",
-                "name": "cl",
-                "feature_names": ["a", "b"],
-                "reference": {"rows": rng.normal(size=(500, 2)).tolist()},
-            },
-        )
-        assert status == 201
+        doomed = workers[0].node_id
+        uid = None
+        for k in range(40):  # endpoints until one's stream actor is on the doomed node
+            status, _ = daemon.post(
+                "/v1/endpoints",
+                {
+                    "uid": f"cl{k}",
+                    "project": "cl",
+                    "name": f"cl{k}",
+                    "feature_names": ["a", "b"],
+                    "reference": {"rows": rng.normal(size=(500, 2)).tolist()},
+                },
+            )
+            assert status == 201
+            name = daemon.wait_for(
+                lambda k=k: daemon.get(f"/v1/endpoints/cl{k}")[1]["stream_actor"], timeout=60
+            )
+            _, st = daemon.get("/v1/status")
+            if st["controller"]["stream_nodes"].get(name) == doomed:
+                uid = f"cl{k}"
+                break
+        assert uid is not None, "no stream actor on the worker node"
         _, status_body = daemon.get("/v1/status")
         nodes = status_body["controller"]["application_nodes"]
         assert len(set(nodes)) == 3, nodes  # spread over the three nodes
+        stream_nodes = set(status_body["controller"]["stream_nodes"].values())
+        assert len(stream_nodes) >= 2, stream_nodes  # stream actors off the daemon's node
 
         first = (math.floor(time.time() / P) - 30) * P  # 30 windows of history, in order
         acked: list[str] = []
@@ -76,7 +90,7 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
                 ts = [first + (i * 20 + k) * 0.075 for k in range(20)]  # 20 requests a window
                 status, _ = http(
                     "POST",
-                    daemon.url + "/v1/endpoints/cl/events",
+                    daemon.url + f"/v1/endpoints/{uid}/events",
                     {
                         "inputs": rng.normal(size=(20, 2)).tolist(),
                         "timestamps": ts,
@@ -94,31 +108,34 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
 
         poster = threading.Thread(target=post_forever)
         poster.start()
-        daemon.wait_for(lambda: len(analyzed(data, "cl")) >= 3, timeout=90)
+        daemon.wait_for(lambda: len(analyzed(data, uid)) >= 3, timeout=90)
         c.remove_node(workers[0], allow_graceful=False)  # SIGKILL of its processes
         killed_at = time.time()
-        before = len(analyzed(data, "cl"))
-        daemon.wait_for(lambda: len(analyzed(data, "cl")) > before, timeout=60)
+        before = len(analyzed(data, uid))
+        daemon.wait_for(lambda: len(analyzed(data, uid)) > before, timeout=60)
         resumed = time.time() - killed_at
         poster.join(timeout=120)
         stop.set()
         assert not failed, f"ingestion refused {len(failed)} requests: {set(failed)}"
 
         def settled():
-            _, record = daemon.get("/v1/endpoints/cl")
+            _, record = daemon.get(f"/v1/endpoints/{uid}")
             _, st = daemon.get("/v1/status")
             return st["wal_records"] == 0 and record["buffered_events"] == 0
 
         daemon.wait_for(settled, timeout=120)
-        events = pd.read_parquet(data / "events" / "endpoint_id=cl")
+        events = pd.read_parquet(data / "events" / f"endpoint_id={uid}")
         stored = events["request_id"].tolist()
         assert len(stored) == len(set(stored)), "an event was stored twice"
         assert set(acked) <= set(stored), f"{len(set(acked) - set(stored))} events lost"
-        windows = analyzed(data, "cl")
+        windows = analyzed(data, uid)
         assert windows["start"].is_unique, "a window was analyzed twice"
         assert len(windows) == 30
-        _, record = daemon.get("/v1/endpoints/cl")
+        _, record = daemon.get(f"/v1/endpoints/{uid}")
         assert not record["app_failures"], record["app_failures"]  # the others took over
+        _, st = daemon.get("/v1/status")
+        moved = st["controller"]["stream_nodes"][record["stream_actor"]]
+        assert moved not in (None, doomed), moved  # restarted on a live node
         print(f"\nworker node lost: analysis resumed {resumed:.1f} s after the kill")
     finally:
         daemon.stop()

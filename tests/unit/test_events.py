@@ -6,6 +6,7 @@ import pytest
 
 from modelmon_daemon.core.errors import InvalidEvent
 from modelmon_daemon.core.identity import FunctionUri, endpoint_uid
+from modelmon_daemon.core.records import ColumnBatch
 from modelmon_daemon.core.times import parse_time
 from modelmon_daemon.ingest.events import parse_mlrun_events, parse_native_events, split_by_window
 
@@ -40,7 +41,9 @@ def test_uid_is_mlrun_sha1_of_its_parts():
 
 def test_function_uri_forms():
     assert FunctionUri.parse("db://p/f:t") == FunctionUri("p", "f", "t")
-    assert FunctionUri.parse("p/f@abc") == FunctionUri("p", "f", None)
+    assert FunctionUri.parse("p/f@abc") == FunctionUri("p", "f", None, "abc")
+    # as MLRun's parse_versioned_object_uri: after the first ':' everything is the tag
+    assert FunctionUri.parse("p/f:t@abc") == FunctionUri("p", "f", "t@abc", None)
     with pytest.raises(ValueError):
         FunctionUri.parse("nofunction")
 
@@ -233,3 +236,46 @@ def test_native_output_columns_are_matched_by_name():
             ["prediction", "score"],
         )
     assert err.value.details["field"] == "outputs.prob"
+
+
+def test_a_hashed_function_uri_gives_mlruns_uid():
+    """MLRun: sha1(f"{project}_{function}_{tag or hash or 'N/A'}_{model}_{version}")."""
+    events = [
+        {
+            "function_uri": "proj/serving@0a1b2c",
+            "model": "m:v2",
+            "request": {"id": "r1", "inputs": [[1.0]]},
+            "resp": {"id": "r1", "outputs": [1]},
+            "when": "2026-01-01 00:00:00.000000+00:00",
+            "microsec": 10,
+        }
+    ]
+    parsed = parse_mlrun_events(events, unknown, NOW)
+    expected = hashlib.sha1(b"proj_serving_0a1b2c_m_v2").hexdigest()
+    assert list(parsed.batches) == [expected]
+
+
+def test_sampled_events_stand_for_more_predictions():
+    """MLRun 1.8+: an event of a 25%-sampled stream with effective_sample_count 2 (its two
+    rows) stands for 8 predictions; counts scale, latency and errors stay per row."""
+    sampled = mlrun([[1.0], [2.0]], [0, 1], effective_sample_count=2, sampling_percentage=25)
+    plain = mlrun([[3.0]], [1], microsec=50)
+    parsed = parse_mlrun_events([sampled, plain], unknown, NOW)
+    (batch,) = parsed.batches.values()
+    assert batch.weights.tolist() == [4.0, 4.0, 1.0]
+    assert batch.predictions() == 9.0
+    again = ColumnBatch.from_wire(batch.to_wire())
+    assert again.weights.tolist() == [4.0, 4.0, 1.0]
+    assert ColumnBatch.concat([batch, batch.take(np.array([2]))], 1, 1).predictions() == 10.0
+    unsampled = parse_mlrun_events([plain], unknown, NOW)
+    assert next(iter(unsampled.batches.values())).weights is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("sampling_percentage", 0), ("sampling_percentage", 150), ("effective_sample_count", -1)],
+)
+def test_bad_sampling_fields_name_the_field(field, value):
+    with pytest.raises(InvalidEvent) as err:
+        parse_mlrun_events([mlrun([[1.0]], [0], **{field: value})], unknown, NOW)
+    assert err.value.details == {"index": 0, "field": field}
