@@ -70,8 +70,13 @@ class StreamActor:
         now = time.time()
         replayed = 0
         for seq, start, wire in self.store.wal_records(uid):
-            if self.windows[uid].add(seq, start, ColumnBatch.from_wire(wire), arrival=now):
+            batch = ColumnBatch.from_wire(wire)
+            if self.windows[uid].add(seq, start, batch, arrival=now):
                 replayed += 1
+                # logged before this actor had the endpoint (it was being made, or it
+                # crashed): its live counts take them at their event time
+                when = min(now, float(batch.timestamps.max())) if len(batch) else now
+                self.rings[uid].add(when, batch.predictions(), batch.latency_us)
         if replayed:
             log.info("stream %s: endpoint %s replayed %d logged records", self.name, uid, replayed)
         self.bound_memory(force=True)

@@ -274,7 +274,8 @@ class WriterActor:
         for output in outputs:
             updates.update(output.endpoint_updates)
         for record in perf_results:
-            if record.type == "result":  # the realized value, next to the estimate
+            if record.type == "result" and record.application == "model-performance":
+                # the realized value, next to the estimate
                 metrics = {k: v for k, v in record.extra.items() if k in PERFORMANCE_METRICS}
                 updates["performance_realized"] = {
                     "start": record.start,

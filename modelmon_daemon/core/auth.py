@@ -4,6 +4,7 @@ browser, from driving the daemon."""
 
 from __future__ import annotations
 
+import base64
 import hmac
 import os
 import secrets
@@ -62,10 +63,18 @@ def find_token(explicit: str | None = None, data_dir: str | Path | None = None) 
 
 
 def bearer_matches(header: str | None, token: str) -> bool:
-    """Constant-time check of an `Authorization: Bearer <token>` header."""
+    """Constant-time check of `Authorization: Bearer <token>`, or of HTTP Basic with the
+    token as the password (any user name): clients that cannot set headers, such as
+    MLRun's HTTP monitoring stream, send it from the URL (`http://mm:<token>@host/...`)."""
     if not header:
         return False
     scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        value = decoded.partition(":")[2]
+    elif scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(value.strip().encode(), token.encode())

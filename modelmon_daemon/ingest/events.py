@@ -234,7 +234,8 @@ def parse_mlrun_events(
             ts = now if when is None else event_time(when, now)
         except ValueError as exc:
             raise InvalidEvent(i, "when", str(exc)) from None
-        weight = _sampling_weight(i, event, max(len(inputs), 1))
+        # MLRun samples the rows of predictions, never error events
+        weight = 1.0 if error is not None else _sampling_weight(i, event, max(len(inputs), 1))
         micro = event.get("microsec")
         if micro is not None and not _is_latency(micro):
             raise InvalidEvent(i, "microsec", f"must be a non-negative number, got {micro!r}")
