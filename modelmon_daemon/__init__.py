@@ -15,11 +15,11 @@ def connect(target: Any = "./modelmon-data") -> Any:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Client":
-        from modelmon_daemon.client import Client
+    if name in ("Client", "AsyncClient"):
+        from modelmon_daemon import client
 
-        return Client
+        return getattr(client, name)
     raise AttributeError(name)
 
 
-__all__ = ["Client", "__version__", "connect"]
+__all__ = ["AsyncClient", "Client", "__version__", "connect"]

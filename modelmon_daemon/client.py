@@ -1,23 +1,31 @@
-"""The daemon's HTTP API from Python: `modelmon_daemon.Client(url)`.
+"""The daemon's HTTP API from Python: `Client(url)` (sync) and `AsyncClient(url)`.
 
-Typed methods for every route; events are sent as msgpack in batches; pandas DataFrames
-and numpy arrays are accepted where data goes in, and results come back as a DataFrame.
-pandas is imported only by the methods that use it."""
+Both are httpx clients (one connection pool each, reused across calls) that retry a
+request answered 429 or 503 (honouring Retry-After, with exponential backoff) or that
+could not connect. Every API method is written once, as a generator of the HTTP calls it
+makes (`_Api`); the sync and async clients only differ in how they run a call. Events
+are sent as msgpack in batches; pandas DataFrames keep string (categorical) columns as
+strings; results come back as DataFrames on request. pandas is imported only by the
+methods that use it."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import msgpack
 
 from modelmon_daemon.core.auth import find_token
 
 DEFAULT_URL = "http://127.0.0.1:8470"
+RETRY_STATUSES = (429, 503)
 
 
 class ClientError(RuntimeError):
@@ -28,9 +36,53 @@ class ClientError(RuntimeError):
         self.body = body
 
 
-class Client:
-    """`token`: the daemon's bearer token; default $MODELMON_TOKEN, then the `auth_token`
-    file of `data_dir` (default $MODELMON_DAEMON_DATA_DIR or ./modelmon-data)."""
+class DaemonUnreachable(OSError):
+    """No connection to the daemon (after the retries)."""
+
+
+@dataclass
+class Call:
+    """One HTTP request of an API method."""
+
+    method: str
+    path: str
+    content: bytes | None = None
+    content_type: str = "application/json"
+    query: dict[str, Any] = field(default_factory=dict)
+    accept: str | None = None  # another type than JSON: the raw bytes come back
+
+    @classmethod
+    def json(cls, method: str, path: str, body: Any = None, **query: Any) -> Call:
+        content = None if body is None else json.dumps(body).encode()
+        return cls(method, path, content, query=query)
+
+
+Steps = Generator[Call, Any, Any]
+
+
+def _backoff(attempt: int, retry_after: str | None, cap: float) -> float:
+    if retry_after is not None:
+        try:
+            return min(max(float(retry_after), 0.0), cap)
+        except ValueError:
+            pass
+    return min(0.25 * 2**attempt, cap)
+
+
+def _answer(call: Call, response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            parsed = response.json()
+        except ValueError:
+            parsed = response.text
+        raise ClientError(response.status_code, parsed)
+    if call.accept:
+        return response.content
+    return response.json() if response.content else None
+
+
+class _Api:
+    """What the daemon's routes take and give, independent of how calls are sent."""
 
     def __init__(
         self,
@@ -38,53 +90,46 @@ class Client:
         timeout: float = 30.0,
         token: str | None = None,
         data_dir: str | None = None,
+        retries: int = 4,
+        max_backoff: float = 10.0,
     ) -> None:
         self.url = (url or os.environ.get("MODELMON_URL") or DEFAULT_URL).rstrip("/")
         self.timeout = timeout
         self.token = find_token(token, data_dir)
+        self.retries = retries
+        self.max_backoff = max_backoff
+
+    def _headers(self, call: Call) -> dict[str, str]:
+        headers = {}
+        if call.content is not None:
+            headers["Content-Type"] = call.content_type
+        if call.accept:
+            headers["Accept"] = call.accept
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def _request_args(self, call: Call) -> dict[str, Any]:
+        return {
+            "method": call.method,
+            "url": self.url + call.path,
+            "content": call.content,
+            "params": {k: v for k, v in call.query.items() if v is not None},
+            "headers": self._headers(call),
+        }
+
+    # -- the routes: generators of Calls (annotated Any: Client returns the value, -----
+    # -- AsyncClient an awaitable of it) ------------------------------------------------
 
     def request(self, method: str, path: str, body: Any = None, **query: Any) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        return self._send(method, path, data, "application/json", query)
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        data: bytes | None,
-        content_type: str,
-        query: dict[str, Any],
-        accept: str | None = None,
-    ) -> Any:
-        """JSON back, or the raw bytes when `accept` asks for another type."""
-        params = {k: v for k, v in query.items() if v is not None}
-        url = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
-        req = urllib.request.Request(url, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", content_type)
-        if accept:
-            req.add_header("Accept", accept)
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                parsed = json.loads(raw)
-            except ValueError:
-                parsed = raw.decode(errors="replace")
-            raise ClientError(exc.code, parsed) from None
-        if accept:
-            return raw
-        return json.loads(raw) if raw else None
+        """Any route: JSON body in, JSON answer out."""
+        return (yield Call.json(method, path, body, **query))
 
     def health(self) -> Any:
-        return self.request("GET", "/healthz")
+        return (yield Call.json("GET", "/healthz"))
 
     def status(self) -> Any:
-        return self.request("GET", "/v1/status")
+        return (yield Call.json("GET", "/v1/status"))
 
     def register_endpoint(
         self,
@@ -96,10 +141,11 @@ class Client:
         label_names: list[str] | None = None,
         uid: str | None = None,
         **extra: Any,
-    ) -> dict[str, Any]:
-        """Register (or update) an endpoint. `reference` is a pandas DataFrame, a numpy
-        array, a list of rows, or the path of a Parquet/CSV file the daemon can read;
-        the daemon computes MLRun-format feature stats from it."""
+    ) -> Any:
+        """Register (or update) an endpoint. `reference` is a pandas DataFrame (string
+        columns become categorical features), a numpy array, a list of rows, or the path
+        of a Parquet/CSV file the daemon can read; the daemon computes MLRun-format
+        feature stats from it."""
         body: dict[str, Any] = {"project": project, "name": name, **extra}
         if reference is not None:
             if isinstance(reference, str):
@@ -116,7 +162,7 @@ class Client:
         ):
             if value is not None:
                 body[key] = value
-        return dict(self.request("POST", "/v1/endpoints", body))
+        return dict((yield Call.json("POST", "/v1/endpoints", body)))
 
     def endpoints(
         self,
@@ -125,22 +171,25 @@ class Client:
         model: str | None = None,
         limit: int | None = None,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> Any:
         """Endpoint records, filtered; every page unless `limit` is given."""
         filters = {"project": project, "name": name, "model": model}
         if limit is not None:
-            body = self.request("GET", "/v1/endpoints", limit=limit, offset=offset, **filters)
-            return list(body["endpoints"])
+            page = yield Call.json("GET", "/v1/endpoints", limit=limit, offset=offset, **filters)
+            return list(page["endpoints"])
         out: list[dict[str, Any]] = []
         while True:
-            body = self.request("GET", "/v1/endpoints", limit=1000, offset=offset, **filters)
-            out.extend(body["endpoints"])
-            offset += len(body["endpoints"])
-            if not body["endpoints"] or offset >= body["total"]:
+            page = yield Call.json("GET", "/v1/endpoints", limit=1000, offset=offset, **filters)
+            out.extend(page["endpoints"])
+            offset += len(page["endpoints"])
+            if not page["endpoints"] or offset >= page["total"]:
                 return out
 
     def endpoint(self, uid: str) -> Any:
-        return self.request("GET", f"/v1/endpoints/{uid}")
+        return (yield Call.json("GET", f"/v1/endpoints/{uid}"))
+
+    def delete_endpoint(self, uid: str, purge: bool = False) -> Any:
+        return (yield Call.json("DELETE", f"/v1/endpoints/{uid}", purge="true" if purge else None))
 
     def log_events(
         self,
@@ -151,89 +200,201 @@ class Client:
         latency_us: Any = None,
         request_ids: Any = None,
         batch_size: int = 10_000,
-    ) -> int:
+    ) -> Any:
         """Post events in the native form, `batch_size` rows per request (msgpack).
-        `inputs`: DataFrame, 2-D array or rows; timestamps: datetimes, ISO strings or
-        epoch seconds. Returns the number of events accepted."""
-        _, rows = _rows(inputs, None)
-        columns = {
-            "outputs": _list(outputs),
+        `inputs`: DataFrame (sent as columns, strings kept), 2-D array or rows;
+        `outputs`: values, rows, or a DataFrame of named outputs; timestamps: datetimes,
+        ISO strings or epoch seconds. Returns the number of events accepted."""
+        columns = _columns(inputs)
+        rows = None if columns is not None else _rows(inputs, None)[1]
+        n = len(rows) if rows is not None else len(next(iter(columns.values()), []))  # type: ignore[union-attr]
+        extra = {
+            "outputs": _columns(outputs) if hasattr(outputs, "columns") else _list(outputs),
             "timestamps": _times(timestamps),
             "latency_us": _list(latency_us),
             "request_ids": _list(request_ids),
         }
         accepted = 0
-        for start in range(0, len(rows), batch_size):
-            body: dict[str, Any] = {"inputs": rows[start : start + batch_size]}
-            for key, values in columns.items():
-                if values is not None:
-                    body[key] = values[start : start + batch_size]
-            data = msgpack.packb(body, use_bin_type=True)
-            answer = self._send(
-                "POST", f"/v1/endpoints/{uid}/events", data, "application/msgpack", {}
+        for start in range(0, n, batch_size):
+            part = slice(start, start + batch_size)
+            body: dict[str, Any] = {
+                "inputs": rows[part]
+                if rows is not None
+                else {k: v[part] for k, v in columns.items()}  # type: ignore[union-attr]
+            }
+            for key, values in extra.items():
+                if isinstance(values, dict):
+                    body[key] = {k: v[part] for k, v in values.items()}
+                elif values is not None:
+                    body[key] = values[part]
+            content = msgpack.packb(body, use_bin_type=True)
+            answer = yield Call(
+                "POST", f"/v1/endpoints/{uid}/events", content, "application/msgpack"
             )
             accepted += int(answer["accepted"])
         return accepted
 
-    def log_labels(self, uid: str, request_ids: Any, labels: Any) -> int:
+    def log_labels(self, uid: str, request_ids: Any, labels: Any) -> Any:
         body = {"request_ids": _list(request_ids), "labels": _list(labels)}
-        return int(self.request("POST", f"/v1/endpoints/{uid}/labels", body)["accepted"])
+        return int((yield Call.json("POST", f"/v1/endpoints/{uid}/labels", body))["accepted"])
 
-    def events(
-        self,
-        uid: str,
-        start: Any = None,
-        end: Any = None,
-        limit: int | None = None,
-    ) -> Any:
+    def log_mlrun_events(self, events: list[dict[str, Any]]) -> Any:
+        return (yield Call.json("POST", "/v1/events", events))
+
+    def events(self, uid: str, start: Any = None, end: Any = None, limit: int | None = None) -> Any:
         """The endpoint's stored events as a pandas DataFrame (Arrow IPC on the wire),
         oldest first; `start`/`end` are ISO strings or epoch seconds."""
         import pyarrow as pa
 
-        query = {"start": start, "end": end, "limit": limit}
-        raw = self._send(
+        raw = yield Call(
             "GET",
             f"/v1/endpoints/{uid}/events",
-            None,
-            "",
-            query,
+            query={"start": start, "end": end, "limit": limit},
             accept="application/vnd.apache.arrow.stream",
         )
         return pa.ipc.open_stream(raw).read_all().to_pandas()
+
+    def results(self, uid: str, **query: Any) -> Any:
+        return list((yield Call.json("GET", f"/v1/endpoints/{uid}/results", **query))["results"])
 
     def results_frame(self, uid: str, **query: Any) -> Any:
         """Results as a pandas DataFrame, start/end as UTC datetimes."""
         import pandas as pd
 
-        frame = pd.DataFrame(self.results(uid, **query))
+        answer = yield Call.json("GET", f"/v1/endpoints/{uid}/results", **query)
+        frame = pd.DataFrame(answer["results"])
         for key in ("start", "end"):
             if key in frame:
                 frame[key] = pd.to_datetime(frame[key], utc=True)
         return frame
 
-    def log_mlrun_events(self, events: list[dict[str, Any]]) -> Any:
-        return self.request("POST", "/v1/events", events)
-
-    def results(self, uid: str, **query: Any) -> list[dict[str, Any]]:
-        return list(self.request("GET", f"/v1/endpoints/{uid}/results", **query)["results"])
-
-    def alerts(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "/v1/alerts")["alerts"])
+    def alerts(self) -> Any:
+        return list((yield Call.json("GET", "/v1/alerts"))["alerts"])
 
     def alert(self, name: str) -> Any:
-        return self.request("GET", f"/v1/alerts/{name}")
+        return (yield Call.json("GET", f"/v1/alerts/{name}"))
 
     def create_alert(self, config: dict[str, Any]) -> Any:
-        return self.request("POST", "/v1/alerts", config)
+        return (yield Call.json("POST", "/v1/alerts", config))
 
     def delete_alert(self, name: str) -> Any:
-        return self.request("DELETE", f"/v1/alerts/{name}")
+        return (yield Call.json("DELETE", f"/v1/alerts/{name}"))
 
     def reset_alert(self, name: str, entity: str | None = None) -> Any:
-        return self.request("POST", f"/v1/alerts/{name}/reset", None, entity=entity)
+        return (yield Call.json("POST", f"/v1/alerts/{name}/reset", None, entity=entity))
 
-    def alert_events(self, name: str) -> list[dict[str, Any]]:
-        return list(self.request("GET", f"/v1/alerts/{name}/events")["events"])
+    def alert_events(self, name: str) -> Any:
+        return list((yield Call.json("GET", f"/v1/alerts/{name}/events"))["events"])
+
+
+API_METHODS = [
+    name for name, value in vars(_Api).items() if not name.startswith("_") and callable(value)
+]
+
+
+class Client(_Api):
+    """Synchronous client. `token`: the daemon's bearer token; default $MODELMON_TOKEN,
+    then the `auth_token` file of `data_dir` (default $MODELMON_DAEMON_DATA_DIR or
+    ./modelmon-data). Use as a context manager, or call close(), to release connections."""
+
+    def __init__(self, url: str | None = None, timeout: float = 30.0, **kw: Any) -> None:
+        super().__init__(url, timeout, **kw)
+        self.http = httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _execute(self, call: Call) -> Any:
+        for attempt in range(self.retries + 1):
+            try:
+                response = self.http.request(**self._request_args(call))
+            except httpx.TransportError as exc:
+                if attempt == self.retries or not isinstance(exc, httpx.ConnectError):
+                    raise DaemonUnreachable(f"{self.url}: {exc}") from None
+                time.sleep(_backoff(attempt, None, self.max_backoff))
+                continue
+            if response.status_code in RETRY_STATUSES and attempt < self.retries:
+                time.sleep(_backoff(attempt, response.headers.get("Retry-After"), self.max_backoff))
+                continue
+            return _answer(call, response)
+        raise AssertionError("unreachable")
+
+    def _run(self, steps: Steps) -> Any:
+        try:
+            call = next(steps)
+            while True:
+                call = steps.send(self._execute(call))
+        except StopIteration as done:
+            return done.value
+
+
+class AsyncClient(_Api):
+    """The same methods as Client, awaitable: `async with AsyncClient(url) as c: await
+    c.log_events(uid, frame)`."""
+
+    def __init__(self, url: str | None = None, timeout: float = 30.0, **kw: Any) -> None:
+        super().__init__(url, timeout, **kw)
+        self.http = httpx.AsyncClient(timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _execute(self, call: Call) -> Any:
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self.http.request(**self._request_args(call))
+            except httpx.TransportError as exc:
+                if attempt == self.retries or not isinstance(exc, httpx.ConnectError):
+                    raise DaemonUnreachable(f"{self.url}: {exc}") from None
+                await asyncio.sleep(_backoff(attempt, None, self.max_backoff))
+                continue
+            if response.status_code in RETRY_STATUSES and attempt < self.retries:
+                delay = _backoff(attempt, response.headers.get("Retry-After"), self.max_backoff)
+                await asyncio.sleep(delay)
+                continue
+            return _answer(call, response)
+        raise AssertionError("unreachable")
+
+    async def _run(self, steps: Steps) -> Any:
+        try:
+            call = next(steps)
+            while True:
+                call = steps.send(await self._execute(call))
+        except StopIteration as done:
+            return done.value
+
+
+def _sync(method: Callable[..., Steps]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def run(self: Client, *args: Any, **kwargs: Any) -> Any:
+        return self._run(method(self, *args, **kwargs))
+
+    return run
+
+
+def _async(method: Callable[..., Steps]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def run(self: AsyncClient, *args: Any, **kwargs: Any) -> Any:
+        return await self._run(method(self, *args, **kwargs))
+
+    return run
+
+
+for _name in API_METHODS:
+    setattr(Client, _name, _sync(getattr(_Api, _name)))
+    setattr(AsyncClient, _name, _async(getattr(_Api, _name)))
 
 
 def _list(values: Any) -> list[Any] | None:
@@ -244,16 +405,49 @@ def _list(values: Any) -> list[Any] | None:
     return [None if isinstance(v, float) and v != v else v for v in values]
 
 
+def _plain(value: Any) -> Any:
+    """A JSON/msgpack value: numpy scalars as Python ones, NaN / NA / NaT as None."""
+    if value is None:
+        return None
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    return value
+
+
+def _column_values(series: Any) -> list[Any]:
+    """One DataFrame column: numbers as floats, anything else (strings, categories) as
+    its values; missing values as None."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return [_plain(v) for v in series.astype(object).tolist()]
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        values = series.to_numpy(dtype=float, na_value=float("nan")).tolist()
+        return [None if v != v else v for v in values]
+    return [_plain(v) for v in series.astype(object).tolist()]
+
+
+def _columns(data: Any) -> dict[str, list[Any]] | None:
+    """A DataFrame as {column: values} (None for anything else)."""
+    if not hasattr(data, "columns"):
+        return None
+    return {str(c): _column_values(data[c]) for c in data.columns}
+
+
 def _rows(data: Any, names: list[str] | None) -> tuple[list[str] | None, list[list[Any]]]:
-    """(column names if known, rows with NaN as None) from a DataFrame, array or rows."""
-    columns = getattr(data, "columns", None)
-    if columns is not None:
-        chosen = names or [str(c) for c in columns]
-        matrix = data[chosen].to_numpy(dtype=float)
-        return chosen, [[None if v != v else float(v) for v in row] for row in matrix.tolist()]
+    """(column names if known, rows with NaN as None) from a DataFrame, array or rows;
+    a DataFrame's string columns stay strings."""
+    if hasattr(data, "columns"):
+        chosen = names or [str(c) for c in data.columns]
+        columns = [_column_values(data[c]) for c in chosen]
+        return chosen, [list(row) for row in zip(*columns, strict=True)]
     if hasattr(data, "tolist"):
         data = data.tolist()
-    return names, [[None if isinstance(v, float) and v != v else v for v in row] for row in data]
+    return names, [[_plain(v) for v in row] for row in data]
 
 
 def _times(values: Any) -> list[Any] | None:

@@ -99,7 +99,8 @@ def _start_detached(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 1
         try:
-            Client(url, timeout=2).health()
+            with Client(url, timeout=2, retries=0) as probe:
+                probe.health()
             print(f"modelmon-daemon started (pid {proc.pid}) on {url}; log: {log_path}")
             return 0
         except (ClientError, OSError):

@@ -3,6 +3,7 @@ Arrow IPC stream over HTTP, and a DataFrame from the client."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import urllib.request
@@ -13,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from modelmon_daemon import Client
+from modelmon_daemon.client import AsyncClient
 
 pytestmark = pytest.mark.e2e
 P = 30.0
@@ -156,3 +158,35 @@ def test_deleting_an_endpoint_keeps_or_purges_its_data(daemon):
         {"uid": "del-purge", "project": "del", "name": "again", "feature_names": ["a"]},
     )
     assert status == 201 and record["events_total"] == 0 and record["last_analyzed"] == {}
+
+
+def test_dataframes_with_string_columns_round_trip_through_the_clients(daemon):
+    """A DataFrame reference with a string column makes it categorical; events posted
+    from DataFrames (sync and async client) come back with the strings intact."""
+    rng = np.random.default_rng(21)
+    reference = pd.DataFrame(
+        {"x": rng.normal(size=300), "plan": rng.choice(["gold", "basic"], size=300)}
+    )
+    start = (math.floor(time.time() / P) - 3) * P
+    frame = pd.DataFrame(
+        {"x": [0.5, None, 1.5], "plan": ["gold", None, "platinum"]},
+    )
+    with Client(daemon.url, token=daemon.token) as client:
+        record = client.register_endpoint("frames", "frames", reference=reference, uid="frames")
+        assert record["categorical_features"] == ["plan"]
+        assert client.log_events("frames", frame, timestamps=[start + 1.0] * 3) == 3
+
+    async def post_async() -> int:
+        async with AsyncClient(daemon.url, token=daemon.token) as client:
+            return int(await client.log_events("frames", frame, timestamps=[start + 2.0] * 3))
+
+    assert asyncio.run(post_async()) == 3
+
+    def stored():
+        with Client(daemon.url, token=daemon.token) as client:
+            events = client.events("frames")
+        return events if len(events) == 6 else None
+
+    events = daemon.wait_for(stored, timeout=90)
+    assert events["plan"].tolist() == ["gold", None, "platinum"] * 2
+    assert events["x"].isna().sum() == 2
