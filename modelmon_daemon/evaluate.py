@@ -5,7 +5,6 @@ results where the daemon writes them (or return them)."""
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,14 +168,6 @@ def write_results(evaluation: Evaluation, data_dir: str) -> list[str]:
     for path, table in files:
         store.write_table(path, table)
     return [path for path, _ in files]
-
-
-def progress_bar(done: int, total: int, width: int = 30) -> None:
-    filled = int(width * done / max(total, 1))
-    sys.stderr.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{total} windows")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
 
 
 def as_rows(evaluation: Evaluation) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from modelmon_daemon.cli.progress import terminal_progress
 from modelmon_daemon.client import DEFAULT_URL, Client, ClientError
 from modelmon_daemon.config import ConfigError, Settings, load_settings
 from modelmon_daemon.server.daemon import StartupError, pid_alive, read_daemon_file
@@ -353,7 +354,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         EvaluateError,
         as_rows,
         evaluate,
-        progress_bar,
         write_results,
     )
 
@@ -372,7 +372,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             features=args.features.split(",") if args.features else None,
             uid=args.endpoint,
             project=args.project,
-            progress=None if args.json else progress_bar,
+            progress=None if args.json else terminal_progress("window"),
         )
     except EvaluateError as exc:
         raise CliError(str(exc)) from None
