@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from modelmon_daemon.actors import ray_metrics
-from modelmon_daemon.analytics.opsmetrics import ArrivalRing
+from modelmon_daemon.analytics.opsmetrics import ArrivalRing, CumulativeHistogram
 from modelmon_daemon.config import Settings
 from modelmon_daemon.core.records import ColumnBatch, WindowMeta
 from modelmon_daemon.core.windows import EndpointWindows
@@ -32,6 +32,9 @@ class StreamActor:
         self.store = store
         self.windows: dict[str, EndpointWindows] = {}
         self.rings: dict[str, ArrivalRing] = {}
+        # since this actor started: Prometheus counters (PromQL handles the reset)
+        self.latency: dict[str, CumulativeHistogram] = {}
+        self.predictions: dict[str, float] = {}
         self.committed: dict[str, dict[str, Any]] = {}
         self.started = time.time()
         self.max_held = self.settings.stream.max_buffered_rows
@@ -66,6 +69,8 @@ class StreamActor:
             ],
         )
         self.rings[uid] = ArrivalRing()
+        self.latency[uid] = CumulativeHistogram()
+        self.predictions[uid] = 0.0
         self.committed[uid] = state
         now = time.time()
         replayed = 0
@@ -76,15 +81,22 @@ class StreamActor:
                 # logged before this actor had the endpoint (it was being made, or it
                 # crashed): its live counts take them at their event time
                 when = min(now, float(batch.timestamps.max())) if len(batch) else now
-                self.rings[uid].add(when, batch.predictions(), batch.latency_us)
+                self._count(uid, when, batch)
         if replayed:
             log.info("stream %s: endpoint %s replayed %d logged records", self.name, uid, replayed)
         self.bound_memory(force=True)
         return True
 
+    def _count(self, uid: str, arrival: float, batch: ColumnBatch) -> None:
+        self.rings[uid].add(arrival, batch.predictions(), batch.latency_us)
+        self.latency[uid].observe(batch.latency_us * 1e-6)
+        self.predictions[uid] += batch.predictions()
+
     def remove_endpoint(self, uid: str) -> bool:
         """Drop an endpoint's buffers (it was deleted): nothing of it is analyzed again."""
         self.rings.pop(uid, None)
+        self.latency.pop(uid, None)
+        self.predictions.pop(uid, None)
         self.committed.pop(uid, None)
         return self.windows.pop(uid, None) is not None
 
@@ -95,7 +107,7 @@ class StreamActor:
             if uid not in self.windows:
                 self.add_endpoint(uid)
             if self.windows[uid].add(seq, start, batch, arrival):
-                self.rings[uid].add(arrival, batch.predictions(), batch.latency_us)
+                self._count(uid, arrival, batch)
                 taken += len(batch)
         if taken:
             self.ray_rows.inc(taken, tags={"actor": self.name})
@@ -200,6 +212,8 @@ class StreamActor:
                 "buffered_events": int(buffered["rows"] or 0),
                 "open_windows": len(self.windows[uid].open),
                 "held_events": self.windows[uid].held_rows(),
+                "predictions_total": self.predictions[uid],
+                "latency_seconds": self.latency[uid].to_dict(),
             }
         return out
 

@@ -61,3 +61,45 @@ class ArrivalRing:
             "predictions_count_1h": self.count_over(now, 3600),
             "predictions_per_second": self.predictions_over(now, 60) / 60.0,
         }
+
+
+# model latency buckets (seconds): 100 µs .. 10 s
+LATENCY_BUCKETS_SECONDS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class CumulativeHistogram:
+    """A Prometheus-style histogram (counts of observations <= each bound, their sum and
+    count) that only grows: PromQL windows it (rate, histogram_quantile)."""
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS_SECONDS) -> None:
+        self.bounds = np.asarray(bounds, dtype=np.float64)
+        self.counts = np.zeros(len(bounds) + 1, dtype=np.float64)  # last: above every bound
+        self.sum = 0.0
+        self.count = 0.0
+
+    def observe(self, values: np.ndarray) -> None:
+        """Observe many values at once (NaN = unknown, skipped)."""
+        known = values[~np.isnan(values)]
+        if not known.size:
+            return
+        # bucket i holds bounds[i-1] < v <= bounds[i]: Prometheus' `le`
+        index = np.searchsorted(self.bounds, known, side="left")
+        self.counts += np.bincount(index, minlength=len(self.counts))
+        self.sum += float(known.sum())
+        self.count += float(known.size)
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """(le, cumulative count) pairs, `+Inf` last, as Prometheus exposes them."""
+        cumulative = np.cumsum(self.counts)
+        pairs = [(_bound(b), float(c)) for b, c in zip(self.bounds, cumulative[:-1], strict=True)]
+        return [*pairs, ("+Inf", float(cumulative[-1]))]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"buckets": self.buckets(), "sum": self.sum, "count": self.count}
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))

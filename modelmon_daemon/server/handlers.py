@@ -341,6 +341,9 @@ async def _records(
             "buffered_events": live.get("buffered_events", 0),
             # of those, in the stream actor's memory (the rest is read back from the log)
             "held_events": live.get("held_events", 0),
+            # since the stream actor started (Prometheus counters; PromQL windows them)
+            "predictions_total": live.get("predictions_total", 0.0),
+            "latency_seconds": live.get("latency_seconds"),
             "last_analyzed": {app: iso(t) for app, t in last.items()},
             "closed_through": iso(state["closed_through"]),
             "performance": {

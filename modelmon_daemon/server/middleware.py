@@ -31,7 +31,7 @@ async def timing_middleware(
         route = resource.canonical if resource is not None else "unmatched"
         services = request.app.get(SERVICES)
         if services is not None:
-            services.exporter.request_seconds.labels(route).observe(time.perf_counter() - started)
+            services.exporter.request_seconds.observe(route, time.perf_counter() - started)
 
 
 @web.middleware

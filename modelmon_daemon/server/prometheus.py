@@ -13,14 +13,35 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
-disable_created_metrics()  # *_created series double the output and no dashboard uses them
+from modelmon_daemon.analytics.opsmetrics import CumulativeHistogram
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class RouteDurations:
+    """Request durations per route, a histogram each. Kept here rather than in
+    prometheus_client's Histogram: no process-wide state (its `_created` series need a
+    global switch to turn off)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, CumulativeHistogram] = {}
+
+    def observe(self, route: str, seconds: float) -> None:
+        hist = self.routes.get(route)
+        if hist is None:
+            hist = self.routes[route] = CumulativeHistogram(LATENCY_BUCKETS)
+        hist.observe(np.asarray([seconds]))
 
 
 @dataclass
@@ -43,31 +64,6 @@ class Snapshot:
 
 
 ENDPOINT_GAUGES = {
-    "predictions_count_5m": (
-        "modelmon_endpoint_predictions_5m",
-        "Predictions in the last 5 minutes.",
-        1.0,
-    ),
-    "predictions_count_1h": (
-        "modelmon_endpoint_predictions_1h",
-        "Predictions in the last hour.",
-        1.0,
-    ),
-    "predictions_per_second": (
-        "modelmon_endpoint_predictions_per_second",
-        "Predictions per second over the last minute.",
-        1.0,
-    ),
-    "latency_avg_5m": (
-        "modelmon_endpoint_latency_avg_5m_seconds",
-        "Average model latency over the last 5 minutes.",
-        1e-6,
-    ),
-    "latency_avg_1h": (
-        "modelmon_endpoint_latency_avg_1h_seconds",
-        "Average model latency over the last hour.",
-        1e-6,
-    ),
     "buffered_events": (
         "modelmon_endpoint_buffered_events",
         "Events waiting for their window to close.",
@@ -76,6 +72,10 @@ ENDPOINT_GAUGES = {
 }
 ENDPOINT_COUNTERS = {
     "events_total": ("modelmon_endpoint_events", "Prediction rows received."),
+    "predictions_total": (
+        "modelmon_endpoint_predictions",
+        "Predictions the received rows stand for (MLRun's sampling scales them).",
+    ),
     "error_count": ("modelmon_endpoint_errors", "Error events received."),
     "late_events": (
         "modelmon_endpoint_late_events",
@@ -111,6 +111,7 @@ def metric_names() -> set[str]:
         "modelmon_endpoint_result_value",
         "modelmon_endpoint_result_status",
         "modelmon_endpoint_feature_drift",
+        "modelmon_endpoint_latency_seconds",
         "modelmon_alert_active",
         "modelmon_alert_notifications_total",
     }
@@ -186,6 +187,14 @@ class _SnapshotCollector(Collector):
             "modelmon_endpoints", "Registered endpoints.", value=len(s.endpoints)
         )
         yield from self._endpoints(s)
+        durations = HistogramMetricFamily(
+            "modelmon_ingest_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            labels=["route"],
+        )
+        for route, hist in sorted(self.exporter.request_seconds.routes.items()):
+            durations.add_metric([route], hist.buckets(), hist.sum)
+        yield durations
         active = GaugeMetricFamily(
             "modelmon_alert_active", "Active entities of an alert.", labels=["alert"]
         )
@@ -232,6 +241,11 @@ class _SnapshotCollector(Collector):
             "Latest per-feature drift.",
             labels=["endpoint", "feature", "measure"],
         )
+        latency = HistogramMetricFamily(
+            "modelmon_endpoint_latency_seconds",
+            "Model latency of the logged predictions (from microsec / latency_us).",
+            labels=["endpoint"],
+        )
         info = GaugeMetricFamily(
             "modelmon_endpoint_info",
             "Always 1: the endpoint's identity, to show names instead of uids (join on endpoint).",
@@ -254,6 +268,9 @@ class _SnapshotCollector(Collector):
                     gauges[key].add_metric([uid], float(e[key]) * scale)
             for key in ENDPOINT_COUNTERS:
                 counters[key].add_metric([uid], float(e.get(key) or 0))
+            hist = e.get("latency_seconds")
+            if hist:
+                latency.add_metric([uid], [tuple(b) for b in hist["buckets"]], hist["sum"])
             measures = e.get("drift_measures") or {}
             for m in DRIFT_MEASURES:
                 if measures.get(m) is not None:
@@ -271,20 +288,14 @@ class _SnapshotCollector(Collector):
                         feature.add_metric([uid, name, m], float(v))
         yield from gauges.values()
         yield from counters.values()
-        yield from (info, drift, status, value, rstatus, feature)
+        yield from (latency, info, drift, status, value, rstatus, feature)
 
 
 class MetricsExporter:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.snapshot = Snapshot()
-        self.request_seconds = Histogram(
-            "modelmon_ingest_request_duration_seconds",
-            "Time to answer an HTTP request.",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        self.request_seconds = RouteDurations()
         self.registry.register(_SnapshotCollector(self))
 
     def render(self, snapshot: Snapshot) -> bytes:

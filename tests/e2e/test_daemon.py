@@ -267,7 +267,8 @@ def test_health_metrics_and_labels(daemon):
     assert {
         "modelmon_ingest_events_total",
         "modelmon_endpoint_drift",
-        "modelmon_endpoint_predictions_5m",
+        "modelmon_endpoint_predictions_total",
+        "modelmon_endpoint_latency_seconds_bucket",
         "modelmon_ingest_request_duration_seconds_bucket",
     } <= names
     declared = metric_names()
