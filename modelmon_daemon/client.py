@@ -151,7 +151,7 @@ class _Api:
             if isinstance(reference, str):
                 body["reference"] = {"path": reference}
             else:
-                names, rows = _rows(reference, feature_names)
+                names, rows = frame_rows(reference, feature_names)
                 feature_names = feature_names or names
                 body["reference"] = {"rows": rows}
         for key, value in (
@@ -206,7 +206,7 @@ class _Api:
         `outputs`: values, rows, or a DataFrame of named outputs; timestamps: datetimes,
         ISO strings or epoch seconds. Returns the number of events accepted."""
         columns = _columns(inputs)
-        rows = None if columns is not None else _rows(inputs, None)[1]
+        rows = None if columns is not None else frame_rows(inputs, None)[1]
         n = len(rows) if rows is not None else len(next(iter(columns.values()), []))  # type: ignore[union-attr]
         extra = {
             "outputs": _columns(outputs) if hasattr(outputs, "columns") else _list(outputs),
@@ -438,7 +438,7 @@ def _columns(data: Any) -> dict[str, list[Any]] | None:
     return {str(c): _column_values(data[c]) for c in data.columns}
 
 
-def _rows(data: Any, names: list[str] | None) -> tuple[list[str] | None, list[list[Any]]]:
+def frame_rows(data: Any, names: list[str] | None) -> tuple[list[str] | None, list[list[Any]]]:
     """(column names if known, rows with NaN as None) from a DataFrame, array or rows;
     a DataFrame's string columns stay strings."""
     if hasattr(data, "columns"):

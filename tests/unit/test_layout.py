@@ -20,6 +20,7 @@ LAYERS = [
     "actors",
     "server",
     "client",
+    "integrations",
     "handles",
     "evaluate",
     "cli",
