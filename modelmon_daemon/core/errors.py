@@ -31,6 +31,7 @@ class InvalidEvent(ApiError):
     def __init__(self, index: int | None, field: str, message: str) -> None:
         where = f"event {index}: " if index is not None else ""
         super().__init__(f"{where}{field}: {message}", {"index": index, "field": field})
+        self.reason = message
 
 
 class NotFound(ApiError):

@@ -191,10 +191,22 @@ def _output_width(value: Any) -> int:
 def parse_mlrun_events(
     payload: Any, known_shape: ShapeLookup, now: float, base_period: float | None = None
 ) -> ParsedRequest:
-    """MLRun serving events -> one ColumnBatch per endpoint uid."""
+    """MLRun serving events -> one ColumnBatch per endpoint uid. A batched push (MLRun
+    1.7 with log_stream_batch > 1: `headers` + `values`) counts as its values' events;
+    errors in one name the push's index and `values[k].field`."""
     events = payload if isinstance(payload, list) else [payload]
     if not events:
         raise InvalidEvent(None, "body", "no events")
+    if any(isinstance(e, dict) and "headers" in e and "values" in e for e in events):
+        expanded, origins = _expand_batches(events)
+        try:
+            parsed = parse_mlrun_events(expanded, known_shape, now, base_period)
+        except InvalidEvent as exc:
+            index = exc.details.get("index")
+            origin, prefix = origins[index] if isinstance(index, int) else (None, "")
+            raise InvalidEvent(origin, prefix + str(exc.details.get("field")), exc.reason) from None
+        parsed.events = len(expanded)
+        return parsed
     per_uid: dict[str, dict[str, list[Any]]] = {}
     shapes: dict[str, tuple[int, int, tuple[int, ...]]] = {}
     parsed = ParsedRequest(events=len(events))
@@ -312,6 +324,30 @@ def parse_mlrun_events(
             else np.asarray(acc["weight"], dtype=np.float64),
         )
     return parsed
+
+
+def _expand_batches(events: list[Any]) -> tuple[list[Any], list[tuple[int, str]]]:
+    """Batched pushes as plain events: the push's fields plus one row of `values` named by
+    `headers` each. Returns the events and, for each, (push index, field prefix)."""
+    out: list[Any] = []
+    origins: list[tuple[int, str]] = []
+    for i, event in enumerate(events):
+        if not (isinstance(event, dict) and "headers" in event and "values" in event):
+            out.append(event)
+            origins.append((i, ""))
+            continue
+        headers, values = event["headers"], event["values"]
+        if not isinstance(headers, list) or not all(isinstance(h, str) for h in headers):
+            raise InvalidEvent(i, "headers", "must be a list of field names")
+        if not isinstance(values, list) or not values:
+            raise InvalidEvent(i, "values", "must be a non-empty list of rows")
+        base = {k: v for k, v in event.items() if k not in ("headers", "values")}
+        for k, row in enumerate(values):
+            if not isinstance(row, list) or len(row) != len(headers):
+                raise InvalidEvent(i, f"values[{k}]", f"must be a list of {len(headers)} values")
+            out.append({**base, **dict(zip(headers, row, strict=True))})
+            origins.append((i, f"values[{k}]."))
+    return out, origins
 
 
 def _sampling_weight(i: int, event: dict[str, Any], rows: int) -> float:

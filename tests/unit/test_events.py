@@ -279,3 +279,32 @@ def test_bad_sampling_fields_name_the_field(field, value):
     with pytest.raises(InvalidEvent) as err:
         parse_mlrun_events([mlrun([[1.0]], [0], **{field: value})], unknown, NOW)
     assert err.value.details == {"index": 0, "field": field}
+
+
+def test_mlrun_batched_pushes_are_their_events():
+    """MLRun 1.7 with log_stream_batch > 1 pushes {..., headers, values}: the same rows as
+    the events one by one."""
+    single = [mlrun([[1.0, 2.0]], [0], when=f"2026-11-30 10:00:0{k}.000000") for k in range(3)]
+    for k, e in enumerate(single):
+        e["request"]["id"] = e["resp"]["id"] = f"r{k}"
+    headers = ["request", "op", "resp", "when", "microsec", "metrics"]
+    base = {k: v for k, v in single[0].items() if k not in ("request", "resp", "when", "microsec")}
+    batched = {
+        **base,
+        "headers": headers,
+        "values": [
+            [e["request"], "infer", e["resp"], e["when"], e["microsec"], {}] for e in single
+        ],
+    }
+    one_by_one = next(iter(parse_mlrun_events(single, unknown, NOW).batches.values()))
+    parsed = parse_mlrun_events([batched], unknown, NOW)
+    assert parsed.events == 3
+    from_batch = next(iter(parsed.batches.values()))
+    np.testing.assert_array_equal(from_batch.features, one_by_one.features)
+    np.testing.assert_array_equal(from_batch.timestamps, one_by_one.timestamps)
+    assert from_batch.request_ids.tolist() == ["r0", "r1", "r2"]
+    bad = {**batched, "values": [*batched["values"][:2], [{"id": "x"}, "infer", None, "no", 1, {}]]}
+    with pytest.raises(InvalidEvent) as err:
+        parse_mlrun_events([single[0], bad], unknown, NOW)
+    assert err.value.details["index"] == 1
+    assert err.value.details["field"].startswith("values[2].")
