@@ -190,6 +190,7 @@ class EndpointSpec:
     model: str = ""
     function_uri: str = ""
     feature_names: list[str] = field(default_factory=list)
+    version: str = ""  # the model's version (MLRun's `model:version` or `version`)
     label_names: list[str] = field(default_factory=list)
     feature_stats: dict[str, Any] = field(default_factory=dict)
     created: float = 0.0

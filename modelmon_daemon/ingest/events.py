@@ -41,6 +41,7 @@ class EndpointGuess:
     n_outputs: int
     categorical: tuple[int, ...] = ()
     model_class: str = ""
+    version: str = ""
 
 
 @dataclass
@@ -395,11 +396,15 @@ def _event_endpoint(i: int, event: dict[str, Any]) -> tuple[str, EndpointGuess |
                 fn = FunctionUri.parse(function_uri)
             except ValueError:
                 fn = None  # the uid is given: the identity is only descriptive
-        name = model.split(":", 1)[0] if isinstance(model, str) and model else explicit
+        name, version = explicit, None
+        if isinstance(model, str) and model:
+            given = event.get("version")
+            name, version = split_versioned_model(model, str(given) if given else None)
         project = fn.project if fn is not None else "default"
         uri = function_uri if isinstance(function_uri, str) else ""
         guess = EndpointGuess(explicit, project, name, uri, name, 0, 0)
         guess.model_class = _model_class(event)
+        guess.version = version or ""
         return explicit, guess
     if not isinstance(function_uri, str):
         raise InvalidEvent(i, "function_uri", "missing (or give endpoint_id)")
@@ -414,6 +419,7 @@ def _event_endpoint(i: int, event: dict[str, Any]) -> tuple[str, EndpointGuess |
     uid = endpoint_uid(fn.project, fn.function, fn.ref, name, version)
     guess = EndpointGuess(uid, fn.project, name, function_uri, name, 0, 0)
     guess.model_class = _model_class(event)
+    guess.version = version or "latest"
     return uid, guess
 
 

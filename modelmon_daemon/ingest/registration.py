@@ -304,12 +304,17 @@ def build_spec(
     function_uri = body.get("function_uri") or ""
     if not isinstance(function_uri, str):
         raise _bad("function_uri", "must be a string")
+    given_version = body.get("version")
+    if given_version is not None and not isinstance(given_version, str | int | float):
+        raise _bad("version", "must be a string")
+    name, version = split_versioned_model(
+        model, str(given_version) if given_version not in (None, "") else None
+    )
     uid = body.get("uid")
     if uid is not None:
         if not isinstance(uid, str) or not UID_PATTERN.match(uid):
             raise _bad("uid", "must be 1-128 letters, digits, '_', '.', '-'")
     else:
-        name, version = split_versioned_model(model, body.get("version"))
         if function_uri:
             try:
                 fn = FunctionUri.parse(function_uri)
@@ -383,6 +388,7 @@ def build_spec(
         name=body["name"],
         model=model,
         function_uri=function_uri,
+        version=version or "",
         feature_names=feature_names,
         label_names=label_names,
         feature_stats=stats,

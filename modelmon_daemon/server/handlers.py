@@ -176,6 +176,7 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
                 created=time.time(),
                 auto_registered=True,
                 model_class=guess.model_class,
+                version=guess.version,
                 categorical_features=[f"f{j}" for j in guess.categorical],
             )
         )

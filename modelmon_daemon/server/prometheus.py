@@ -249,7 +249,7 @@ class _SnapshotCollector(Collector):
         info = GaugeMetricFamily(
             "modelmon_endpoint_info",
             "Always 1: the endpoint's identity, to show names instead of uids (join on endpoint).",
-            labels=["endpoint", "project", "name", "model", "model_type"],
+            labels=["endpoint", "project", "name", "model", "version", "model_type"],
         )
         for e in s.endpoints:
             uid = e["uid"]
@@ -259,6 +259,7 @@ class _SnapshotCollector(Collector):
                     str(e.get("project") or ""),
                     str(e.get("name") or ""),
                     str(e.get("model") or ""),
+                    str(e.get("version") or ""),
                     str(e.get("model_type") or ""),
                 ],
                 1.0,

@@ -15,6 +15,10 @@ def snapshot(per_feature=False):
         endpoints=[
             {
                 "uid": "ep1",
+                "project": "shop",
+                "name": "churn",
+                "model": "churn",
+                "version": "v2",
                 "predictions_total": 62.0,
                 "latency_seconds": {
                     "buckets": [["0.001", 1.0], ["0.01", 3.0], ["+Inf", 4.0]],
@@ -74,7 +78,14 @@ def test_exposition_parses_and_follows_naming_conventions():
     assert got[key] == 0.8
     assert got[("modelmon_endpoint_drift_status", (("endpoint", "ep1"),))] == 2
     info = [k for k in got if k[0] == "modelmon_endpoint_info"]
-    assert len(info) == 1 and dict(info[0][1])["endpoint"] == "ep1" and got[info[0]] == 1
+    assert len(info) == 1 and got[info[0]] == 1
+    assert {k: v for k, v in info[0][1] if k != "model_type"} == {
+        "endpoint": "ep1",
+        "project": "shop",
+        "name": "churn",
+        "model": "churn",
+        "version": "v2",
+    }
     assert got[("modelmon_alert_active", (("alert", "drift"),))] == 1
     assert got[("modelmon_ingest_request_duration_seconds_count", (("route", "/v1/events"),))] == 1
     le = (

@@ -38,6 +38,8 @@ def test_reference_file_missing_column_names_it(tmp_path):
 def test_uid_from_function_uri_matches_mlrun_events():
     spec = build_spec(body(function_uri="p/serving:v3", model="m", version="7"), 0.0)
     assert spec.uid == hashlib.sha1(b"p_serving_v3_m_7").hexdigest()
+    assert spec.version == "7"
+    assert build_spec(body(model="m:v2"), 0.0).version == "v2"
     assert build_spec(body(), 0.0).uid == hashlib.sha1(b"p_m_N/A_m_latest").hexdigest()
 
 
