@@ -68,9 +68,11 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
                 lambda k=k: daemon.get(f"/v1/endpoints/cl{k}")[1]["stream_actor"], timeout=60
             )
             _, st = daemon.get("/v1/status")
-            if st["controller"]["stream_nodes"].get(name) == doomed:
+            placed = st["controller"]["stream_nodes"]
+            if uid is None and placed.get(name) == doomed:
                 uid = f"cl{k}"
-                break
+            if uid is not None and len(set(placed.values())) >= 2:
+                break  # one on the doomed node, and spread over more than one
         assert uid is not None, "no stream actor on the worker node"
         _, status_body = daemon.get("/v1/status")
         nodes = status_body["controller"]["application_nodes"]
