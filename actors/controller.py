@@ -112,6 +112,8 @@ class ControllerActor:
         self.writer = self.runtime.writer()
         self.applications = list(self.settings.applications.builtin)
         self._route_lock = asyncio.Lock()
+        self._route_writes: list[tuple[str, str, asyncio.Future[None]]] = []
+        self._route_flusher: asyncio.Future[None] | None = None
         self._tick_lock = asyncio.Lock()
         self._loop_task: asyncio.Task[None] | None = None
         self.ticks = 0
@@ -164,13 +166,36 @@ class ControllerActor:
             if name not in self.streams:
                 self.streams[name] = self.runtime.stream_actor(name)
         try:
-            await asyncio.to_thread(self.store.put_route, uid, name)
+            await self._persist_route(uid, name)
             await self.streams[name].add_endpoint.remote(uid)
         except BaseException:
             self._load[name] -= 1
             raise
         self.routes[uid] = name
         return name
+
+    async def _persist_route(self, uid: str, name: str) -> None:
+        """Routes decided meanwhile are written together, one durable transaction per
+        batch (a burst of registrations is not one fsync each)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._route_writes.append((uid, name, done))
+        if self._route_flusher is None or self._route_flusher.done():
+            self._route_flusher = asyncio.ensure_future(self._flush_routes())
+        await done
+
+    async def _flush_routes(self) -> None:
+        while self._route_writes:
+            batch, self._route_writes = self._route_writes, []
+            try:
+                await asyncio.to_thread(self.store.put_routes, [(u, n) for u, n, _ in batch])
+            except Exception as exc:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def forget(self, uid: str) -> bool:
         """Stop analyzing an endpoint: between ticks, its stream actor drops its buffers and

@@ -133,6 +133,9 @@ class LogOwnerClient:
     def put_route(self, uid: str, actor: str) -> None:
         self._call("put_route", uid, actor)
 
+    def put_routes(self, routes: list[tuple[str, str]]) -> None:
+        self._call("put_routes", routes)
+
     def get_endpoint(self, uid: str) -> dict[str, Any] | None:
         result: dict[str, Any] | None = self._call("get_endpoint", uid)
         return result

@@ -80,6 +80,9 @@ class WriterActor:
     def put_route(self, uid: str, actor: str) -> None:
         self.store.put_route(uid, actor)
 
+    def put_routes(self, routes: list[tuple[str, str]]) -> None:
+        self.store.put_routes(routes)
+
     def get_endpoint(self, uid: str) -> dict[str, Any] | None:
         return self.store.get_endpoint(uid)
 

@@ -127,6 +127,29 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError("daemon not healthy")
 
 
+def wait_buffered(url: str, token: str, rows: int, timeout: float = 600.0) -> None:
+    import json
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        buffered, offset, total = 0, 0, 1
+        while offset < total:
+            request = urllib.request.Request(
+                url + f"/v1/endpoints?limit=10000&offset={offset}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            with urllib.request.urlopen(request, timeout=120) as resp:
+                page = json.loads(resp.read())
+            total = page["total"]
+            offset += len(page["endpoints"]) or total
+            buffered += sum(int(r.get("buffered_events") or 0) for r in page["endpoints"])
+        if buffered >= rows:
+            return
+        time.sleep(1.0)
+    raise RuntimeError(f"not all {rows} rows reached the stream actors in {timeout:.0f} s")
+
+
 def run(n: int) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="mmf-", dir="/tmp"))
     data = tmp / "data"
@@ -181,10 +204,15 @@ def run(n: int) -> dict[str, float]:
         rss_registered = tree_rss_mib(proc.pid)
         start = (math.floor(time.time() / P) - 3) * P
         ingest_rate = asyncio.run(post_all(url, token, windows, start))
+        # stream actors are made in the background (registration does not wait for them):
+        # wait until every row is buffered, then until every endpoint is idle
+        wait_buffered(url, token, n * ROWS)
         time.sleep(LATENESS + 1.5)  # every endpoint idle: all windows close in one tick
         t0 = time.perf_counter()
         report = ray.get(handles.controller.update.remote())
         tick = time.perf_counter() - t0
+        if os.environ.get("BENCH_FLEET_DEBUG"):
+            print({k: v for k, v in report.items() if k != "failures"}, report["failures"][:5])
         rss_analyzed = tree_rss_mib(proc.pid)
         t0 = time.perf_counter()
         for window in windows:

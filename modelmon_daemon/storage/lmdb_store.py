@@ -362,8 +362,14 @@ class LmdbStore:
 
     @_growing
     def put_route(self, uid: str, actor: str) -> None:
+        self.put_routes([(uid, actor)])
+
+    @_growing
+    def put_routes(self, routes: list[tuple[str, str]]) -> None:
+        """Many routes in one durable transaction (a burst of registrations)."""
         with self.env.begin(db=self.db["routes"], write=True) as txn:
-            txn.put(uid.encode(), actor.encode())
+            for uid, actor in routes:
+                txn.put(uid.encode(), actor.encode())
 
     @_growing
     def routes(self) -> dict[str, str]:
