@@ -1,9 +1,11 @@
-"""Ingestion throughput on loopback: the daemon beside a no-op aiohttp server, same run.
+"""Ingestion throughput on loopback: the daemon beside baseline servers, same run.
 
-Single MLRun events (one per request) and 1000-event batches (native columnar form and
-MLRun lists), posted by an aiohttp client with 32 connections for a few seconds each.
-Every daemon 202 means the events are durable in the LMDB log. Prints requests/s,
-events/s and the ratio to the no-op server (which reads the body and answers 202).
+Rows (each posted by an aiohttp client with 32 connections for a few seconds):
+- single MLRun event per POST vs a no-op aiohttp server (reads the body, answers 202);
+- 1000-event native msgpack batch per POST vs a server that only decodes the msgpack;
+- 1000-event MLRun-format JSON list per POST (target >= 150k events/s);
+- 1000 endpoints x one 1000-row native batch each, vs the single-endpoint batch rate.
+Every daemon 202 means the events are durable in the LMDB log.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import msgpack
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +37,12 @@ NOOP = textwrap.dedent(
     import sys
     from aiohttp import web
 
+    import msgpack
+
     async def accept(request):
-        await request.read()
+        body = await request.read()
+        if sys.argv[2] == "decode":  # the decode-only baseline: msgpack -> Python objects
+            msgpack.unpackb(body, raw=False)
         return web.json_response({"accepted": 1}, status=202)
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -65,20 +72,31 @@ async def wait_up(url: str, wait_s: float = 120) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def load(url: str, body: bytes, seconds: float, token: str = "") -> tuple[float, int]:
-    """Requests/s with CONNECTIONS concurrent posters; returns (rate, failures)."""
+async def load(
+    url: str | list[str],
+    body: bytes,
+    seconds: float,
+    token: str = "",
+    content_type: str = "application/json",
+) -> tuple[float, int]:
+    """Requests/s with CONNECTIONS concurrent posters (cycling through `url` when it is a
+    list); returns (rate, failures)."""
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
     done = failures = 0
     stop = time.perf_counter() + seconds
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": content_type}
     if token:
-        headers["Authorization"] = f"Bearer {token}"  # the no-op server ignores it
+        headers["Authorization"] = f"Bearer {token}"  # the baseline servers ignore it
+    urls = [url] if isinstance(url, str) else url
+    turn = 0
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def worker() -> None:
-            nonlocal done, failures
+            nonlocal done, failures, turn
             while time.perf_counter() < stop:
-                async with session.post(url, data=body, headers=headers) as resp:
+                target = urls[turn % len(urls)]
+                turn += 1
+                async with session.post(target, data=body, headers=headers) as resp:
                     await resp.read()
                     if resp.status == 202:
                         done += 1
@@ -120,47 +138,87 @@ def payloads() -> dict[str, tuple[bytes, int, str]]:
             1000,
             "/v1/events",
         ),
-        "1000-event native batch": (
-            json.dumps(native).encode(),
+        "1000-event native msgpack batch": (
+            msgpack.packb(native, use_bin_type=True),
             1000,
             "/v1/endpoints/bench/events",
         ),
     }
 
 
-async def measure(noop_port: int, daemon_url: str, token_file: Path) -> None:
-    await wait_up(f"http://127.0.0.1:{noop_port}/")
+FLEET = 1000
+
+
+async def measure(ports: dict[str, int], daemon_url: str, token_file: Path) -> None:
+    for port in ports.values():
+        await wait_up(f"http://127.0.0.1:{port}/")
     await wait_up(daemon_url + "/healthz")
     token = (await asyncio.to_thread(token_file.read_text)).strip()
+    features = [f"f{j}" for j in range(8)]
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
-        await session.post(
-            daemon_url + "/v1/endpoints",
-            json={
-                "uid": "bench",
-                "project": "bench",
-                "name": "bench",
-                "feature_names": [f"f{j}" for j in range(8)],
-            },
-        )
+        for uid in ["bench", *(f"fleet{i}" for i in range(FLEET))]:
+            async with session.post(
+                daemon_url + "/v1/endpoints",
+                json={"uid": uid, "project": "bench", "name": uid, "feature_names": features},
+            ) as resp:
+                assert resp.status in (200, 201), await resp.text()
+        # stream actors are made in the background: measure once they all exist
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            async with session.get(daemon_url + "/v1/status") as resp:
+                status = await resp.json()
+            if status.get("controller", {}).get("endpoints", 0) >= FLEET + 1:
+                break
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(2.0)
     print(
         f"{CONNECTIONS} connections, {SECONDS:g}s per run, loopback, one machine "
         f"({os.cpu_count()} CPUs shared by client, server and Ray)"
     )
-    for name, (body, events, path) in payloads().items():
-        base, _ = await load(f"http://127.0.0.1:{noop_port}{path}", body, SECONDS, token)
-        ours, failed = await load(daemon_url + path, body, SECONDS, token)
-        note = f"   ({failed} non-202)" if failed else ""
-        print(
-            f"  {name:<24} daemon {ours:9.0f} req/s = {ours * events:10.0f} events/s   "
-            f"no-op {base:9.0f} req/s   ratio {ours / base:5.2f}x{note}"
-        )
+    rows = payloads()
+    body, _, path = rows["single MLRun event"]
+    base, _ = await load(f"http://127.0.0.1:{ports['noop']}{path}", body, SECONDS)
+    ours, failed = await load(daemon_url + path, body, SECONDS, token)
+    report("single MLRun event per POST", ours, 1, base, "no-op aiohttp server", failed)
+    body, events, path = rows["1000-event native msgpack batch"]
+    msgpack_type = "application/msgpack"
+    base, _ = await load(
+        f"http://127.0.0.1:{ports['decode']}{path}", body, SECONDS, content_type=msgpack_type
+    )
+    single, failed = await load(daemon_url + path, body, SECONDS, token, msgpack_type)
+    report("1000-event native msgpack batch", single, events, base, "msgpack decode-only", failed)
+    body, events, path = rows["1000-event MLRun list"]
+    ours, failed = await load(daemon_url + path, body, SECONDS, token)
+    report("1000-event MLRun JSON list", ours, events, None, "target 150k events/s", failed)
+    body, events, _ = rows["1000-event native msgpack batch"]
+    urls = [f"{daemon_url}/v1/endpoints/fleet{i}/events" for i in range(FLEET)]
+    ours, failed = await load(urls, body, SECONDS, token, msgpack_type)
+    report(
+        f"{FLEET} endpoints x 1000-row batch", ours, events, single, "single-endpoint batch", failed
+    )
+
+
+def report(
+    name: str, rate: float, events: int, base: float | None, baseline: str, failed: int
+) -> None:
+    note = f"   ({failed} non-202)" if failed else ""
+    against = (
+        f"{baseline} {base * events:10.0f} events/s   ratio {rate / base:5.2f}x"
+        if base
+        else baseline
+    )
+    print(f"  {name:<34} {rate * events:10.0f} events/s ({rate:7.0f} req/s)   {against}{note}")
 
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mmb-", dir="/tmp"))
-    noop_port, daemon_port = free_port(), free_port()
+    ports = {"noop": free_port(), "decode": free_port()}
+    daemon_port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    noop = subprocess.Popen([sys.executable, "-c", NOOP, str(noop_port)], start_new_session=True)
+    baselines = [
+        subprocess.Popen([sys.executable, "-c", NOOP, str(port), kind], start_new_session=True)
+        for kind, port in ports.items()
+    ]
     argv = [
         sys.executable,
         "-m",
@@ -178,13 +236,11 @@ def main() -> None:
             argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
         )
     try:
-        asyncio.run(
-            measure(noop_port, f"http://127.0.0.1:{daemon_port}", tmp / "data" / "auth_token")
-        )
+        asyncio.run(measure(ports, f"http://127.0.0.1:{daemon_port}", tmp / "data" / "auth_token"))
     finally:
-        for proc in (daemon, noop):
+        for proc in (daemon, *baselines):
             proc.send_signal(signal.SIGTERM)
-        for proc in (daemon, noop):
+        for proc in (daemon, *baselines):
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:

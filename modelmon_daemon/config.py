@@ -7,6 +7,7 @@ stops start-up with a ConfigError naming the key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tomllib
 from collections.abc import Mapping
@@ -41,6 +42,7 @@ class DaemonSettings:
     max_pending_rows: int = 0
     large_body_size: int = 1024 * 1024
     max_large_requests: int = 2
+    event_loop: str = "uvloop"  # "uvloop" (when installed) or "asyncio"
 
 
 @dataclass
@@ -196,11 +198,7 @@ class Settings:
     def pending_rows_limit(self) -> int:
         if self.daemon.max_pending_rows:
             return self.daemon.max_pending_rows
-        try:
-            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            memory = 8 * 1024**3
-        return max(100_000, int(memory / 8 / 150))
+        return max(100_000, int(physical_memory() / 8 / 150))
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
@@ -316,6 +314,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("controller.max_tick_rows", "must be at least 1")
     if settings.stream.max_actors < 1:
         raise ConfigError("stream.max_actors", "must be at least 1")
+    if settings.daemon.event_loop not in ("uvloop", "asyncio"):
+        raise ConfigError("daemon.event_loop", "uvloop or asyncio")
     if settings.stream.max_buffered_rows < 1:
         raise ConfigError("stream.max_buffered_rows", "must be at least 1")
     if settings.applications.pool_size < 0:
@@ -403,6 +403,15 @@ def validate(settings: Settings) -> Settings:
             raise ConfigError(f"alerts[{i}].name", f"{parsed.name!r} is defined twice")
         names.add(parsed.name)
     return settings
+
+
+@functools.cache
+def physical_memory() -> int:
+    """Bytes of RAM (read once: it is asked on every ingestion request)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 1024**3
 
 
 def application_settings(settings: Settings) -> dict[str, Any]:

@@ -226,4 +226,12 @@ def run(settings: Settings) -> None:
         level=os.environ.get("MODELMON_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.daemon.event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            logging.getLogger(__name__).info("uvloop is not installed: asyncio's loop")
+        else:
+            uvloop.run(serve(settings))
+            return
     asyncio.run(serve(settings))

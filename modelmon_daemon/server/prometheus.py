@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -41,7 +40,7 @@ class RouteDurations:
         hist = self.routes.get(route)
         if hist is None:
             hist = self.routes[route] = CumulativeHistogram(LATENCY_BUCKETS)
-        hist.observe(np.asarray([seconds]))
+        hist.observe_one(seconds)
 
 
 @dataclass

@@ -47,6 +47,7 @@ class GroupCommitLog:
         self.commits = 0
         self.records_logged = 0
         self.queued_rows = 0  # accepted by a handler, not yet in a committed log transaction
+        self.committed_rows = 0  # rows this log committed, ever (a running total)
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -107,6 +108,7 @@ class GroupCommitLog:
                     if not req.future.done():
                         req.future.set_exception(exc)
                 continue
+            self.committed_rows += rows
             self.queued_rows -= rows
             self.commits += 1
             self.records_logged += len(merged)
