@@ -211,10 +211,30 @@ def parse_mlrun_events(
     per_uid: dict[str, dict[str, list[Any]]] = {}
     shapes: dict[str, tuple[int, int, tuple[int, ...]]] = {}
     parsed = ParsedRequest(events=len(events))
+    identities: dict[tuple[Any, ...], tuple[str, EndpointGuess | None]] = {}
     for i, event in enumerate(events):
         if not isinstance(event, dict):
             raise InvalidEvent(i, "event", "must be an object")
-        uid, guess = _event_endpoint(i, event)
+        # events of one request mostly share their identity: parse it once per identity
+        identity = (
+            event.get("endpoint_id"),
+            event.get("function_uri"),
+            event.get("model"),
+            event.get("version"),
+            event.get("class"),
+            event.get("model_class"),
+        )
+        try:
+            known = identities.get(identity)
+        except TypeError:  # an unhashable field: validated (and refused) below
+            known = None
+        if known is None:
+            known = _event_endpoint(i, event)
+            try:
+                identities[identity] = known
+            except TypeError:
+                pass
+        uid, guess = known
         request = event.get("request")
         if not isinstance(request, dict):
             raise InvalidEvent(i, "request", "missing or not an object")
