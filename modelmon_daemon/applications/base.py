@@ -42,6 +42,9 @@ class Metric:
     extra_data: dict[str, Any] = field(default_factory=dict)
 
 
+_NO_STATS: dict[str, Any] = {}
+
+
 class KeywordLogger:
     """A logger that takes MLRun's style, `logger.info("message", key=value, ...)`."""
 
@@ -94,8 +97,14 @@ class MonitoringContext:
 
     @property
     def feature_stats(self) -> dict[str, Any]:
-        """Reference stats, MLRun format, histograms padded."""
-        return dict(self.endpoint.get("feature_stats") or {})
+        """Reference stats, MLRun format, histograms padded (a copy: yours to change)."""
+        return dict(self.reference_stats)
+
+    @property
+    def reference_stats(self) -> dict[str, Any]:
+        """The endpoint's reference stats themselves (shared by every application of the
+        window: read, never change)."""
+        return self.endpoint.get("feature_stats") or _NO_STATS
 
     @property
     def features(self) -> np.ndarray:

@@ -21,7 +21,7 @@ from modelmon_daemon.analytics.distances import (
 )
 from modelmon_daemon.analytics.stats import pad_hist
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
-from modelmon_daemon.applications.histogram_data_drift import histogram_drift, status_for
+from modelmon_daemon.applications.histogram_data_drift import status_for, window_histogram_drift
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 NAME = "drift-metrics"
@@ -31,7 +31,7 @@ def drift_measures(
     matrix: np.ndarray, feature_names: list[str], feature_stats: dict[str, Any]
 ) -> dict[str, dict[str, float]] | None:
     """feature -> {psi, js, wasserstein, ks}; features binned together per bin count."""
-    binned = histogram_drift(matrix, feature_names, feature_stats)
+    binned = window_histogram_drift(matrix, feature_names, feature_stats)
     if binned is None:
         return None
     out: dict[str, dict[str, float]] = {}
@@ -88,7 +88,7 @@ class DriftMetricsApplication:
 
     def do_tracking(self, context: MonitoringContext) -> list[Result | Metric]:
         s = context.settings
-        measures = drift_measures(context.features, context.feature_names, context.feature_stats)
+        measures = drift_measures(context.features, context.feature_names, context.reference_stats)
         categories = categorical_measures(context)
         if measures is None and not categories:
             return []

@@ -111,13 +111,35 @@ def histogram_drift(
     )
 
 
+_LAST_WINDOW: list[tuple[np.ndarray, dict[str, Any], tuple[str, ...], HistogramDrift | None]] = []
+
+
+def window_histogram_drift(
+    matrix: np.ndarray, feature_names: list[str], feature_stats: dict[str, Any]
+) -> HistogramDrift | None:
+    """histogram_drift of one window, binned once for the applications that need it (the
+    histogram application and drift-metrics run one after the other on the same window).
+    The last call is kept and matched by the identity of its inputs, which it holds, so a
+    new window can never be taken for it."""
+    names = tuple(feature_names)
+    if _LAST_WINDOW:
+        last_matrix, last_stats, last_names, result = _LAST_WINDOW[0]
+        if last_matrix is matrix and last_stats is feature_stats and last_names == names:
+            return result
+    result = histogram_drift(matrix, feature_names, feature_stats)
+    _LAST_WINDOW[:] = [(matrix, feature_stats, names, result)]
+    return result
+
+
 class HistogramDataDriftApplication:
     NAME = NAME
 
     def do_tracking(self, context: MonitoringContext) -> list[Result | Metric]:
         potential = float(context.settings.get("potential_threshold", 0.5))
         detected = float(context.settings.get("detected_threshold", 0.7))
-        drift = histogram_drift(context.features, context.feature_names, context.feature_stats)
+        drift = window_histogram_drift(
+            context.features, context.feature_names, context.reference_stats
+        )
         if drift is None:
             return []
         value = drift.general_drift
