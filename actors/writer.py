@@ -213,6 +213,8 @@ class WriterActor:
             lambda p=path, t=table: self.parquet.write_table(p, t) for path, table in results
         ]
         list(self.io.map(lambda write: write(), writes))
+        if writes:
+            self.parquet.sync()  # the files are durable before the log forgets their rows
         try:
             flags = self.store.commit_many(commits, moves, self._notifications)
         except BaseException:

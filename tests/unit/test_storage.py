@@ -266,6 +266,7 @@ def test_results_of_the_per_endpoint_layout_are_moved_once(tmp_path):
 def test_compaction_merges_past_partitions_once_and_retention_expires_them(tmp_path):
     writer = WriterActor(settings_for(tmp_path))
     day = 86400.0
+    writer.parquet.sync()  # the data dir's file system flushed in one call
     for i in range(3):  # three ticks of two endpoints, all on day 1 (1970-01-02)
         for e in range(2):
             uid = f"ep{e}"
@@ -276,6 +277,8 @@ def test_compaction_merges_past_partitions_once_and_retention_expires_them(tmp_p
             writer.commit_tick([(0, 0, meta, [_drift_output(meta, 0.1 * i)])], [], ["h"], [batch])
     results_dir = tmp_path / "results" / "date=1970-01-02"
     assert len(list(results_dir.glob("*.parquet"))) == 6
+    fresh = next((tmp_path / "events").rglob("w*.parquet"))
+    assert pq.ParquetFile(fresh).metadata.row_group(0).column(0).compression == "LZ4"
     before = {uid: writer.parquet.read_results(uid) for uid in ("ep0", "ep1")}
     done = writer.maintain(now=3 * day)  # day 1 is in the past now
     assert done["compacted"] == 6 + 6  # results: 6 files; events: 3 per endpoint
@@ -287,6 +290,9 @@ def test_compaction_merges_past_partitions_once_and_retention_expires_them(tmp_p
         hour = tmp_path / "events" / f"endpoint_id={uid}" / "date=1970-01-02" / "hour=00"
         assert [p.name[:10] for p in hour.glob("*.parquet")] == ["compacted-"]
         assert len(pd.read_parquet(hour)) == 3
+        # the tick writes lz4 (fast); compaction re-encodes with zstd (small)
+        (compacted,) = hour.glob("*.parquet")
+        assert pq.ParquetFile(compacted).metadata.row_group(0).column(0).compression == "ZSTD"
     # an interrupted run (merged file written, a source left behind) is finished, not doubled
     source = pq.read_table(merged)
     pq.write_table(source.slice(0, 1), results_dir / "r86400-leftover.parquet")
