@@ -4,6 +4,7 @@ on the reference's padded histogram edges, their means as metrics, and `general_
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,31 @@ class HistogramDrift:
         }
 
 
+_REFERENCE_BINS: OrderedDict[tuple[int, tuple[str, ...]], tuple[Any, np.ndarray, np.ndarray]] = (
+    OrderedDict()
+)
+REFERENCE_BINS_CACHE = 8192  # endpoints whose padded edges and probabilities are kept
+
+
+def _reference_bins(
+    feature_stats: dict[str, Any], names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(padded edges, reference probabilities) of features, computed once per reference:
+    an application actor keeps an endpoint's record (this very dict) across ticks. Keyed
+    by the dict's identity; the entry holds the dict, so the identity cannot be reused."""
+    key = (id(feature_stats), names)
+    found = _REFERENCE_BINS.get(key)
+    if found is not None and found[0] is feature_stats:
+        _REFERENCE_BINS.move_to_end(key)
+        return found[1], found[2]
+    edges = padded_edges_matrix(feature_stats, list(names))
+    u = reference_probabilities(feature_stats, list(names))
+    _REFERENCE_BINS[key] = (feature_stats, edges, u)
+    while len(_REFERENCE_BINS) > REFERENCE_BINS_CACHE:
+        _REFERENCE_BINS.popitem(last=False)
+    return edges, u
+
+
 def histogram_drift(
     matrix: np.ndarray, feature_names: list[str], feature_stats: dict[str, Any]
 ) -> HistogramDrift | None:
@@ -89,11 +115,10 @@ def histogram_drift(
     found: list[tuple[int, np.ndarray, np.ndarray, float, float, float]] = []
     for group in groups.values():
         names = [feature_names[j] for j in group]
-        edges = padded_edges_matrix(feature_stats, names)
+        edges, u = _reference_bins(feature_stats, tuple(names))
         block = matrix if group == list(range(matrix.shape[1])) else matrix[:, group]
         counts = binned_counts(block, edges)
         t = probabilities(counts.astype(np.float64))
-        u = reference_probabilities(feature_stats, names)
         tvd, hel, kld = total_variance_distance(t, u), hellinger_distance(t, u), kl_divergence(t, u)
         for k, j in enumerate(group):
             if counts[k].sum() > 0:
