@@ -316,7 +316,7 @@ class Client(_Api):
                 response = self.http.request(**self._request_args(call))
             except httpx.TransportError as exc:
                 if attempt == self.retries or not isinstance(exc, httpx.ConnectError):
-                    raise DaemonUnreachable(f"{self.url}: {exc}") from None
+                    raise DaemonUnreachable(str(exc) or repr(exc)) from None
                 time.sleep(_backoff(attempt, None, self.max_backoff))
                 continue
             if response.status_code in RETRY_STATUSES and attempt < self.retries:
@@ -357,7 +357,7 @@ class AsyncClient(_Api):
                 response = await self.http.request(**self._request_args(call))
             except httpx.TransportError as exc:
                 if attempt == self.retries or not isinstance(exc, httpx.ConnectError):
-                    raise DaemonUnreachable(f"{self.url}: {exc}") from None
+                    raise DaemonUnreachable(str(exc) or repr(exc)) from None
                 await asyncio.sleep(_backoff(attempt, None, self.max_backoff))
                 continue
             if response.status_code in RETRY_STATUSES and attempt < self.retries:
