@@ -12,10 +12,9 @@ MLRun is installed (any object with their attributes is taken)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from modelmon_daemon.applications.base import MonitoringContext
+from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 ResultKindApp = ResultKind
@@ -23,19 +22,9 @@ ResultStatusApp = ResultStatus
 MonitoringApplicationContext = MonitoringContext
 
 
-@dataclass
-class ModelMonitoringApplicationResult:
-    name: str
-    value: float
-    kind: ResultKind
-    status: ResultStatus
-    extra_data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ModelMonitoringApplicationMetric:
-    name: str
-    value: float
+# MLRun's result and metric take the same fields, in the same order, as ours
+ModelMonitoringApplicationResult = Result
+ModelMonitoringApplicationMetric = Metric
 
 
 class ModelMonitoringApplicationBase:
