@@ -291,7 +291,8 @@ class ControllerActor:
             if meta.uid in specs
         ]
         advances = [a for s in batch.streams for a in s.advances if a[0] in specs]
-        status = await self.writer.commit_tick.remote(items, advances, self.applications, *data)
+        # the writer reads the windows' rows from its own log (not through the object store)
+        status = await self.writer.commit_tick.remote(items, advances, self.applications)
         t2 = time.perf_counter()
         done = {(items[i][0], items[i][1]) for i, flag in enumerate(status) if flag is not None}
         acks = []
