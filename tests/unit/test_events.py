@@ -308,3 +308,31 @@ def test_mlrun_batched_pushes_are_their_events():
         parse_mlrun_events([single[0], bad], unknown, NOW)
     assert err.value.details["index"] == 1
     assert err.value.details["field"].startswith("values[2].")
+
+
+def test_an_event_as_mlruns_flow_builds_it():
+    """MLRun's MonitoringPreProcessor (a flow with ModelRunnerStep) sends `model_class`,
+    `microsec` as float seconds, `error: null`, request/resp with schemas and no resp id,
+    and sampling fields: taken as they are."""
+    event = {
+        "model": "churn",
+        "model_class": "ChurnModel",
+        "microsec": 0.0042,
+        "when": "2026-11-30 10:00:01.500000+00:00",
+        "endpoint_id": "flow-endpoint-1",
+        "labels": {},
+        "function_uri": "shop/flow",
+        "request": {"inputs": [[1.0, 2.0], [3.0, 4.0]], "id": "req-9", "input_schema": ["a", "b"]},
+        "resp": {"outputs": [1, 0], "output_schema": ["label"]},
+        "error": None,
+        "metrics": None,
+        "sampling_percentage": 100.0,
+        "effective_sample_count": 2,
+    }
+    parsed = parse_mlrun_events([event], unknown, NOW)
+    guess = parsed.new_endpoints["flow-endpoint-1"]
+    assert (guess.model_class, guess.project, guess.name) == ("ChurnModel", "shop", "churn")
+    batch = parsed.batches["flow-endpoint-1"]
+    assert batch.latency_us.tolist() == [4200.0, 4200.0]
+    assert batch.request_ids.tolist() == ["req-9-0", "req-9-1"]
+    assert batch.weights is None and batch.error_events == 0
