@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -29,11 +30,14 @@ from modelmon_daemon.core.records import (
     ResultRecord,
     WindowMeta,
     empty_batch,
+    unpack,
 )
 from modelmon_daemon.storage.lmdb_store import LmdbStore, PerformanceUpdate, WindowCommit
 from modelmon_daemon.storage.parquet_store import ParquetStore
 
 log = logging.getLogger(__name__)
+
+SPEC_CACHE_SIZE = 4096  # endpoint records kept unpacked
 
 PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse", "r2")
 
@@ -71,6 +75,8 @@ class WriterActor:
         # Parquet writes of a tick run in parallel (pyarrow releases the GIL)
         self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="writer-io")
         self.last_maintenance = 0.0
+        # uid -> (stored bytes, record), least recently used first
+        self._specs: OrderedDict[str, tuple[bytes, dict[str, Any]]] = OrderedDict()
 
     # -- the log owner's state, for actors on any node (see storage/log_view.py) ---------
 
@@ -142,7 +148,7 @@ class WriterActor:
         for i, (_, _, meta, _) in enumerate(items):
             uid = meta.uid
             if uid not in specs:
-                spec = self.store.get_endpoint(uid)
+                spec = self._spec(uid)
                 if spec is None:
                     continue
                 specs[uid] = spec
@@ -179,6 +185,25 @@ class WriterActor:
         if time.time() - self.last_maintenance >= self.settings.storage.maintenance_interval:
             self.maintain()
         return status
+
+    def _spec(self, uid: str) -> dict[str, Any] | None:
+        """An endpoint's record, unpacked once per stored version (comparing the stored
+        bytes is cheap; unpacking reference stats and a PCA model for 1000 endpoints a
+        tick is not). Callers read it and never change it."""
+        raw = self.store.get_endpoint_raw(uid)
+        if raw is None:
+            self._specs.pop(uid, None)
+            return None
+        cached = self._specs.get(uid)
+        if cached is not None and cached[0] == raw:
+            self._specs.move_to_end(uid)
+            return cached[1]
+        spec: dict[str, Any] = unpack(raw)
+        self._specs[uid] = (raw, spec)
+        self._specs.move_to_end(uid)
+        while len(self._specs) > SPEC_CACHE_SIZE:
+            self._specs.popitem(last=False)
+        return spec
 
     def _window_rows(self, meta: WindowMeta, spec: dict[str, Any]) -> ColumnBatch:
         """A window's rows, read from the log this actor owns (its records are there until
