@@ -154,6 +154,12 @@ class ControllerActor:
             if pending.done():
                 self._routing.pop(uid, None)
 
+    async def route_many(self, uids: list[str]) -> dict[str, str]:
+        """The routes of many endpoints in one call (a burst of registrations); an
+        endpoint whose routing failed is left out (its first event routes it)."""
+        names = await asyncio.gather(*(self.route(uid) for uid in uids), return_exceptions=True)
+        return {uid: n for uid, n in zip(uids, names, strict=True) if isinstance(n, str)}
+
     async def _new_route(self, uid: str) -> str:
         """Only the choice is serialized; persisting it (off the event loop) and handing
         the endpoint to its actor run concurrently for many registrations."""

@@ -13,6 +13,9 @@ from modelmon_daemon.core.records import ColumnBatch
 
 log = logging.getLogger(__name__)
 
+ROUTE_BATCH = 1000  # endpoints routed per controller call
+ROUTE_BATCH_DELAY = 0.05  # seconds registrations gather before their routing is asked
+
 LoggedRecord = tuple[str, int, float, ColumnBatch]
 
 
@@ -26,7 +29,8 @@ class ActorDirectory:
         self._get_actor = get_actor
         self.routes: dict[str, str] = {}
         self._routing: dict[str, asyncio.Future[str]] = {}
-        self._background: set[asyncio.Future[None]] = set()  # routings nobody awaits
+        self._unrouted: set[str] = set()  # registered, their routing not yet asked for
+        self._router: asyncio.Future[None] | None = None
         self._streams: dict[str, Any] = {}
         self.forward_failures = 0
 
@@ -50,22 +54,32 @@ class ActorDirectory:
                 self._routing.pop(uid, None)
 
     def route_soon(self, uid: str) -> None:
-        """Start routing `uid` without waiting (a failure is logged; the next event or
-        tick routes it again)."""
+        """Route `uid` without waiting: registrations queued meanwhile go to the
+        controller in one call (a burst of 10,000 is ten calls, not 10,000). A failure is
+        logged; the first event or the next tick routes the endpoint again."""
         if uid in self.routes or uid in self._routing:
             return
+        self._unrouted.add(uid)
+        if self._router is None or self._router.done():
+            self._router = asyncio.ensure_future(self._route_queued())
 
-        async def attempt() -> None:
+    async def _route_queued(self) -> None:
+        await asyncio.sleep(ROUTE_BATCH_DELAY)
+        while self._unrouted:
+            batch = sorted(self._unrouted)[:ROUTE_BATCH]
+            self._unrouted.difference_update(batch)
             try:
-                await self.route(uid)
+                routes = await self.controller.route_many.remote(batch)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("routing %s failed (retried on its first event): %r", uid, exc)
-
-        task = asyncio.ensure_future(attempt())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+                log.warning(
+                    "routing %d endpoints failed (retried on their first event): %r",
+                    len(batch),
+                    exc,
+                )
+                continue
+            self.routes.update(routes)
 
     async def _route(self, uid: str) -> str:
         name = await self.controller.route.remote(uid)

@@ -234,3 +234,15 @@ async def test_a_tick_takes_whole_endpoints_up_to_its_row_budget(tmp_path):
     third = await controller.update(now=1000.0)
     assert (third["windows"], third["deferred"]) == (1, 0)
     assert all(store.get_last_analyzed(u) for u in ("a", "b", "c"))
+
+
+async def test_route_many_routes_a_burst_and_persists_it(env):
+    controller, _, store = env
+    uids = [f"burst{i}" for i in range(5)]
+    for uid in uids:
+        store.put_endpoint(make_spec(uid).to_dict())
+    routes = await controller.route_many(uids)
+    assert set(routes) == set(uids)
+    assert store.routes() == routes  # persisted (in one transaction)
+    assert len(set(routes.values())) == 2  # stream.max_actors = 2 here
+    assert await controller.route_many(uids) == routes  # idempotent
