@@ -130,9 +130,6 @@ class LogOwnerClient:
         result: dict[str, str] = self._call("routes")
         return result
 
-    def put_route(self, uid: str, actor: str) -> None:
-        self._call("put_route", uid, actor)
-
     def put_routes(self, routes: list[tuple[str, str]]) -> None:
         self._call("put_routes", routes)
 

@@ -83,9 +83,6 @@ class WriterActor:
     def routes(self) -> dict[str, str]:
         return self.store.routes()
 
-    def put_route(self, uid: str, actor: str) -> None:
-        self.store.put_route(uid, actor)
-
     def put_routes(self, routes: list[tuple[str, str]]) -> None:
         self.store.put_routes(routes)
 

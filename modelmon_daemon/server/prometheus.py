@@ -66,7 +66,6 @@ ENDPOINT_GAUGES = {
     "buffered_events": (
         "modelmon_endpoint_buffered_events",
         "Events waiting for their window to close.",
-        1.0,
     ),
 }
 ENDPOINT_COUNTERS = {
@@ -114,7 +113,7 @@ def metric_names() -> set[str]:
         "modelmon_alert_active",
         "modelmon_alert_notifications_total",
     }
-    names |= {name for name, _, _ in ENDPOINT_GAUGES.values()}
+    names |= {name for name, _ in ENDPOINT_GAUGES.values()}
     names |= {f"{name}_total" for name, _ in ENDPOINT_COUNTERS.values()}
     return names
 
@@ -208,8 +207,7 @@ class _SnapshotCollector(Collector):
 
     def _endpoints(self, s: Snapshot) -> Iterator[Metric]:
         gauges = {
-            k: GaugeMetricFamily(n, h, labels=["endpoint"])
-            for k, (n, h, _) in ENDPOINT_GAUGES.items()
+            k: GaugeMetricFamily(n, h, labels=["endpoint"]) for k, (n, h) in ENDPOINT_GAUGES.items()
         }
         counters = {
             k: CounterMetricFamily(n, h, labels=["endpoint"])
@@ -263,9 +261,9 @@ class _SnapshotCollector(Collector):
                 ],
                 1.0,
             )
-            for key, (_, _, scale) in ENDPOINT_GAUGES.items():
+            for key in ENDPOINT_GAUGES:
                 if e.get(key) is not None:
-                    gauges[key].add_metric([uid], float(e[key]) * scale)
+                    gauges[key].add_metric([uid], float(e[key]))
             for key in ENDPOINT_COUNTERS:
                 counters[key].add_metric([uid], float(e.get(key) or 0))
             hist = e.get("latency_seconds")
