@@ -10,6 +10,7 @@ import ray
 
 from modelmon_daemon.actors.application import ApplicationActor
 from modelmon_daemon.actors.controller import ControllerActor
+from modelmon_daemon.actors.ingress import AppFactory, NodeIngestionActor
 from modelmon_daemon.actors.stream import StreamActor
 from modelmon_daemon.actors.writer import WriterActor
 from modelmon_daemon.config import Settings
@@ -27,11 +28,21 @@ def app_name(index: int) -> str:
     return f"app:{index}"
 
 
+def ingestion_name(node_id: str) -> str:
+    return f"ingest:{node_id[:16]}"
+
+
+LOG_GROUP = "log"  # the writer's concurrency group for appends from other nodes
+
+
 _ray_remote: Any = ray.remote  # its overloads do not list actor-only options
 _restartable = _ray_remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 
 RemoteStream: Any = _restartable(StreamActor)
-RemoteWriter: Any = _restartable(WriterActor)
+RemoteWriter: Any = _ray_remote(
+    num_cpus=0, max_restarts=-1, max_task_retries=0, concurrency_groups={LOG_GROUP: 1}
+)(WriterActor)
+RemoteNodeIngestion: Any = _restartable(NodeIngestionActor)
 RemoteApplication: Any = _restartable(ApplicationActor)
 RemoteController: Any = _ray_remote(
     num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1000
@@ -107,6 +118,44 @@ class RayRuntime:
 
     def controller(self) -> Any:
         return RemoteController.options(**self._opts(CONTROLLER)).remote(self.settings_dict)
+
+    def node_ingestion(self, node_id: str, token: str, build_app: AppFactory) -> Any:
+        """The ingestion server of `node_id`, held there (it serves that node's address)."""
+        opts = self._opts(ingestion_name(node_id), pinned=False, node=node_id)
+        return RemoteNodeIngestion.options(**opts).remote(self.settings_dict, token, build_app)
+
+
+def node_addresses() -> dict[str, str]:
+    """Alive nodes: node id -> the address Ray reaches it at."""
+    return {
+        n["NodeID"]: str(n.get("NodeManagerAddress") or "127.0.0.1")
+        for n in ray.nodes()
+        if n.get("Alive")
+    }
+
+
+async def log_append(
+    writer: Any,
+    records: list[tuple[str, float, dict[str, Any]]],
+    new_endpoints: list[dict[str, Any]],
+    registered: list[dict[str, Any]],
+) -> list[int]:
+    """Append to the log owner from another node, on the writer's log thread."""
+    call = writer.append.options(concurrency_group=LOG_GROUP)
+    seqs: list[int] = await call.remote(records, new_endpoints, registered)
+    return seqs
+
+
+async def logged_rows(writer: Any) -> int:
+    rows: int = await writer.logged_rows.options(concurrency_group=LOG_GROUP).remote()
+    return rows
+
+
+async def endpoints_raw(writer: Any, uids: list[str]) -> list[bytes | None]:
+    raws: list[bytes | None] = await writer.get_endpoints_raw.options(
+        concurrency_group=LOG_GROUP
+    ).remote(uids)
+    return raws
 
 
 class LogOwnerClient:

@@ -98,6 +98,21 @@ class WriterActor:
     def wal_records(self, uid: str) -> list[tuple[int, float, dict[str, Any]]]:
         return self.store.wal_records(uid)
 
+    # -- appends from the ingestion servers of other nodes: run in the actor's "log"
+    # concurrency group (a thread of their own), never queued behind a tick's commit
+
+    def append(
+        self,
+        records: list[tuple[str, float, dict[str, Any]]],
+        new_endpoints: list[dict[str, Any]],
+        registered: list[dict[str, Any]],
+    ) -> list[int]:
+        """One durable log transaction (LmdbStore.wal_append); the sequence numbers."""
+        return self.store.wal_append(records, new_endpoints, registered)
+
+    def logged_rows(self) -> int:
+        return self.store.wal_rows()
+
     def wal_batches(self, uid: str, seqs: list[int]) -> list[dict[str, Any]]:
         return self.store.wal_batches(uid, seqs)
 

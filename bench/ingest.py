@@ -3,7 +3,8 @@
 Rows (each posted by an aiohttp client with 32 connections for a few seconds):
 - single MLRun event per POST vs a no-op aiohttp server (reads the body, answers 202);
 - 1000-event native msgpack batch per POST vs a server that only decodes the msgpack;
-- 1000-event MLRun-format JSON list per POST (target >= 150k events/s);
+- 1000-event MLRun-format JSON list per POST vs a server that only decodes the JSON
+  (target >= 150k events/s);
 - 1000 endpoints x one 1000-row native batch each, vs the single-endpoint batch rate.
 Every daemon 202 means the events are durable in the LMDB log.
 """
@@ -38,11 +39,14 @@ NOOP = textwrap.dedent(
     from aiohttp import web
 
     import msgpack
+    import orjson
 
     async def accept(request):
         body = await request.read()
         if sys.argv[2] == "decode":  # the decode-only baseline: msgpack -> Python objects
             msgpack.unpackb(body, raw=False)
+        elif sys.argv[2] == "json":  # JSON -> Python objects, as the daemon decodes it
+            orjson.loads(body)
         return web.json_response({"accepted": 1}, status=202)
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -188,8 +192,9 @@ async def measure(ports: dict[str, int], daemon_url: str, token_file: Path) -> N
     single, failed = await load(daemon_url + path, body, SECONDS, token, msgpack_type)
     report("1000-event native msgpack batch", single, events, base, "msgpack decode-only", failed)
     body, events, path = rows["1000-event MLRun list"]
+    base, _ = await load(f"http://127.0.0.1:{ports['json']}{path}", body, SECONDS)
     ours, failed = await load(daemon_url + path, body, SECONDS, token)
-    report("1000-event MLRun JSON list", ours, events, None, "target 150k events/s", failed)
+    report("1000-event MLRun JSON list", ours, events, base, "JSON decode-only", failed)
     body, events, _ = rows["1000-event native msgpack batch"]
     urls = [f"{daemon_url}/v1/endpoints/fleet{i}/events" for i in range(FLEET)]
     ours, failed = await load(urls, body, SECONDS, token, msgpack_type)
@@ -212,7 +217,7 @@ def report(
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mmb-", dir="/tmp"))
-    ports = {"noop": free_port(), "decode": free_port()}
+    ports = {"noop": free_port(), "decode": free_port(), "json": free_port()}
     daemon_port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     baselines = [

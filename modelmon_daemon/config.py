@@ -43,6 +43,10 @@ class DaemonSettings:
     large_body_size: int = 1024 * 1024
     max_large_requests: int = 2
     event_loop: str = "uvloop"  # "uvloop" (when installed) or "asyncio"
+    # on a Ray cluster, an ingestion server on every other node (same event routes, same
+    # token), listening on node_port (-1: the daemon's port; 0: any free port)
+    node_ingestion: bool = True
+    node_port: int = -1
 
 
 @dataclass
@@ -302,6 +306,10 @@ def validate(settings: Settings) -> Settings:
     d, w, c = settings.daemon, settings.windows, settings.controller
     if not 0 < d.port < 65536:
         raise ConfigError("daemon.port", f"must be 1..65535, got {d.port}")
+    if not -1 <= d.node_port < 65536:
+        raise ConfigError(
+            "daemon.node_port", f"must be -1 (the daemon's), 0 (any) or a port, got {d.node_port}"
+        )
     if d.max_body_size < 1024:
         raise ConfigError("daemon.max_body_size", "must be at least 1KiB")
     if w.base_period < 1:

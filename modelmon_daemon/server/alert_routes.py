@@ -11,7 +11,7 @@ from aiohttp import web
 from modelmon_daemon.alerts.model import AlertConfig, parse_alert
 from modelmon_daemon.core.errors import Forbidden, NotFound
 from modelmon_daemon.core.times import iso
-from modelmon_daemon.server.handlers import read_body
+from modelmon_daemon.server.ingest_routes import read_body
 from modelmon_daemon.server.state import SERVICES, Services, json_response
 
 

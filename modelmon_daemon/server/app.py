@@ -10,8 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from modelmon_daemon.server import alert_routes
+from modelmon_daemon.server import alert_routes, ingest_routes
 from modelmon_daemon.server import handlers as h
+from modelmon_daemon.server.background import running
 from modelmon_daemon.server.delivery import OutboxDelivery
 from modelmon_daemon.server.middleware import (
     allowed_hosts,
@@ -19,8 +20,8 @@ from modelmon_daemon.server.middleware import (
     security_middleware,
     timing_middleware,
 )
-from modelmon_daemon.server.state import SERVICES, Services
-from modelmon_daemon.storage.wal import GroupCommitLog
+from modelmon_daemon.server.state import INGEST, SERVICES, Services
+from modelmon_daemon.storage.wal import GroupCommitLog, store_append
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,13 @@ def build_app(services: Services) -> web.Application:
         middlewares=[timing_middleware, error_middleware, security_middleware],
     )
     app[SERVICES] = services
+    app[INGEST] = services
 
     async def durability_log(app: web.Application) -> AsyncIterator[None]:
         # its own thread: nothing slow (a mail server, a webhook, a Parquet read) ever
         # queues in front of a log commit
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelmon-log")
-        wal = GroupCommitLog(services.store, services.directory.forward, executor)
+        wal = GroupCommitLog(store_append(services.store, executor), services.directory.forward)
         services.log = wal
         await wal.start()
         yield
@@ -64,13 +66,8 @@ def build_app(services: Services) -> web.Application:
                     log.warning("controller not reachable: %r", exc)
                 await asyncio.sleep(2.0)
 
-        task = asyncio.get_running_loop().create_task(watch())
-        yield
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        async with running(watch()):
+            yield
 
     async def notification_delivery(app: web.Application) -> AsyncIterator[None]:
         n = services.settings.notifications
@@ -83,26 +80,33 @@ def build_app(services: Services) -> web.Application:
             n.poll_interval,
         )
         services.delivery = delivery
-        task = asyncio.get_running_loop().create_task(delivery.run())
-        yield
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
+        async with running(delivery.run()):
+            yield
+
+    async def node_ingestion(app: web.Application) -> AsyncIterator[None]:
+        runtime = services.runtime
+        if not services.settings.daemon.node_ingestion or runtime is None:
+            yield
+            return
+        from modelmon_daemon.server.node_ingest import keep_node_servers, stop_node_servers
+
+        async with running(keep_node_servers(services, runtime)):
+            yield
+        await stop_node_servers(runtime, list(services.node_servers))
 
     app.cleanup_ctx.append(parse_pool)
     app.cleanup_ctx.append(durability_log)
     app.cleanup_ctx.append(controller_watchdog)
     app.cleanup_ctx.append(notification_delivery)
+    app.cleanup_ctx.append(node_ingestion)
     app.router.add_get("/healthz", h.healthz)
     app.router.add_get("/metrics", h.metrics)
     app.router.add_post("/v1/endpoints", h.register_endpoint)
     app.router.add_get("/v1/endpoints", h.list_endpoints)
     app.router.add_get("/v1/endpoints/{uid}", h.get_endpoint)
     app.router.add_delete("/v1/endpoints/{uid}", h.delete_endpoint)
-    app.router.add_post("/v1/events", h.post_mlrun_events)
-    app.router.add_post("/v1/endpoints/{uid}/events", h.post_native_events)
+    app.router.add_post("/v1/events", ingest_routes.post_mlrun_events)
+    app.router.add_post("/v1/endpoints/{uid}/events", ingest_routes.post_native_events)
     app.router.add_post("/v1/endpoints/{uid}/labels", h.post_labels)
     app.router.add_get("/v1/endpoints/{uid}/results", h.get_results)
     app.router.add_get("/v1/endpoints/{uid}/events", h.get_events)

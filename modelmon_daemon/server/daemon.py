@@ -8,6 +8,7 @@ routed stream actor; each replays its endpoints' logged events), then HTTP.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import logging
@@ -168,6 +169,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
             started=time.time(),
             token=token,
             allowed_hosts=allowed_hosts(settings),
+            runtime=runtime,
         )
         app = build_app(services)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -197,6 +199,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
             f"modelmon-daemon ready on {url} (data: {data}; token: {settings.token_path})",
             flush=True,
         )
+        _settle_garbage_collector()
         stop = stop_event or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -219,6 +222,20 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
         except OSError:
             pass
     print("modelmon-daemon stopped", flush=True)
+
+
+def _settle_garbage_collector() -> None:
+    """Move everything start-up made (Ray, modules, endpoint records) out of the cyclic
+    collector's reach, and let the young generation grow before it is scanned: each
+    decoded request makes thousands of containers, and with the start-up heap tracked
+    every full collection walked it again (JSON decoding cost 2.3x as much in a heap of
+    two million objects; after gc.freeze, 0.7x)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+GC_YOUNG_THRESHOLD = 20_000  # allocations between young-generation scans (Python: 700)
 
 
 def run(settings: Settings) -> None:

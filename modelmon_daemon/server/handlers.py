@@ -1,107 +1,22 @@
-"""HTTP handlers: decode, validate (pure functions do the work), log durably, answer."""
+"""HTTP handlers of the daemon's own API (the ingestion routes are in ingest_routes.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-import msgpack
 import numpy as np
-import orjson
 from aiohttp import web
 
 from modelmon_daemon.config import describe
-from modelmon_daemon.core.errors import ApiError, InvalidEvent, NotFound, Overloaded, Unavailable
-from modelmon_daemon.core.records import ColumnBatch, EndpointSpec
+from modelmon_daemon.core.errors import ApiError, InvalidEvent, Unavailable
+from modelmon_daemon.core.records import EndpointSpec
 from modelmon_daemon.core.times import iso, query_time
-from modelmon_daemon.ingest.events import parse_mlrun_events, parse_native_events, split_by_window
 from modelmon_daemon.ingest.registration import build_spec
-from modelmon_daemon.server.state import MSGPACK_TYPES, SERVICES, Services, json_response
-from modelmon_daemon.storage.lmdb_store import StoreFull
-
-
-def _refuse_ext(code: int, data: bytes) -> Any:
-    raise ValueError(f"msgpack extension type {code} is not accepted")
-
-
-def decode(raw: bytes, content_type: str) -> Any:
-    """JSON (also for no Content-Type, as MLRun's serving posts) or msgpack."""
-    if not raw:
-        raise ApiError("empty request body", {"field": "body"}, code="invalid_body")
-    if content_type in MSGPACK_TYPES:
-        try:
-            return msgpack.unpackb(
-                raw, raw=False, strict_map_key=False, ext_hook=_refuse_ext, timestamp=0
-            )
-        except Exception as exc:
-            raise ApiError(
-                f"body is not valid msgpack: {exc}", {"field": "body"}, code="invalid_body"
-            ) from None
-    try:
-        return orjson.loads(raw)  # several times faster than json on arrays of numbers
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(
-            f"body is not valid JSON: {exc}", {"field": "body"}, code="invalid_body"
-        ) from None
-
-
-T = TypeVar("T")
-
-
-async def read_body(request: web.Request) -> Any:
-    """The decoded body, unparsed."""
-    return await read_payload(request, _as_is)
-
-
-def _as_is(payload: Any) -> Any:
-    return payload
-
-
-async def read_payload(request: web.Request, parse: Callable[[Any], T]) -> T:
-    """Read, decode and parse the body. A large body is decoded and parsed on a thread of
-    its own (the event loop keeps answering), with at most daemon.max_large_requests at
-    once: more get 503 with Retry-After before their body is read."""
-    services = _services(request)
-    daemon = services.settings.daemon
-    content_type = request.content_type
-    length = request.content_length
-    if length is not None and length <= daemon.large_body_size:
-        return parse(decode(await request.read(), content_type))
-    if services.large_requests >= daemon.max_large_requests:
-        raise Overloaded(
-            f"{services.large_requests} large requests are being decoded "
-            "(daemon.max_large_requests); retry later",
-            retry_after=1,
-            status=503,
-            code="busy",
-        )
-    services.large_requests += 1
-    try:
-        raw = await request.read()
-        if len(raw) <= daemon.large_body_size:
-            return parse(decode(raw, content_type))
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            services.parse_executor, lambda: parse(decode(raw, content_type))
-        )
-    finally:
-        services.large_requests -= 1
-
-
-def check_capacity(services: Services) -> None:
-    """429 once daemon.max_pending_rows rows are acknowledged but not yet committed to
-    Parquet: memory stays bounded and clients back off instead of piling up."""
-    pending = services.pending_rows()
-    limit = services.settings.pending_rows_limit
-    if pending >= limit:
-        raise Overloaded(
-            f"{pending} rows wait for their windows to be committed "
-            f"(daemon.max_pending_rows = {limit}); retry later",
-            retry_after=max(1.0, services.settings.controller.tick_interval),
-        )
+from modelmon_daemon.server.ingest_routes import endpoint_spec, read_body
+from modelmon_daemon.server.state import SERVICES, Services, json_response
 
 
 def _services(request: web.Request) -> Services:
@@ -109,105 +24,7 @@ def _services(request: web.Request) -> Services:
 
 
 def _spec(services: Services, uid: str) -> EndpointSpec:
-    spec = services.specs.get(uid)
-    if spec is None:
-        raw = services.store.get_endpoint(uid)
-        if raw is None:
-            raise NotFound(f"unknown endpoint {uid!r}", {"uid": uid})
-        spec = services.specs[uid] = EndpointSpec.from_dict(raw)
-    return spec
-
-
-async def _accept(
-    services: Services, batches: dict[str, ColumnBatch], new_specs: list[EndpointSpec]
-) -> None:
-    if services.log is None:
-        raise Unavailable("the daemon is starting or stopping")
-    period = services.settings.windows.base_period
-    records = [
-        (uid, start, part)
-        for uid, batch in batches.items()
-        for start, part in split_by_window(batch, period)
-    ]
-    try:
-        await services.log.append(records, [s.to_dict() for s in new_specs])
-    except asyncio.CancelledError:
-        raise
-    except StoreFull as exc:  # nothing was written: the client may retry the same request
-        raise Overloaded(str(exc), retry_after=30, status=507, code="storage_full") from None
-    except Exception as exc:
-        raise Unavailable(f"events could not be made durable: {exc!r}") from None
-    for spec in new_specs:
-        services.specs[spec.uid] = spec
-
-
-# -- events --------------------------------------------------------------------------------
-
-
-async def post_mlrun_events(request: web.Request) -> web.Response:
-    services = _services(request)
-    services.counters.count(services.counters.requests, "mlrun_events")
-    check_capacity(services)
-
-    def shape(uid: str) -> tuple[int, int, tuple[int, ...]] | None:
-        try:
-            spec = _spec(services, uid)
-        except NotFound:
-            return None
-        return len(spec.feature_names), len(spec.label_names), spec.categorical_indices
-
-    now = time.time()
-    parsed = await read_payload(request, lambda p: parse_mlrun_events(p, shape, now))
-    new_specs = []
-    for guess in parsed.new_endpoints.values():
-        if guess.n_features < 1:
-            raise InvalidEvent(None, "request.inputs", "rows must be lists of feature values")
-        new_specs.append(
-            EndpointSpec(
-                uid=guess.uid,
-                project=guess.project,
-                name=guess.name,
-                model=guess.model,
-                function_uri=guess.function_uri,
-                feature_names=[f"f{j}" for j in range(guess.n_features)],
-                label_names=["output"]
-                if guess.n_outputs == 1
-                else [f"output_{j}" for j in range(guess.n_outputs)],
-                created=time.time(),
-                auto_registered=True,
-                model_class=guess.model_class,
-                version=guess.version,
-                categorical_features=[f"f{j}" for j in guess.categorical],
-            )
-        )
-    await _accept(services, parsed.batches, new_specs)
-    services.counters.events_accepted += parsed.events
-    services.counters.rows_accepted += parsed.rows
-    return json_response({"accepted": parsed.events, "rows": parsed.rows}, 202)
-
-
-async def post_native_events(request: web.Request) -> web.Response:
-    services = _services(request)
-    services.counters.count(services.counters.requests, "native_events")
-    uid = request.match_info["uid"]
-    spec = _spec(services, uid)
-    check_capacity(services)
-    now = time.time()
-    batch = await read_payload(
-        request,
-        lambda p: parse_native_events(
-            p,
-            spec.feature_names,
-            len(spec.label_names),
-            now,
-            spec.categorical_indices,
-            spec.label_names,
-        ),
-    )
-    await _accept(services, {uid: batch}, [])
-    services.counters.events_accepted += len(batch)
-    services.counters.rows_accepted += len(batch)
-    return json_response({"accepted": len(batch)}, 202)
+    return endpoint_spec(services, uid)
 
 
 async def post_labels(request: web.Request) -> web.Response:
@@ -535,6 +352,9 @@ async def status(request: web.Request) -> web.Response:
             "settings": describe(services.settings),
             "controller": controller,
             "ingest": services.counters.__dict__,
+            "ingestion_servers": [
+                {"node": node, "url": url} for node, url in sorted(services.node_servers.items())
+            ],
         }
     )
 

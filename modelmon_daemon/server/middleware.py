@@ -13,7 +13,7 @@ from aiohttp import web
 from modelmon_daemon.config import Settings
 from modelmon_daemon.core.auth import bearer_matches
 from modelmon_daemon.core.errors import ApiError, Forbidden, Unauthorized
-from modelmon_daemon.server.state import MSGPACK_TYPES, SERVICES, json_response
+from modelmon_daemon.server.state import INGEST, MSGPACK_TYPES, json_response
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ async def timing_middleware(
     finally:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        services = request.app.get(SERVICES)
+        services = request.app.get(INGEST)
         if services is not None:
             services.exporter.request_seconds.observe(route, time.perf_counter() - started)
 
@@ -54,7 +54,7 @@ async def error_middleware(
         )
         message = exc.text or exc.reason
         if exc.status == 413:
-            limit = request.app[SERVICES].settings.daemon.max_body_size
+            limit = request.app[INGEST].settings.daemon.max_body_size
             message = f"request body is larger than daemon.max_body_size ({limit} bytes)"
         return json_response(
             {"error": {"code": code, "message": message, "details": {"path": request.path}}},
@@ -96,7 +96,7 @@ async def security_middleware(
 ) -> web.StreamResponse:
     """Host check (DNS rebinding), bearer token on /v1, and only JSON or msgpack bodies
     (a browser's cross-site "simple" request cannot send either)."""
-    services = request.app[SERVICES]
+    services = request.app[INGEST]
     hosts = services.allowed_hosts
     if hosts is not None and _host_name(request.headers.get("Host", "")) not in hosts:
         raise Forbidden("Host header not allowed (daemon.allowed_hosts)", {"field": "Host"})
@@ -123,6 +123,6 @@ async def security_middleware(
 
 
 def _count_rejected(request: web.Request, status: int) -> None:
-    services = request.app.get(SERVICES)
+    services = request.app.get(INGEST)
     if services is not None:
         services.counters.count(services.counters.rejected, str(status))

@@ -34,41 +34,71 @@ class IngestCounters:
         table[key] = table.get(key, 0) + n
 
 
-@dataclass
-class Services:
+@dataclass(kw_only=True)
+class IngestServices:
+    """What the ingestion routes and the middlewares need, on the daemon's node and on
+    the ingestion server of every other node alike."""
+
     settings: Settings
-    store: LmdbStore
-    parquet: ParquetStore
-    directory: ActorDirectory
-    executor: ThreadPoolExecutor
     log: GroupCommitLog | None = None
     specs: dict[str, EndpointSpec] = field(default_factory=dict)
     counters: IngestCounters = field(default_factory=IngestCounters)
-    delivery: OutboxDelivery | None = None
     exporter: MetricsExporter = field(default_factory=MetricsExporter)
-    started: float = 0.0
     token: str = ""
     allowed_hosts: frozenset[str] | None = None
     large_requests: int = 0
     parse_executor: ThreadPoolExecutor | None = None
-
     wal_rows_read: tuple[float, int, int] = (-1.0, 0, 0)  # (when, wal rows, logged then)
+
+    def stored_spec(self, uid: str) -> dict[str, Any] | None:
+        """An endpoint record not in `specs`, read where this process can read it
+        synchronously (the daemon's LMDB); None elsewhere (see fetch_specs)."""
+        return None
+
+    async def fetch_specs(self, uids: list[str]) -> int:
+        """Bring the stored records of `uids` into `specs`; how many were found."""
+        return 0
+
+    def logged_rows(self) -> int:
+        """Rows in the durability log whose window is not committed yet."""
+        return 0
 
     def pending_rows(self) -> int:
         """Rows acknowledged (or being acknowledged) whose window is not committed yet.
-        The log's row count is read from LMDB at most every 50 ms (a read per request
-        cost ~5% of a single-event post); rows this process logged since are added, so
-        the figure never undercounts (commits by the writer show at the next read)."""
+        The log's row count is read at most every 50 ms (a read per request cost ~5% of a
+        single-event post); rows this process logged since are added, so the figure
+        never undercounts (commits by the writer show at the next read)."""
         logged = self.log.committed_rows if self.log is not None else 0
         queued = self.log.queued_rows if self.log is not None else 0
         when, wal_rows, logged_then = self.wal_rows_read
         now = time.monotonic()
         if now - when > 0.05:
-            wal_rows, logged_then = self.store.wal_rows(), logged
+            wal_rows, logged_then = self.logged_rows(), logged
             self.wal_rows_read = (now, wal_rows, logged_then)
         return wal_rows + (logged - logged_then) + queued
 
 
+@dataclass(kw_only=True)
+class Services(IngestServices):
+    """The daemon's own process: the whole API, next to the data dir."""
+
+    store: LmdbStore
+    parquet: ParquetStore
+    directory: ActorDirectory
+    executor: ThreadPoolExecutor
+    delivery: OutboxDelivery | None = None
+    started: float = 0.0
+    runtime: Any = None  # creates the actors (actors/remote.py: RayRuntime)
+    node_servers: dict[str, str] = field(default_factory=dict)  # node id -> ingestion URL
+
+    def stored_spec(self, uid: str) -> dict[str, Any] | None:
+        return self.store.get_endpoint(uid)
+
+    def logged_rows(self) -> int:
+        return self.store.wal_rows()
+
+
+INGEST = web.AppKey("ingest", IngestServices)
 SERVICES = web.AppKey("services", Services)
 
 

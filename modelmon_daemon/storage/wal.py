@@ -4,6 +4,9 @@ Requests wait on a future while one flusher writes everything that queued up mea
 one durable transaction (so single-event posts are micro-batched for free), merging rows
 per (endpoint, window) into one log record. Only then are the requests answered (202),
 and the records handed to `forward`, which sends them to the stream actors.
+
+The transaction itself is `append`: the LMDB store on the log owner's node (on a thread
+of its own), or a call to the log owner from an ingestion server on another node.
 """
 
 from __future__ import annotations
@@ -22,6 +25,24 @@ log = logging.getLogger(__name__)
 
 LoggedRecord = tuple[str, int, float, ColumnBatch]  # uid, seq, window start, rows
 Forward = Callable[[list[LoggedRecord]], Coroutine[Any, Any, None]]
+WireRecord = tuple[str, float, dict[str, Any]]  # uid, window start, batch wire
+# (records, new endpoints, registered endpoints) -> each record's sequence number, durable
+Append = Callable[
+    [list[WireRecord], list[dict[str, Any]], list[dict[str, Any]]],
+    Coroutine[Any, Any, list[int]],
+]
+
+
+def store_append(store: LmdbStore, executor: Executor | None) -> Append:
+    """Appends by this process's LMDB store, on `executor` (the event loop goes on)."""
+
+    async def append(
+        records: list[WireRecord], specs: list[dict[str, Any]], registered: list[dict[str, Any]]
+    ) -> list[int]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, store.wal_append, records, specs, registered)
+
+    return append
 
 
 @dataclass
@@ -33,12 +54,9 @@ class _Request:
 
 
 class GroupCommitLog:
-    def __init__(
-        self, store: LmdbStore, forward: Forward, executor: Executor | None = None
-    ) -> None:
-        self.store = store
+    def __init__(self, append: Append, forward: Forward) -> None:
+        self._append = append
         self.forward = forward
-        self.executor = executor
         self._queue: list[_Request] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -98,9 +116,16 @@ class GroupCommitLog:
             registered = [s for req in requests for s in req.registered]
             rows = sum(len(batch) for _, _, batch in merged)
             try:
-                seqs = await loop.run_in_executor(
-                    self.executor, self._write, merged, specs, registered
+                seqs = await self._append(
+                    [(uid, start, batch.to_wire()) for uid, start, batch in merged],
+                    specs,
+                    registered,
                 )
+            except asyncio.CancelledError:
+                for req in requests:
+                    if not req.future.done():
+                        req.future.cancel()
+                raise
             except Exception as exc:
                 self.queued_rows -= rows
                 log.error("durability log write failed: %r", exc)
@@ -125,16 +150,6 @@ class GroupCommitLog:
                 task.add_done_callback(self._forwards.discard)
             if not self._queue:
                 self._idle.set()
-
-    def _write(
-        self,
-        merged: list[tuple[str, float, ColumnBatch]],
-        specs: list[dict[str, Any]],
-        registered: list[dict[str, Any]],
-    ) -> list[int]:
-        return self.store.wal_append(
-            [(uid, start, batch.to_wire()) for uid, start, batch in merged], specs, registered
-        )
 
 
 def _merge(records: list[tuple[str, float, ColumnBatch]]) -> list[tuple[str, float, ColumnBatch]]:

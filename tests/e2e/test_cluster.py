@@ -141,3 +141,94 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
         print(f"\nworker node lost: analysis resumed {resumed:.1f} s after the kill")
     finally:
         daemon.stop()
+
+
+def test_every_node_serves_ingestion_into_the_one_log(cluster, short_tmp):
+    """Events posted to the ingestion server of each worker node are durable before the
+    202, stored once and analyzed once, next to those posted to the daemon itself."""
+    c, workers = cluster
+    data = short_tmp / "nodes"
+    daemon = Daemon(
+        data, free_port(), ["--ray-address", c.address, "--set", "daemon.node_port=0"], "1s"
+    ).start(timeout=180)
+    try:
+
+        def servers():
+            found = daemon.get("/v1/status")[1]["ingestion_servers"]
+            return found if len(found) == 2 else None
+
+        urls = [s["url"] for s in daemon.wait_for(servers, timeout=120)]
+        assert {s["node"] for s in servers()} == {w.node_id for w in workers}
+        assert daemon.url not in urls
+        status, _ = daemon.post(
+            "/v1/endpoints",
+            {
+                "uid": "nd",
+                "project": "cl",
+                "name": "nd",
+                "feature_names": ["a", "b"],
+                "reference": {"rows": np.random.default_rng(1).normal(size=(300, 2)).tolist()},
+            },
+        )
+        assert status == 201
+        rng = np.random.default_rng(9)
+        first = (math.floor(time.time() / P) - 3) * P  # three closed windows
+
+        def batch(tag: str, k: int) -> dict:
+            return {
+                "inputs": rng.normal(size=(20, 2)).tolist(),
+                "timestamps": [first + k * P + 1 + i * 0.1 for i in range(20)],
+                "request_ids": [f"{tag}-{k}-{i}" for i in range(20)],
+            }
+
+        # the same token, the same checks, on every node
+        status, body = http("POST", urls[0] + "/v1/endpoints/nd/events", batch("x", 0))
+        assert status == 401, body
+        bad = batch("x", 0)
+        bad["inputs"][7] = [1.0, "two"]
+        status, body = http("POST", urls[0] + "/v1/endpoints/nd/events", bad, token=daemon.token)
+        assert status == 400 and body["error"]["details"]["index"] == 7, body
+        status, body = http("POST", urls[1] + "/v1/endpoints/nope/events", bad, token=daemon.token)
+        assert status == 404, body
+
+        acked: list[str] = []
+        for k in range(3):
+            for tag, url in (("n0", urls[0]), ("n1", urls[1]), ("hd", daemon.url)):
+                body = batch(tag, k)
+                status, answer = http(
+                    "POST", url + "/v1/endpoints/nd/events", body, token=daemon.token
+                )
+                assert status == 202, answer
+                acked += body["request_ids"]
+        # MLRun's serving posting to a node: the endpoint is created under its id
+        events = [
+            {
+                "endpoint_id": "ml-node",
+                "model": "churn:v1",
+                "function_uri": "cl/serving:latest",
+                "request": {"id": f"m{i}", "inputs": [[float(i), 1.0]]},
+                "resp": {"id": f"m{i}", "outputs": [i % 2]},
+                "when": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(first + i)) + ".000000",
+                "microsec": 900,
+            }
+            for i in range(30)
+        ]
+        status, answer = http("POST", urls[1] + "/v1/events", events, token=daemon.token)
+        assert status == 202 and answer["accepted"] == 30, answer
+
+        def settled():
+            _, st = daemon.get("/v1/status")
+            return st["wal_records"] == 0 and len(analyzed(data, "nd")) == 3
+
+        daemon.wait_for(settled, timeout=120)
+        stored = pd.read_parquet(data / "events" / "endpoint_id=nd")["request_id"].tolist()
+        assert sorted(stored) == sorted(acked)  # each once, none lost
+        assert analyzed(data, "nd")["start"].is_unique
+        _, record = daemon.get("/v1/endpoints/ml-node")
+        assert record["auto_registered"] and record["feature_names"] == ["f0", "f1"]
+        ml = pd.read_parquet(data / "events" / "endpoint_id=ml-node")
+        assert sorted(ml["request_id"]) == sorted(f"m{i}" for i in range(30))
+        _, health = http("GET", urls[0] + "/healthz")
+        assert health["status"] == "ok" and health["ingest"]["rows_accepted"] == 60
+    finally:
+        daemon.stop()

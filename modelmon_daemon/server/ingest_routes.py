@@ -1,0 +1,223 @@
+"""The ingestion routes: decode, validate (pure functions do the work), log durably,
+answer 202. Served by the daemon and by the ingestion server on every other node of a
+cluster (server/node_ingest.py); nothing here needs the data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgpack
+import orjson
+from aiohttp import web
+
+from modelmon_daemon.core.errors import ApiError, InvalidEvent, NotFound, Overloaded, Unavailable
+from modelmon_daemon.core.records import ColumnBatch, EndpointSpec
+from modelmon_daemon.ingest.events import (
+    ParsedRequest,
+    parse_mlrun_events,
+    parse_native_events,
+    split_by_window,
+)
+from modelmon_daemon.server.state import INGEST, MSGPACK_TYPES, IngestServices, json_response
+from modelmon_daemon.storage.lmdb_store import StoreFull
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack extension type {code} is not accepted")
+
+
+def decode(raw: bytes, content_type: str) -> Any:
+    """JSON (also for no Content-Type, as MLRun's serving posts) or msgpack."""
+    if not raw:
+        raise ApiError("empty request body", {"field": "body"}, code="invalid_body")
+    if content_type in MSGPACK_TYPES:
+        try:
+            return msgpack.unpackb(
+                raw, raw=False, strict_map_key=False, ext_hook=_refuse_ext, timestamp=0
+            )
+        except Exception as exc:
+            raise ApiError(
+                f"body is not valid msgpack: {exc}", {"field": "body"}, code="invalid_body"
+            ) from None
+    try:
+        return orjson.loads(raw)  # several times faster than json on arrays of numbers
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(
+            f"body is not valid JSON: {exc}", {"field": "body"}, code="invalid_body"
+        ) from None
+
+
+T = TypeVar("T")
+
+
+async def read_body(request: web.Request) -> Any:
+    """The decoded body, unparsed."""
+    return await read_payload(request, _as_is)
+
+
+def _as_is(payload: Any) -> Any:
+    return payload
+
+
+async def read_payload(request: web.Request, parse: Callable[[Any], T]) -> T:
+    """Read, decode and parse the body. A large body is decoded and parsed on a thread of
+    its own (the event loop keeps answering), with at most daemon.max_large_requests at
+    once: more get 503 with Retry-After before their body is read."""
+    services = _ingest(request)
+    daemon = services.settings.daemon
+    content_type = request.content_type
+    length = request.content_length
+    if length is not None and length <= daemon.large_body_size:
+        return parse(decode(await request.read(), content_type))
+    if services.large_requests >= daemon.max_large_requests:
+        raise Overloaded(
+            f"{services.large_requests} large requests are being decoded "
+            "(daemon.max_large_requests); retry later",
+            retry_after=1,
+            status=503,
+            code="busy",
+        )
+    services.large_requests += 1
+    try:
+        raw = await request.read()
+        if len(raw) <= daemon.large_body_size:
+            return parse(decode(raw, content_type))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            services.parse_executor, lambda: parse(decode(raw, content_type))
+        )
+    finally:
+        services.large_requests -= 1
+
+
+def check_capacity(services: IngestServices) -> None:
+    """429 once daemon.max_pending_rows rows are acknowledged but not yet committed to
+    Parquet: memory stays bounded and clients back off instead of piling up."""
+    pending = services.pending_rows()
+    limit = services.settings.pending_rows_limit
+    if pending >= limit:
+        raise Overloaded(
+            f"{pending} rows wait for their windows to be committed "
+            f"(daemon.max_pending_rows = {limit}); retry later",
+            retry_after=max(1.0, services.settings.controller.tick_interval),
+        )
+
+
+def _ingest(request: web.Request) -> IngestServices:
+    return request.app[INGEST]
+
+
+def endpoint_spec(services: IngestServices, uid: str) -> EndpointSpec:
+    """The endpoint's record (cached unpacked), or 404."""
+    spec = services.specs.get(uid)
+    if spec is None:
+        raw = services.stored_spec(uid)
+        if raw is None:
+            raise NotFound(f"unknown endpoint {uid!r}", {"uid": uid})
+        spec = services.specs[uid] = EndpointSpec.from_dict(raw)
+    return spec
+
+
+async def _accept(
+    services: IngestServices, batches: dict[str, ColumnBatch], new_specs: list[EndpointSpec]
+) -> None:
+    if services.log is None:
+        raise Unavailable("the daemon is starting or stopping")
+    period = services.settings.windows.base_period
+    records = [
+        (uid, start, part)
+        for uid, batch in batches.items()
+        for start, part in split_by_window(batch, period)
+    ]
+    try:
+        await services.log.append(records, [s.to_dict() for s in new_specs])
+    except asyncio.CancelledError:
+        raise
+    except StoreFull as exc:  # nothing was written: the client may retry the same request
+        raise Overloaded(str(exc), retry_after=30, status=507, code="storage_full") from None
+    except Exception as exc:
+        raise Unavailable(f"events could not be made durable: {exc!r}") from None
+    for spec in new_specs:
+        services.specs[spec.uid] = spec
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+async def post_mlrun_events(request: web.Request) -> web.Response:
+    services = _ingest(request)
+    services.counters.count(services.counters.requests, "mlrun_events")
+    check_capacity(services)
+
+    def shape(uid: str) -> tuple[int, int, tuple[int, ...]] | None:
+        try:
+            spec = endpoint_spec(services, uid)
+        except NotFound:
+            return None
+        return len(spec.feature_names), len(spec.label_names), spec.categorical_indices
+
+    now = time.time()
+    decoded: list[Any] = []
+
+    def parse(payload: Any) -> ParsedRequest:
+        decoded.append(payload)
+        return parse_mlrun_events(payload, shape, now)
+
+    parsed = await read_payload(request, parse)
+    if parsed.new_endpoints and await services.fetch_specs(list(parsed.new_endpoints)):
+        parsed = parse(decoded[0])  # registered elsewhere meanwhile: known now
+    new_specs = []
+    for guess in parsed.new_endpoints.values():
+        if guess.n_features < 1:
+            raise InvalidEvent(None, "request.inputs", "rows must be lists of feature values")
+        new_specs.append(
+            EndpointSpec(
+                uid=guess.uid,
+                project=guess.project,
+                name=guess.name,
+                model=guess.model,
+                function_uri=guess.function_uri,
+                feature_names=[f"f{j}" for j in range(guess.n_features)],
+                label_names=["output"]
+                if guess.n_outputs == 1
+                else [f"output_{j}" for j in range(guess.n_outputs)],
+                created=time.time(),
+                auto_registered=True,
+                model_class=guess.model_class,
+                version=guess.version,
+                categorical_features=[f"f{j}" for j in guess.categorical],
+            )
+        )
+    await _accept(services, parsed.batches, new_specs)
+    services.counters.events_accepted += parsed.events
+    services.counters.rows_accepted += parsed.rows
+    return json_response({"accepted": parsed.events, "rows": parsed.rows}, 202)
+
+
+async def post_native_events(request: web.Request) -> web.Response:
+    services = _ingest(request)
+    services.counters.count(services.counters.requests, "native_events")
+    uid = request.match_info["uid"]
+    if uid not in services.specs:
+        await services.fetch_specs([uid])
+    spec = endpoint_spec(services, uid)
+    check_capacity(services)
+    now = time.time()
+    batch = await read_payload(
+        request,
+        lambda p: parse_native_events(
+            p,
+            spec.feature_names,
+            len(spec.label_names),
+            now,
+            spec.categorical_indices,
+            spec.label_names,
+        ),
+    )
+    await _accept(services, {uid: batch}, [])
+    services.counters.events_accepted += len(batch)
+    services.counters.rows_accepted += len(batch)
+    return json_response({"accepted": len(batch)}, 202)

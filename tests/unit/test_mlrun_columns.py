@@ -1,0 +1,208 @@
+"""The column-wise MLRun parser against the per-event one: whenever it answers, its batches
+are the per-event parser's, and it answers for the events MLRun's serving really sends."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelmon_daemon.core.errors import InvalidEvent
+from modelmon_daemon.core.records import ColumnBatch
+from modelmon_daemon.ingest.events import (
+    _parse_mlrun_columns,
+    _parse_mlrun_per_event,
+    parse_mlrun_events,
+)
+
+NOW = 1_800_000_000.0
+SHAPES = {"ep1": (3, 1, ()), "ep2": (2, 2, ()), "ep3": (2, 1, (1,))}
+
+
+def shape(uid):
+    return SHAPES.get(uid)
+
+
+def router_event(i, uid="ep1", rows=1, **extra):
+    """As MLRun's V2ModelServer logs a prediction (int microseconds, a `when` string)."""
+    return {
+        "endpoint_id": uid,
+        "class": "M",
+        "model": "churn:v2",
+        "function_uri": "proj/serving:latest",
+        "request": {"id": f"r{i}", "inputs": [[0.5 * i, 1.0, -2.0]] * rows},
+        "resp": {"id": f"r{i}", "outputs": [i % 2] * rows},
+        "when": f"2026-11-30 10:00:{i % 60:02d}.{i:06d}",
+        "microsec": 1500 + i,
+        "effective_sample_count": rows,
+        "sampling_percentage": 100,
+        **extra,
+    }
+
+
+def assert_same(a: ColumnBatch, b: ColumnBatch) -> None:
+    np.testing.assert_array_equal(a.timestamps, b.timestamps)
+    np.testing.assert_array_equal(a.features, b.features)
+    np.testing.assert_array_equal(a.latency_us, b.latency_us)
+    assert a.request_ids.tolist() == b.request_ids.tolist()
+    assert a.errors.tolist() == b.errors.tolist()
+    assert a.error_events == b.error_events
+    assert len(a.outputs) == len(b.outputs)
+    for x, y in zip(a.outputs, b.outputs, strict=True):
+        assert x.dtype == y.dtype
+        assert x.tolist() == y.tolist() or np.array_equal(x, y, equal_nan=True)
+    assert a.categorical.keys() == b.categorical.keys()
+    for j in a.categorical:
+        assert a.categorical[j].tolist() == b.categorical[j].tolist()
+    if a.weights is None or b.weights is None:
+        assert a.weights is None and b.weights is None
+    else:
+        np.testing.assert_array_equal(a.weights, b.weights)
+
+
+def test_router_events_take_the_column_path_and_equal_the_per_event_parse():
+    events = [router_event(i) for i in range(200)]
+    fast = _parse_mlrun_columns(events, shape, NOW)
+    assert fast is not None
+    slow = _parse_mlrun_per_event(events, shape, NOW)
+    assert fast.events == slow.events == 200
+    assert_same(fast.batches["ep1"], slow.batches["ep1"])
+
+
+def test_several_endpoints_rows_and_sampling_keep_order_and_weights():
+    events = []
+    for i in range(30):
+        uid = ("ep1", "ep2")[i % 2]
+        event = router_event(i, uid, rows=1 + i % 3, sampling_percentage=25)
+        if uid == "ep2":
+            event["request"]["inputs"] = [[float(i), 2.0]] * (1 + i % 3)
+            event["resp"]["outputs"] = [[0.1, 0.9]] * (1 + i % 3)
+        events.append(event)
+    fast = _parse_mlrun_columns(events, shape, NOW)
+    assert fast is not None
+    slow = _parse_mlrun_per_event(events, shape, NOW)
+    assert list(fast.batches) == list(slow.batches) == ["ep1", "ep2"]
+    for uid in fast.batches:
+        assert_same(fast.batches[uid], slow.batches[uid])
+    # 25% sampling: each row stands for 4 predictions
+    assert fast.batches["ep1"].predictions() == 4 * len(fast.batches["ep1"])
+
+
+def test_flow_events_float_seconds_and_no_request_id():
+    events = [router_event(i, microsec=0.0015) for i in range(5)]
+    for event in events:
+        del event["request"]["id"]
+    fast = _parse_mlrun_columns(events, shape, NOW)
+    assert fast is not None
+    assert fast.batches["ep1"].latency_us.tolist() == [1500.0] * 5
+    assert fast.batches["ep1"].request_ids.tolist() == [f"r{i}" for i in range(5)]  # resp id
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"error": "boom"},
+        {"when": "2026-11-30T10:00:01Z"},
+        {"when": "2026"},
+        {"microsec": True},
+        {"endpoint_id": "new-endpoint"},
+        {"sampling_percentage": 0},
+    ],
+)
+def test_anything_but_the_common_case_goes_to_the_per_event_parser(change):
+    events = [router_event(i) for i in range(3)]
+    events[1].update(change)
+    assert _parse_mlrun_columns(events, shape, NOW) is None
+
+
+def test_a_bad_event_is_still_named_by_index_and_field():
+    events = [router_event(i) for i in range(5)]
+    events[3]["request"]["inputs"] = [[1.0, "x", 2.0]]
+    with pytest.raises(InvalidEvent) as err:
+        parse_mlrun_events(events, shape, NOW)
+    assert err.value.details["index"] == 3
+    assert err.value.details["field"] == "request.inputs[1]"
+
+
+scalars = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.integers(-(2**60), 2**60),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+whens = st.one_of(
+    st.none(),
+    st.floats(-10, NOW + 200_000),
+    st.integers(-10, int(NOW) + 200_000),
+    st.sampled_from(["2026-11-30 10:00:01.000001", "2026-11-30T10:00:01", "2026-02-30 10:00:01"]),
+    st.text(max_size=26),
+    st.datetimes().map(lambda d: d.isoformat(sep=" ")),
+)
+valid_whens = st.sampled_from(
+    ["2026-11-30 10:00:01.000001", "2026-11-30T10:00:01.250000", "2026-11-30 10:00:01"]
+)
+
+
+@st.composite
+def mutated_events(draw):
+    """Two requests in three are clean (one `when` form and one `microsec` type per request,
+    as a server sends); the rest carry corrupted fields, wrong widths and odd sampling."""
+    n = draw(st.integers(1, 6))
+    clean = draw(st.integers(0, 2)) > 0
+    when_form = draw(valid_whens)
+    micro_kind = draw(st.sampled_from([int, float, None]))
+    events = []
+    for i in range(n):
+        uid = draw(st.sampled_from(["ep1", "ep2", "ep3"]))
+        rows = draw(st.integers(1, 3))
+        width, n_out, cats = SHAPES[uid]
+        row = [draw(st.floats(-5, 5)) for _ in range(width)]
+        for j in cats:
+            row[j] = draw(st.sampled_from(["a", "b", None]))
+        out = [0.2] * n_out if n_out > 1 else draw(st.sampled_from([1, 0.5, "yes", [1], True]))
+        micro = {int: st.integers(0, 10**6), float: st.floats(0, 2), None: st.none()}
+        event = {
+            "endpoint_id": uid,
+            "function_uri": "proj/serving:latest",
+            "model": "m",
+            "request": {"id": f"r{i}", "inputs": [list(row) for _ in range(rows)]},
+            "resp": {"outputs": [out] * rows},
+            "when": when_form[:-1] + str(i) if clean else draw(whens),
+            "microsec": draw(micro[micro_kind]),
+        }
+        if not clean:
+            if draw(st.booleans()):
+                event["effective_sample_count"] = draw(st.one_of(st.integers(-1, 5), scalars))
+                event["sampling_percentage"] = draw(st.one_of(st.integers(-1, 120), scalars))
+            for _ in range(draw(st.integers(0, 2))):
+                target = draw(st.sampled_from(["microsec", "when", "request", "resp", "error"]))
+                event[target] = draw(scalars)
+            if draw(st.integers(0, 5)) == 0:
+                event["request"] = {"id": f"r{i}", "inputs": [[*row, 1.0]]}
+        events.append(event)
+    return events
+
+
+@settings(max_examples=300, deadline=None)
+@given(mutated_events())
+def test_column_path_never_disagrees_with_the_per_event_parser(events):
+    fast = _parse_mlrun_columns(events, shape, NOW)
+    if fast is None:
+        return
+    slow = _parse_mlrun_per_event(events, shape, NOW)  # must not raise: fast accepted
+    assert list(fast.batches) == list(slow.batches)
+    for uid in fast.batches:
+        assert_same(fast.batches[uid], slow.batches[uid])
+
+
+def test_times_equal_fromisoformat_to_the_bit():
+    events = [
+        router_event(i, when=f"2026-11-30 10:{i % 60:02d}:07.{i * 7919:06d}") for i in range(97)
+    ]
+    fast = _parse_mlrun_columns(events, shape, NOW)
+    slow = _parse_mlrun_per_event(events, shape, NOW)
+    assert fast is not None
+    assert fast.batches["ep1"].timestamps.tolist() == slow.batches["ep1"].timestamps.tolist()
+    assert not math.isnan(fast.batches["ep1"].timestamps.sum())
