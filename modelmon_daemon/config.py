@@ -47,6 +47,9 @@ class DaemonSettings:
     # token), listening on node_port (-1: the daemon's port; 0: any free port)
     node_ingestion: bool = True
     node_port: int = -1
+    # rows logged and on their way to the stream actors; past it, 503 with Retry-After
+    # (stream actors that are behind slow ingestion down instead of filling memory)
+    max_forwarding_rows: int = 1_000_000
 
 
 @dataclass
@@ -374,6 +377,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("storage.maintenance_batch", "must be at least 1")
     if d.max_pending_rows < 0:
         raise ConfigError("daemon.max_pending_rows", "must be 0 (from memory) or more")
+    if d.max_forwarding_rows < 1000:
+        raise ConfigError("daemon.max_forwarding_rows", "must be at least 1000")
     if d.max_large_requests < 1:
         raise ConfigError("daemon.max_large_requests", "must be at least 1")
     op = settings.operational

@@ -208,8 +208,14 @@ def parse_mlrun_events(
             raise InvalidEvent(origin, prefix + str(exc.details.get("field")), exc.reason) from None
         parsed.events = len(expanded)
         return parsed
-    fast = _parse_mlrun_columns(events, known_shape, now)
-    return fast if fast is not None else _parse_mlrun_per_event(events, known_shape, now)
+    if len(events) >= COLUMN_PATH_EVENTS:
+        fast = _parse_mlrun_columns(events, known_shape, now)
+        if fast is not None:
+            return fast
+    return _parse_mlrun_per_event(events, known_shape, now)
+
+
+COLUMN_PATH_EVENTS = 16  # below, the column path's fixed cost is more than it saves
 
 
 def _parse_mlrun_per_event(
@@ -720,7 +726,7 @@ def parse_native_events(
     elif isinstance(outputs_raw, list):
         if len(outputs_raw) != n:
             raise InvalidEvent(None, "outputs", f"has {len(outputs_raw)} values for {n} rows")
-        if n_outputs != 1 or any(isinstance(v, list | tuple) for v in outputs_raw):
+        if n_outputs != 1 or set(map(type, outputs_raw)) & {list, tuple}:
             for r, value in enumerate(outputs_raw):
                 if _output_width(value) != n_outputs:
                     raise InvalidEvent(
@@ -736,8 +742,15 @@ def parse_native_events(
         except ValueError as exc:
             raise InvalidEvent(r, "timestamps", str(exc)) from None
 
-    timestamps = _per_row(payload, "timestamps", n, now, time_value)
-    latency = _per_row(payload, "latency_us", n, math.nan, _latency_value)
+    timestamps = _per_row(
+        payload,
+        "timestamps",
+        n,
+        now,
+        time_value,
+        lambda raw: None if None in raw else _event_times(raw, now),  # a null is refused
+    )
+    latency = _per_row(payload, "latency_us", n, math.nan, _latency_value, _latencies)
     rids_raw = payload.get("request_ids")
     if rids_raw is None:
         prefix = uuid.uuid4().hex
@@ -745,10 +758,12 @@ def parse_native_events(
     else:
         if not isinstance(rids_raw, list) or len(rids_raw) != n:
             raise InvalidEvent(None, "request_ids", f"must be a list of {n} ids")
-        for r, rid in enumerate(rids_raw):
-            if not isinstance(rid, str | int) or isinstance(rid, bool):
-                raise InvalidEvent(r, "request_ids", f"must be a string, got {rid!r}")
-        request_ids = _objects([str(r) for r in rids_raw])
+        if set(map(type, rids_raw)) != {str}:
+            for r, rid in enumerate(rids_raw):
+                if not isinstance(rid, str | int) or isinstance(rid, bool):
+                    raise InvalidEvent(r, "request_ids", f"must be a string, got {rid!r}")
+            rids_raw = [str(r) for r in rids_raw]
+        request_ids = _objects(rids_raw)
     errors_raw = payload.get("errors")
     errors = _objects([None] * n)
     error_events = 0
@@ -788,13 +803,28 @@ def _latency_value(r: int, value: Any) -> float:
     return float(value)
 
 
+def _latencies(values: list[Any]) -> np.ndarray | None:
+    """Microseconds (null = unknown) in one numpy pass; None if any needs a closer look."""
+    if not set(map(type, values)) <= {int, float, type(None)}:
+        return None
+    out = np.array(values, dtype=np.float64)  # null -> NaN
+    unknown = np.isnan(out)
+    if int(unknown.sum()) != values.count(None):
+        return None  # a NaN was sent: refused by the per-value check
+    known = out[~unknown]
+    return out if ((known >= 0) & (known < 3.2e13)).all() else None
+
+
 def _per_row(
     payload: dict[str, Any],
     key: str,
     n: int,
     default: float,
     convert: Callable[[int, Any], float],
+    at_once: Callable[[list[Any]], np.ndarray | None],
 ) -> np.ndarray:
+    """A per-row column: `at_once` takes the common case in one pass; anything it declines
+    goes value by value through `convert`, which names the bad row."""
     raw = payload.get(key)
     if raw is None:
         return np.full(n, default, dtype=np.float64)
@@ -802,6 +832,9 @@ def _per_row(
         return np.full(n, convert(0, raw), dtype=np.float64)
     if len(raw) != n:
         raise InvalidEvent(None, key, f"has {len(raw)} values for {n} rows")
+    column = at_once(raw)
+    if column is not None:
+        return column
     return np.array([convert(r, v) for r, v in enumerate(raw)], dtype=np.float64)
 
 

@@ -94,8 +94,18 @@ async def read_payload(request: web.Request, parse: Callable[[Any], T]) -> T:
 
 
 def check_capacity(services: IngestServices) -> None:
-    """429 once daemon.max_pending_rows rows are acknowledged but not yet committed to
-    Parquet: memory stays bounded and clients back off instead of piling up."""
+    """503 while daemon.max_forwarding_rows logged rows are still on their way to the
+    stream actors; 429 once daemon.max_pending_rows rows are acknowledged but not yet
+    committed to Parquet: memory stays bounded and clients back off instead of piling up."""
+    forwarding = services.log.forwarding_rows if services.log is not None else 0
+    if forwarding >= services.settings.daemon.max_forwarding_rows:
+        raise Overloaded(
+            f"{forwarding} logged rows wait to reach their stream actors "
+            "(daemon.max_forwarding_rows); retry later",
+            retry_after=1,
+            status=503,
+            code="busy",
+        )
     pending = services.pending_rows()
     limit = services.settings.pending_rows_limit
     if pending >= limit:

@@ -12,6 +12,7 @@ of its own), or a call to the log owner from an ingestion server on another node
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
@@ -66,6 +67,7 @@ class GroupCommitLog:
         self.records_logged = 0
         self.queued_rows = 0  # accepted by a handler, not yet in a committed log transaction
         self.committed_rows = 0  # rows this log committed, ever (a running total)
+        self.forwarding_rows = 0  # committed, their hand-off to stream actors under way
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -101,6 +103,10 @@ class GroupCommitLog:
         self._queue.append(_Request(records, new_endpoints, future, registered or []))
         self._wake.set()
         await asyncio.shield(future)
+
+    def _forwarded(self, rows: int, task: asyncio.Task[None]) -> None:
+        self._forwards.discard(task)
+        self.forwarding_rows -= rows
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -145,9 +151,10 @@ class GroupCommitLog:
                 for (uid, start, batch), seq in zip(merged, seqs, strict=True)
             ]
             if logged:  # a commit of registrations only has nothing to forward
+                self.forwarding_rows += rows
                 task = loop.create_task(self.forward(logged))
                 self._forwards.add(task)
-                task.add_done_callback(self._forwards.discard)
+                task.add_done_callback(functools.partial(self._forwarded, rows))
             if not self._queue:
                 self._idle.set()
 

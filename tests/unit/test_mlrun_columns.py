@@ -2,6 +2,7 @@
 are the per-event parser's, and it answers for the events MLRun's serving really sends."""
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -10,10 +11,12 @@ from hypothesis import strategies as st
 
 from modelmon_daemon.core.errors import InvalidEvent
 from modelmon_daemon.core.records import ColumnBatch
+from modelmon_daemon.ingest import events as events_module
 from modelmon_daemon.ingest.events import (
     _parse_mlrun_columns,
     _parse_mlrun_per_event,
     parse_mlrun_events,
+    parse_native_events,
 )
 
 NOW = 1_800_000_000.0
@@ -206,3 +209,66 @@ def test_times_equal_fromisoformat_to_the_bit():
     assert fast is not None
     assert fast.batches["ep1"].timestamps.tolist() == slow.batches["ep1"].timestamps.tolist()
     assert not math.isnan(fast.batches["ep1"].timestamps.sum())
+
+
+per_row_values = st.lists(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-5, 2_000_000_000),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from(["2026-11-30 10:00:01.000001", "2026-11-30T10:00:01", "x", ""]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(per_row_values, st.sampled_from(["timestamps", "latency_us"]))
+def test_native_columns_at_once_equal_value_by_value(values, key):
+    """A native batch's timestamps and latencies: the one-pass path answers exactly what
+    the per-value check answers, or declines (and the per-value check decides)."""
+    payload = {"inputs": [[1.0, 2.0, 3.0]] * len(values), key: values}
+
+    def parse():
+        return parse_native_events(payload, ["a", "b", "c"], 0, NOW)
+
+    try:
+        fast = parse()
+    except InvalidEvent as exc:
+        fast = exc.details
+    with _value_by_value():
+        try:
+            slow = parse()
+        except InvalidEvent as exc:
+            slow = exc.details
+    if isinstance(slow, dict):
+        assert fast == slow
+    else:
+        column = "timestamps" if key == "timestamps" else "latency_us"
+        assert getattr(fast, column).tolist() == getattr(slow, column).tolist() or (
+            np.array_equal(getattr(fast, column), getattr(slow, column), equal_nan=True)
+        )
+
+
+@contextmanager
+def _value_by_value():
+    """The per-value path alone: the one-pass helpers decline everything."""
+    saved = events_module._latencies, events_module._event_times
+    events_module._latencies = lambda values: None
+    events_module._event_times = lambda values, now: None
+    try:
+        yield
+    finally:
+        events_module._latencies, events_module._event_times = saved
+
+
+def test_clean_native_columns_take_the_one_pass_path():
+    assert events_module._latencies([900, 1.5, None]) is not None
+    assert events_module._latencies([900, float("nan")]) is None  # NaN is no latency
+    assert events_module._latencies([-1, 5]) is None
+    times = events_module._event_times([NOW - 5, "2026-11-30 10:00:01"], NOW)
+    assert times is None  # one form per column
+    times = events_module._event_times([NOW - 5, NOW - 1.5], NOW)
+    assert times is not None and times.tolist() == [NOW - 5, NOW - 1.5]

@@ -1,0 +1,60 @@
+"""Backpressure at ingestion speed: rows logged but still on their way to the stream
+actors are bounded; past the bound the daemon answers 503 with Retry-After (and accepts
+again once the hand-off catches up). Real LMDB log, no Ray: the forward is a coroutine."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from modelmon_daemon.config import Settings
+from modelmon_daemon.core.errors import Overloaded
+from modelmon_daemon.ingest.events import parse_native_events
+from modelmon_daemon.server.ingest_routes import check_capacity
+from modelmon_daemon.server.state import IngestServices
+from modelmon_daemon.storage.lmdb_store import LmdbStore
+from modelmon_daemon.storage.wal import GroupCommitLog, store_append
+
+NOW = 1_800_000_000.0
+
+
+def rows(n: int):
+    return parse_native_events(
+        {"inputs": np.ones((n, 2)).tolist(), "timestamps": [NOW - 5] * n}, ["a", "b"], 1, NOW
+    )
+
+
+async def test_rows_stuck_on_their_way_to_stream_actors_answer_503(tmp_path):
+    store = LmdbStore(tmp_path, 64 << 20)
+    release = asyncio.Event()
+    delivered: list[int] = []
+
+    async def stream_actors_behind(records):
+        await release.wait()
+        delivered.extend(len(batch) for *_, batch in records)
+
+    log = GroupCommitLog(store_append(store, None), stream_actors_behind)
+    settings = Settings()
+    settings.daemon.max_forwarding_rows = 1000
+    settings.daemon.max_pending_rows = 10**9
+    services = IngestServices(settings=settings, log=log)
+    await log.start()
+    try:
+        await log.append([("ep", NOW - 5, rows(600))], [])
+        check_capacity(services)  # 600 on their way: still accepted
+        await log.append([("ep", NOW - 5, rows(600))], [])
+        with pytest.raises(Overloaded) as refused:
+            check_capacity(services)
+        assert refused.value.status == 503
+        assert refused.value.headers["Retry-After"] == "1"
+        assert "daemon.max_forwarding_rows" in str(refused.value)
+        release.set()
+        for _ in range(100):
+            if log.forwarding_rows == 0:
+                break
+            await asyncio.sleep(0.01)
+        check_capacity(services)  # caught up: accepted again
+        assert sum(delivered) == 1200 and store.wal_rows() == 1200  # durable meanwhile
+    finally:
+        await log.stop()
+        store.close()
