@@ -115,6 +115,12 @@ class StreamActor:
             self.bound_memory()
         return taken
 
+    def ingest_many(
+        self, groups: list[tuple[list[tuple[str, int, float, ColumnBatch]], float]]
+    ) -> int:
+        """Several forwards in one call, each with its own arrival time, in order."""
+        return sum(self.ingest(records, arrival) for records, arrival in groups)
+
     def held_rows(self) -> int:
         return sum(w.held_rows() for w in self.windows.values())
 

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 ROUTE_BATCH = 1000  # endpoints routed per controller call
 ROUTE_BATCH_DELAY = 0.05  # seconds registrations gather before their routing is asked
+FORWARD_LINGER = 0.005  # seconds logged records wait to share a stream actor's next call
 
 LoggedRecord = tuple[str, int, float, ColumnBatch]
 
@@ -32,6 +33,11 @@ class ActorDirectory:
         self._unrouted: set[str] = set()  # registered, their routing not yet asked for
         self._router: asyncio.Future[None] | None = None
         self._streams: dict[str, Any] = {}
+        # per stream actor: forwards waiting for its call in flight to finish
+        self._outgoing: defaultdict[
+            str, list[tuple[list[LoggedRecord], float, asyncio.Future[None]]]
+        ] = defaultdict(list)
+        self._senders: dict[str, asyncio.Task[None]] = {}
         self.forward_failures = 0
 
     def stream(self, name: str) -> Any:
@@ -87,8 +93,11 @@ class ActorDirectory:
         return str(name)
 
     async def forward(self, records: list[LoggedRecord]) -> None:
-        """Send logged records to their stream actors. A failure is retried; if every
-        try fails the records stay in the log and the actor replays them on restart."""
+        """Send logged records to their stream actors; returns once they are there. Each
+        actor has at most one call in flight: records logged meanwhile wait and go in its
+        next call, so a busy ingestion makes few large Ray calls instead of one per group
+        commit (submitting a call costs the event loop ~0.3 ms). A failure is retried; if
+        every try fails the records stay in the log and the actor replays them on restart."""
         arrival = time.time()
         by_actor: dict[str, list[LoggedRecord]] = defaultdict(list)
         for record in records:
@@ -99,12 +108,32 @@ class ActorDirectory:
                 log.warning("route %s: %r (the tick will route it)", record[0], exc)
                 continue
             by_actor[name].append(record)
-        await asyncio.gather(*(self._send(name, recs, arrival) for name, recs in by_actor.items()))
+        loop = asyncio.get_running_loop()
+        sent = []
+        for name, recs in by_actor.items():
+            done: asyncio.Future[None] = loop.create_future()
+            self._outgoing[name].append((recs, arrival, done))
+            sender = self._senders.get(name)
+            if sender is None or sender.done():
+                self._senders[name] = loop.create_task(self._sender(name))
+            sent.append(done)
+        await asyncio.gather(*sent)
 
-    async def _send(self, name: str, records: list[LoggedRecord], arrival: float) -> None:
+    async def _sender(self, name: str) -> None:
+        while self._outgoing.get(name):
+            await asyncio.sleep(FORWARD_LINGER)  # let the commits of the next moment join
+            waiting = self._outgoing.pop(name)
+            try:
+                await self._send(name, [(recs, arrival) for recs, arrival, _ in waiting])
+            finally:
+                for *_, done in waiting:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _send(self, name: str, groups: list[tuple[list[LoggedRecord], float]]) -> None:
         for attempt in range(5):
             try:
-                await self.stream(name).ingest.remote(records, arrival)
+                await self.stream(name).ingest_many.remote(groups)
                 return
             except asyncio.CancelledError:
                 raise
