@@ -73,6 +73,11 @@ class TickBatch:
         }
 
 
+# where a window's application outputs are: (chunk, position) among the refs the writer
+# receives, or the outputs themselves (failures)
+OutputsAt = tuple[int, int] | list[AppOutput]
+
+
 @dataclass
 class TickReport:
     started: float = 0.0
@@ -288,17 +293,21 @@ class ControllerActor:
         t0 = time.perf_counter()
         data = [s.handle.windows_data.remote(s.keys) for s in batch.streams]
         specs = await self._specs_of(batch.uids())
-        outputs = await self._run_applications(batch, data, specs)
+        placed, chunks = await self._run_applications(batch, data, specs)
         t1 = time.perf_counter()
         items = [
-            (li, index, meta, outputs.get((li, index), []))
+            (li, index, meta, placed.get((li, index), []))
             for li, s in enumerate(batch.streams)
             for index, meta in enumerate(s.metas)
             if meta.uid in specs
         ]
         advances = [a for s in batch.streams for a in s.advances if a[0] in specs]
-        # the writer reads the windows' rows from its own log (not through the object store)
-        status = await self.writer.commit_tick.remote(items, advances, self.applications)
+        # the writer reads the windows' rows from its own log, and the applications'
+        # outputs straight from the application actors (refs: they never pass through
+        # this actor)
+        status, summaries = await self.writer.commit_tick.remote(
+            items, advances, self.applications, None, *chunks
+        )
         t2 = time.perf_counter()
         done = {(items[i][0], items[i][1]) for i, flag in enumerate(status) if flag is not None}
         acks = []
@@ -320,20 +329,20 @@ class ControllerActor:
                 report.late_batches += 1
             else:
                 report.windows += 1
-                outs = items[i][3]
-                report.results += sum(len(o.results) for o in outs)
-                report.failures.extend(
-                    f"{meta.uid}/{o.application}: {o.failure}" for o in outs if o.failure
-                )
+                results, failures = summaries[i]
+                report.results += results
+                report.failures.extend(failures)
 
     async def _run_applications(
         self,
         batch: TickBatch,
         data: list[Any],
         specs: dict[str, tuple[str, dict[str, Any]]],
-    ) -> dict[tuple[int, int], list[AppOutput]]:
+    ) -> tuple[dict[tuple[int, int], OutputsAt], list[Any]]:
         """Each endpoint always goes to the same application actor (its reference stats
-        stay cached there); a chunk whose actor lacks a spec is sent again with it."""
+        stay cached there); a chunk whose actor lacks a spec is sent again with it.
+        Returns where each window's outputs are: (chunk, position) in the returned
+        chunks (refs to the application actors' answers), or the failure outputs."""
         handles = self.app_actors
         calls = []
         for li, s in enumerate(batch.streams):
@@ -345,10 +354,15 @@ class ControllerActor:
                 chunks.setdefault(k, []).append((index, meta.uid, specs[meta.uid][0], meta))
             for k, jobs in chunks.items():
                 calls.append(self._run_chunk(k, li, data[li], jobs, specs))
-        out: dict[tuple[int, int], list[AppOutput]] = {}
-        for result in await asyncio.gather(*calls):
-            out.update(result)
-        return out
+        placed: dict[tuple[int, int], OutputsAt] = {}
+        refs: list[Any] = []
+        for li, jobs, ref, failed in await asyncio.gather(*calls):
+            if ref is None:
+                placed.update({(li, index): failed for index, _, _, _ in jobs})
+                continue
+            placed.update({(li, index): (len(refs), pos) for pos, (index, *_) in enumerate(jobs)})
+            refs.append(ref)
+        return placed, refs
 
     async def _run_chunk(
         self,
@@ -357,14 +371,18 @@ class ControllerActor:
         data: Any,
         jobs: list[tuple[int, str, str, WindowMeta]],
         specs: dict[str, tuple[str, dict[str, Any]]],
-    ) -> dict[tuple[int, int], list[AppOutput]]:
+    ) -> tuple[int, list[tuple[int, str, str, WindowMeta]], Any, list[AppOutput]]:
+        """(li, jobs, a ref to the outputs per job, or None and the failure outputs)."""
         handles = self.app_actors
         sent = self._sent.setdefault(k, {})
         send = {uid: specs[uid] for _, uid, version, _ in jobs if sent.get(uid) != version}
         error = "no attempt"
         for _ in range(3):
             try:
-                results, missing = await handles[k].run_many.remote(data, jobs, send)
+                outputs, missing_ref = (
+                    handles[k].run_many.options(num_returns=2).remote(data, jobs, send)
+                )
+                missing = await missing_ref
             except Exception as exc:  # the actor died; Ray restarts it: try the next one
                 error = repr(exc)
                 self._sent.pop(k, None)
@@ -378,15 +396,9 @@ class ControllerActor:
             if missing:
                 send = {uid: specs[uid] for uid in set(missing)}
                 continue
-            return {
-                (li, index): list(outputs or [])
-                for (index, _, _, _), outputs in zip(jobs, results, strict=True)
-            }
+            return li, jobs, outputs, []
         failed = f"application actor failed: {error}"
-        return {
-            (li, index): [AppOutput(application=a, failure=failed) for a in self.applications]
-            for index, _, _, _ in jobs
-        }
+        return li, jobs, None, [AppOutput(application=a, failure=failed) for a in self.applications]
 
     # -- the loop -----------------------------------------------------------------------
 

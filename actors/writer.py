@@ -138,16 +138,19 @@ class WriterActor:
 
     def commit_tick(
         self,
-        items: list[tuple[int, int, WindowMeta, list[AppOutput]]],
+        items: list[tuple[int, int, WindowMeta, list[AppOutput] | tuple[int, int]]],
         advances: list[tuple[str, float, float | None]],
         applications: list[str],
-        *batches: list[ColumnBatch],
-    ) -> list[bool | None]:
+        batches: list[list[ColumnBatch]] | None = None,
+        *chunks: list[list[AppOutput] | None],
+    ) -> tuple[list[bool | None], list[tuple[int, list[str]]]]:
         """Every window a tick closed, in few durable transactions. `items` are (batch
-        list, index in it, meta, outputs); `batches` the stream actors' window data, one
-        list each, or nothing: then each window's rows are read from the log. Returns
-        per item: True (committed now), False (committed before), None (failed: not to
-        be acknowledged; done again next tick).
+        list, index in it, meta, outputs); outputs are given, or are (chunk, position) in
+        `chunks`, the application actors' answers (Ray hands them here from the actors
+        that computed them). `batches`: the stream actors' window data, one list each, or
+        None: then each window's rows are read from the log. Returns per item the status,
+        True (committed now), False (committed before) or None (failed: not to be
+        acknowledged; done again next tick), and a summary (results written, failures).
 
         Windows of one endpoint go in order, one per round (the label join and the
         detectors read what the previous window committed); frontier moves ride with the
@@ -169,10 +172,20 @@ class WriterActor:
             if k == len(rounds):
                 rounds.append([])
             rounds[k].append(i)
+        summaries: list[tuple[int, list[str]]] = [(0, [])] * len(items)
         for r, members in enumerate(rounds):
             prepared: list[tuple[int, Prepared]] = []
             for i in members:
-                list_index, index, meta, outputs = items[i]
+                list_index, index, meta, placed = items[i]
+                if isinstance(placed, tuple):
+                    chunk, position = placed
+                    outputs = chunks[chunk][position] or []
+                else:
+                    outputs = placed
+                summaries[i] = (
+                    sum(len(o.results) for o in outputs),
+                    [f"{meta.uid}/{o.application}: {o.failure}" for o in outputs if o.failure],
+                )
                 try:
                     if self.store.window_committed(meta):
                         status[i] = False
@@ -196,7 +209,7 @@ class WriterActor:
             self.store.commit_many([], self._advances(advances, specs, applications))
         if time.time() - self.last_maintenance >= self.settings.storage.maintenance_interval:
             self.maintain()
-        return status
+        return status, summaries
 
     def _spec(self, uid: str) -> dict[str, Any] | None:
         """An endpoint's record, unpacked once per stored version (comparing the stored

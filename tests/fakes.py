@@ -34,7 +34,23 @@ class _Method:
     def __init__(self, target: Any, name: str) -> None:
         self.target, self.name = target, name
 
+    def options(self, num_returns: int = 1, **_: Any) -> _Method:
+        """As Ray's: num_returns > 1 splits the method's tuple into that many refs."""
+        method = _Method(self.target, self.name)
+        method.num_returns = num_returns
+        return method
+
+    num_returns = 1
+
     def remote(self, *args: Any, **kwargs: Any) -> Any:
+        if self.num_returns > 1:
+            ref = self._call(*args, **kwargs)
+            if ref.error is not None:
+                return tuple(FakeRef(error=ref.error) for _ in range(self.num_returns))
+            return tuple(FakeRef(v) for v in ref.value)
+        return self._call(*args, **kwargs)
+
+    def _call(self, *args: Any, **kwargs: Any) -> Any:
         fn = getattr(self.target, self.name)
         args = tuple(_unwrap(a) for a in args)
         kwargs = {k: _unwrap(v) for k, v in kwargs.items()}

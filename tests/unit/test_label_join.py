@@ -97,12 +97,10 @@ def test_two_windows_of_one_endpoint_in_one_tick_score_each_pair_once(writer):
         (0, 0, WindowMeta("clf", 0.0, 60.0, [], rows=10), []),
         (0, 1, WindowMeta("clf", 60.0, 120.0, [], rows=10), []),
     ]
-    assert w.commit_tick(items, [("clf", 120.0, None)], ["histogram-data-drift"], batches) == [
-        True,
-        True,
-    ]
+    status, _ = w.commit_tick(items, [("clf", 120.0, None)], ["histogram-data-drift"], [batches])
+    assert status == [True, True]
     accuracy = [r for r in w.parquet.read_results("clf") if r["name"] == "accuracy"]
     assert [(r["value"], r["sample_size"]) for r in accuracy] == [(1.0, 10), (0.0, 10)]
     assert w.store.get_state("clf")["closed_through"] == 120.0
     # the same tick again (acknowledgements lost): nothing is committed twice
-    assert w.commit_tick(items, [], ["histogram-data-drift"], batches) == [False, False]
+    assert w.commit_tick(items, [], ["histogram-data-drift"], [batches])[0] == [False, False]

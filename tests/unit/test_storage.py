@@ -231,7 +231,7 @@ def test_a_tick_writes_one_results_file_that_every_reader_can_split(tmp_path):
         meta = WindowMeta(uid, 0.0, 60.0, [], rows=1)
         batches.append(make_batch([1.0], [[1, 2]]))
         items.append((0, i, meta, [_drift_output(meta, 0.1 * i)]))
-    assert writer.commit_tick(items, [], ["histogram-data-drift"], batches) == [True] * 3
+    assert writer.commit_tick(items, [], ["histogram-data-drift"], [batches])[0] == [True] * 3
     files = list((tmp_path / "results").rglob("*.parquet"))
     assert len(files) == 1 and files[0].parent.name == "date=1970-01-01"
     table = pq.read_table(files[0])
@@ -274,7 +274,7 @@ def test_compaction_merges_past_partitions_once_and_retention_expires_them(tmp_p
             start = day + 60.0 * i
             meta = WindowMeta(uid, start, start + 60.0, [], rows=1)
             batch = make_batch([start + 1.0], [[1, 2]])
-            writer.commit_tick([(0, 0, meta, [_drift_output(meta, 0.1 * i)])], [], ["h"], [batch])
+            writer.commit_tick([(0, 0, meta, [_drift_output(meta, 0.1 * i)])], [], ["h"], [[batch]])
     results_dir = tmp_path / "results" / "date=1970-01-02"
     assert len(list(results_dir.glob("*.parquet"))) == 6
     fresh = next((tmp_path / "events").rglob("w*.parquet"))
