@@ -33,6 +33,7 @@ def ingestion_name(node_id: str) -> str:
 
 
 LOG_GROUP = "log"  # the writer's concurrency group for appends from other nodes
+STATE_GROUP = "state"  # ... and for labels and the notification outbox
 
 
 _ray_remote: Any = ray.remote  # its overloads do not list actor-only options
@@ -40,7 +41,10 @@ _restartable = _ray_remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 
 RemoteStream: Any = _restartable(StreamActor)
 RemoteWriter: Any = _ray_remote(
-    num_cpus=0, max_restarts=-1, max_task_retries=0, concurrency_groups={LOG_GROUP: 1}
+    num_cpus=0,
+    max_restarts=-1,
+    max_task_retries=0,
+    concurrency_groups={LOG_GROUP: 1, STATE_GROUP: 1},
 )(WriterActor)
 RemoteNodeIngestion: Any = _restartable(NodeIngestionActor)
 RemoteApplication: Any = _restartable(ApplicationActor)
@@ -219,3 +223,29 @@ def all_actor_names() -> list[str]:
     return sorted(
         a["name"] for a in list_named_actors(all_namespaces=True) if a.get("namespace") == NAMESPACE
     )
+
+
+class LogOwnerState:
+    """Labels and the notification outbox, owned by the writer, for the HTTP process:
+    each call runs on the writer's "state" thread, never queued behind a tick."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    def _call(self, method: str) -> Any:
+        return getattr(self.writer, method).options(concurrency_group=STATE_GROUP)
+
+    async def log_labels(self, uid: str, pairs: list[tuple[str, Any]], now: float) -> int:
+        """Store labels durably; how many joined a committed prediction at once."""
+        joined: int = await self._call("log_labels").remote(uid, pairs, now)
+        return joined
+
+    async def entries(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await self._call("outbox").remote()
+        return found
+
+    async def retry(self, entry: dict[str, Any], error: str, next_at: float) -> None:
+        await self._call("outbox_retry").remote(entry, error, next_at)
+
+    async def done(self, entry: dict[str, Any], delivered: bool, error: str = "") -> None:
+        await self._call("outbox_done").remote(entry, delivered, error)

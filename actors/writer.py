@@ -113,6 +113,21 @@ class WriterActor:
     def logged_rows(self) -> int:
         return self.store.wal_rows()
 
+    # -- labels and the notification outbox: this actor is their one owner; the HTTP
+    # process reaches them here (the "state" concurrency group, a thread of its own)
+
+    def log_labels(self, uid: str, pairs: list[tuple[str, Any]], now: float) -> int:
+        return self.store.log_labels(uid, pairs, now)
+
+    def outbox(self) -> list[dict[str, Any]]:
+        return self.store.outbox()
+
+    def outbox_retry(self, entry: dict[str, Any], error: str, next_at: float) -> None:
+        self.store.outbox_retry(entry, error, next_at)
+
+    def outbox_done(self, entry: dict[str, Any], delivered: bool, error: str = "") -> None:
+        self.store.outbox_done(entry, delivered, error)
+
     def wal_batches(self, uid: str, seqs: list[int]) -> list[dict[str, Any]]:
         return self.store.wal_batches(uid, seqs)
 

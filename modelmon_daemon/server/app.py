@@ -71,9 +71,11 @@ def build_app(services: Services) -> web.Application:
 
     async def notification_delivery(app: web.Application) -> AsyncIterator[None]:
         n = services.settings.notifications
+        if services.owner_state is None:  # no outbox owner to deliver from
+            yield
+            return
         delivery = OutboxDelivery(
-            services.store,
-            services.executor,
+            services.owner_state,
             n.max_attempts,
             n.backoff_initial,
             n.backoff_max,

@@ -170,6 +170,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
             token=token,
             allowed_hosts=allowed_hosts(settings),
             runtime=runtime,
+            owner_state=remote.LogOwnerState(writer),
         )
         app = build_app(services)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -1,7 +1,9 @@
 """The outbox loop: notifications are written to LMDB in the same transaction as the
-window that caused them, and delivered from there with retries and backoff, in the
-daemon's HTTP process. A slow or dead receiver delays only its own notifications, never
-the monitoring pipeline; every attempt is recorded in the alert's history."""
+window that caused them (by the writer, the outbox's one owner), and delivered from
+here with retries and backoff, in the daemon's HTTP process, which reads and settles
+outbox entries through their owner (`Outbox`). A slow or dead receiver delays only its
+own notifications, never the monitoring pipeline; every attempt is recorded in the
+alert's history."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -19,19 +21,44 @@ from modelmon_daemon.storage.lmdb_store import LmdbStore
 log = logging.getLogger(__name__)
 
 
+class Outbox(Protocol):
+    async def entries(self) -> list[dict[str, Any]]: ...
+
+    async def retry(self, entry: dict[str, Any], error: str, next_at: float) -> None: ...
+
+    async def done(self, entry: dict[str, Any], delivered: bool, error: str = "") -> None: ...
+
+
+class StoreOutbox:
+    """The outbox of an LMDB store this process opened, on `executor`."""
+
+    def __init__(self, store: LmdbStore, executor: Executor | None = None) -> None:
+        self.store, self.executor = store, executor
+
+    async def entries(self) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.store.outbox)
+
+    async def retry(self, entry: dict[str, Any], error: str, next_at: float) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self.store.outbox_retry, entry, error, next_at)
+
+    async def done(self, entry: dict[str, Any], delivered: bool, error: str = "") -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self.store.outbox_done, entry, delivered, error)
+
+
 class OutboxDelivery:
     def __init__(
         self,
-        store: LmdbStore,
-        executor: Executor | None,
+        outbox: Outbox,
         max_attempts: int,
         backoff_initial: float,
         backoff_max: float,
         poll_interval: float,
         attempt_timeout: float = 30.0,
     ) -> None:
-        self.store = store
-        self.executor = executor
+        self.outbox = outbox
         self.max_attempts = max_attempts
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -51,7 +78,9 @@ class OutboxDelivery:
             try:
                 while True:
                     try:
-                        entries = await loop.run_in_executor(self.executor, self.store.outbox)
+                        entries = await self.outbox.entries()
+                    except asyncio.CancelledError:
+                        raise
                     except Exception as exc:
                         log.warning("outbox read failed: %r", exc)
                         entries = []
@@ -76,7 +105,6 @@ class OutboxDelivery:
         return done
 
     async def _deliver(self, entry: dict[str, Any], session: aiohttp.ClientSession) -> None:
-        loop = asyncio.get_running_loop()
         try:
             await asyncio.wait_for(send(entry, session), self.attempt_timeout)
         except asyncio.CancelledError:
@@ -88,14 +116,10 @@ class OutboxDelivery:
                 log.warning(
                     "alert %s: giving up on %s: %s", entry["alert"], entry["channel"]["kind"], error
                 )
-                await loop.run_in_executor(
-                    self.executor, self.store.outbox_done, entry, False, error
-                )
+                await self.outbox.done(entry, False, error)
             else:
                 next_at = time.time() + self.backoff(entry["attempts"])
-                await loop.run_in_executor(
-                    self.executor, self.store.outbox_retry, entry, error, next_at
-                )
+                await self.outbox.retry(entry, error, next_at)
             return
         self.delivered += 1
-        await loop.run_in_executor(self.executor, self.store.outbox_done, entry, True)
+        await self.outbox.done(entry, True)

@@ -75,9 +75,9 @@ async def post_labels(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(services.executor, write)
     pairs = [(str(r), v) for r, v in zip(ids, labels, strict=True) if v is not None]
-    joined = await loop.run_in_executor(
-        services.executor, services.store.log_labels, uid, pairs, now
-    )
+    if services.owner_state is None:
+        raise Unavailable("the daemon is starting or stopping")
+    joined = await services.owner_state.log_labels(uid, pairs, now)  # to the labels' owner
     return json_response({"accepted": len(ids), "joined": joined}, 202)
 
 

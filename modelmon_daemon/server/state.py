@@ -89,6 +89,8 @@ class Services(IngestServices):
     delivery: OutboxDelivery | None = None
     started: float = 0.0
     runtime: Any = None  # creates the actors (actors/remote.py: RayRuntime)
+    # labels and the notification outbox, through their owner (remote.LogOwnerState)
+    owner_state: Any = None
     node_servers: dict[str, str] = field(default_factory=dict)  # node id -> ingestion URL
 
     def stored_spec(self, uid: str) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from modelmon_daemon.alerts.channels import SIGNATURE_HEADER, DeliveryError, send
-from modelmon_daemon.server.delivery import OutboxDelivery
+from modelmon_daemon.server.delivery import OutboxDelivery, StoreOutbox
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 from tests.receivers import HttpReceiver, SmtpReceiver, free_port
 
@@ -191,8 +191,7 @@ async def test_outbox_retries_a_receiver_that_is_down_until_it_is_up(tmp_path):
             txn, {**entry({"kind": "webhook", "url": f"http://127.0.0.1:{port}/h"}), "seq": None}
         )
     delivery = OutboxDelivery(
-        store,
-        None,
+        StoreOutbox(store),
         max_attempts=10,
         backoff_initial=0.05,
         backoff_max=0.2,
@@ -228,7 +227,11 @@ async def test_outbox_gives_up_after_max_attempts(tmp_path, http_receiver):
             txn, {**entry({"kind": "slack", "webhook_url": http_receiver.url + "/s"}), "seq": None}
         )
     delivery = OutboxDelivery(
-        store, None, max_attempts=3, backoff_initial=0.01, backoff_max=0.01, poll_interval=0.01
+        StoreOutbox(store),
+        max_attempts=3,
+        backoff_initial=0.01,
+        backoff_max=0.01,
+        poll_interval=0.01,
     )
     task = asyncio.get_running_loop().create_task(delivery.run())
     deadline = time.time() + 10
