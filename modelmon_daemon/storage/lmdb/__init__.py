@@ -1,0 +1,1 @@
+"""The daemon's LMDB state, one module per table (see lmdb_store.LmdbStore)."""
