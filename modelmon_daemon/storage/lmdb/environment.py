@@ -200,3 +200,17 @@ class LmdbEnvironment:
                     break
                 keys.append(bytes(key))
         return keys
+
+    @growing
+    def prefixed_items(self, db: str, name: str) -> list[tuple[str, Any]]:
+        """(key after the prefix, unpacked value) of every entry of `name` in `db`."""
+        prefix = name.encode() + SEP
+        out: list[tuple[str, Any]] = []
+        with self.env.begin(db=self.db[db]) as txn:
+            cur = txn.cursor()
+            if cur.set_range(prefix):
+                for k, value in cur:
+                    if not k.startswith(prefix):
+                        break
+                    out.append((k[len(prefix) :].decode(), unpack(value)))
+        return out

@@ -13,7 +13,7 @@ from typing import Any
 from modelmon_daemon.alerts.model import AlertEvent
 from modelmon_daemon.core.records import WindowMeta, pack, unpack
 from modelmon_daemon.storage.lmdb.alerts import AlertsTable, Notifier
-from modelmon_daemon.storage.lmdb.environment import SEP, compound_key, growing
+from modelmon_daemon.storage.lmdb.environment import compound_key, growing
 from modelmon_daemon.storage.lmdb.labels import LabelsTable, PerformanceUpdate
 from modelmon_daemon.storage.lmdb.log import LogTable, wal_key
 
@@ -57,44 +57,14 @@ class WindowsTable(LogTable, AlertsTable, LabelsTable):
             state.update(unpack(raw))
         return state
 
-    @growing
     def get_last_analyzed(self, uid: str) -> dict[str, float]:
-        prefix = uid.encode() + SEP
-        out: dict[str, float] = {}
-        with self.env.begin(db=self.db["last_analyzed"]) as txn:
-            cur = txn.cursor()
-            if cur.set_range(prefix):
-                for key, value in cur:
-                    if not key.startswith(prefix):
-                        break
-                    out[key[len(prefix) :].decode()] = unpack(value)
-        return out
+        return dict(self.prefixed_items("last_analyzed", uid))
 
-    @growing
     def latest_results(self, uid: str) -> list[dict[str, Any]]:
-        prefix = uid.encode() + SEP
-        out = []
-        with self.env.begin(db=self.db["latest"]) as txn:
-            cur = txn.cursor()
-            if cur.set_range(prefix):
-                for key, value in cur:
-                    if not key.startswith(prefix):
-                        break
-                    out.append(unpack(value))
-        return out
+        return [value for _, value in self.prefixed_items("latest", uid)]
 
-    @growing
     def app_failures(self, uid: str) -> list[dict[str, Any]]:
-        prefix = uid.encode() + SEP
-        out = []
-        with self.env.begin(db=self.db["app_events"]) as txn:
-            cur = txn.cursor()
-            if cur.set_range(prefix):
-                for key, value in cur:
-                    if not key.startswith(prefix):
-                        break
-                    out.append(unpack(value))
-        return out
+        return [value for _, value in self.prefixed_items("app_events", uid)]
 
     @growing
     def window_committed(self, meta: WindowMeta) -> bool:
