@@ -58,15 +58,20 @@ def _day_hour(ts: float) -> tuple[str, int]:
 
 def _to_ts(values: np.ndarray) -> pa.Array:
     micros = np.round(values * 1e6).astype("int64")
-    return pa.array(micros, type=pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+    return pa.array(micros, type=pa.timestamp("us", tz="UTC"))
 
 
-def _float_column(values: np.ndarray) -> pa.Array:
-    return pa.array(values, type=pa.float64(), mask=np.isnan(values))
+def _float_column(values: np.ndarray, missing: np.ndarray | None = None) -> pa.Array:
+    """NaN is null. `values` contiguous (a strided column is copied value by value)."""
+    missing = np.isnan(values) if missing is None else missing
+    return pa.array(values, type=pa.float64(), mask=missing if missing.any() else None)
 
 
 def _object_column(values: np.ndarray) -> pa.Array:
-    return pa.array([None if v is None else str(v) for v in values.tolist()], type=pa.string())
+    try:  # strings and None: converted by pyarrow in one pass
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values.tolist()], type=pa.string())
 
 
 def _column(values: np.ndarray) -> pa.Array:
@@ -81,11 +86,13 @@ def events_table(batch: ColumnBatch, feature_names: list[str], output_names: lis
         "latency_us": _float_column(batch.latency_us),
         "error": _object_column(batch.errors),
     }
+    by_feature = np.ascontiguousarray(batch.features.T)  # one copy, not one per column
+    missing = np.isnan(by_feature)
     for j, name in enumerate(feature_names):
         if j in batch.categorical:
             columns[_safe_name(name, columns)] = _object_column(batch.categorical[j])
         else:
-            columns[_safe_name(name, columns)] = _float_column(batch.features[:, j])
+            columns[_safe_name(name, columns)] = _float_column(by_feature[j], missing[j])
     for j, values in enumerate(batch.outputs):
         name = (
             output_names[j] if j < len(output_names) else default_output_name(j, len(batch.outputs))
