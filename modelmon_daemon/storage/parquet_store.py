@@ -56,6 +56,9 @@ def _day_hour(ts: float) -> tuple[str, int]:
     return moment.strftime("%Y-%m-%d"), moment.hour
 
 
+MADE_DIRS_KEPT = 100_000  # directories remembered as existing (then forgotten at once)
+
+
 def _to_ts(values: np.ndarray) -> pa.Array:
     micros = np.round(values * 1e6).astype("int64")
     return pa.array(micros, type=pa.timestamp("us", tz="UTC"))
@@ -163,6 +166,7 @@ class ParquetStore:
         else:
             self.fs, self.root = pafs.LocalFileSystem(), root.rstrip("/")
         self.fs.create_dir(self.root, recursive=True)
+        self._made_dirs: set[str] = set()
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
@@ -462,17 +466,38 @@ class ParquetStore:
 
     def _write(self, path: str, table: pa.Table, compression: str = "zstd") -> None:
         parent = path.rsplit("/", 1)[0]
-        self.fs.create_dir(parent, recursive=True)
         tmp = f"{parent}/.tmp-{uuid.uuid4().hex}.parquet"
         # dictionaries only where values repeat (strings): trying them on float columns
         # costs ~40% of the write and makes files larger
         strings = [
             f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_binary(f.type)
         ]
-        pq.write_table(
-            table, tmp, filesystem=self.fs, compression=compression, use_dictionary=strings or False
-        )
+
+        def write() -> None:
+            pq.write_table(
+                table,
+                tmp,
+                filesystem=self.fs,
+                compression=compression,
+                use_dictionary=strings or False,
+            )
+
+        if parent not in self._made_dirs:
+            self._make_dir(parent)
+        try:
+            write()
+        except FileNotFoundError:  # the directory went since (retention, purge): again
+            self._make_dir(parent)
+            write()
         self.fs.move(tmp, path)
+
+    def _make_dir(self, path: str) -> None:
+        """Create a directory (and its parents), remembering it: a tick writes a thousand
+        files into directories that mostly exist, and each check cost a few stat calls."""
+        self.fs.create_dir(path, recursive=True)
+        if len(self._made_dirs) >= MADE_DIRS_KEPT:
+            self._made_dirs.clear()
+        self._made_dirs.add(path)
 
     def sync(self) -> None:
         """Make every file written so far durable (one flush of the data dir's file
