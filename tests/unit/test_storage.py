@@ -320,3 +320,18 @@ def test_deleting_an_endpoint_forgets_its_state_and_uncommitted_rows(tmp_path):
     assert store.wal_records("gone") == [] and len(store.wal_records("kept")) == 1
     assert store.wal_rows() == 2 and not store.has_labels("gone")
     assert store.get_endpoint("kept") is not None
+
+
+def test_a_purged_endpoint_gets_its_event_directory_again(tmp_path):
+    """Directories are remembered as existing; one removed meanwhile is made again."""
+    from modelmon_daemon.storage.parquet_store import ParquetStore
+
+    store = ParquetStore(str(tmp_path))
+    meta = WindowMeta("ep", 0.0, 60.0, [], rows=1)
+    batch = make_batch([1.0], [[1, 2]])
+    store.write_events(store.events_files(meta, batch), batch, ["a", "b"], ["output"])
+    assert store.purge("ep") == 1
+    assert not (tmp_path / "events" / "endpoint_id=ep").exists()
+    store.write_events(store.events_files(meta, batch), batch, ["a", "b"], ["output"])
+    frame = pd.read_parquet(tmp_path / "events" / "endpoint_id=ep")
+    assert frame["a"].tolist() == [1.0] and frame["b"].tolist() == [2.0]
