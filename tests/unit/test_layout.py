@@ -74,3 +74,17 @@ def test_actors_ship_inside_the_package() -> None:
     import modelmon_daemon.actors.controller as controller
 
     assert Path(controller.__file__).resolve().parent == ROOT / "actors"
+
+
+def test_every_package_folder_is_listed_for_the_wheel() -> None:
+    """pyproject lists packages one by one: a folder left out is missing from the wheel."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "modelmon_daemon").rglob("__init__.py")
+    }
+    assert found <= listed, sorted(found - listed)
