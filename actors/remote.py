@@ -235,9 +235,9 @@ class LogOwnerState:
     def _call(self, method: str) -> Any:
         return getattr(self.writer, method).options(concurrency_group=STATE_GROUP)
 
-    async def log_labels(self, uid: str, pairs: list[tuple[str, Any]], now: float) -> int:
+    async def log_labels(self, uid: str, ids: list[str], labels: list[Any], now: float) -> int:
         """Store labels durably; how many joined a committed prediction at once."""
-        joined: int = await self._call("log_labels").remote(uid, pairs, now)
+        joined: int = await self._call("log_labels").remote(uid, ids, labels, now)
         return joined
 
     async def entries(self) -> list[dict[str, Any]]:

@@ -116,7 +116,12 @@ class WriterActor:
     # -- labels and the notification outbox: this actor is their one owner; the HTTP
     # process reaches them here (the "state" concurrency group, a thread of its own)
 
-    def log_labels(self, uid: str, pairs: list[tuple[str, Any]], now: float) -> int:
+    def log_labels(self, uid: str, ids: list[str], labels: list[Any], now: float) -> int:
+        """Labels as posted to Parquet, then into the join, both durable before the answer;
+        how many joined a committed prediction at once."""
+        self.parquet.write_labels(uid, ids, labels, now)
+        self.parquet.sync()
+        pairs = [(str(r), v) for r, v in zip(ids, labels, strict=True) if v is not None]
         return self.store.log_labels(uid, pairs, now)
 
     def outbox(self) -> list[dict[str, Any]]:

@@ -109,7 +109,7 @@ def build_app(services: Services) -> web.Application:
     app.router.add_delete("/v1/endpoints/{uid}", h.delete_endpoint)
     app.router.add_post("/v1/events", ingest_routes.post_mlrun_events)
     app.router.add_post("/v1/endpoints/{uid}/events", ingest_routes.post_native_events)
-    app.router.add_post("/v1/endpoints/{uid}/labels", h.post_labels)
+    app.router.add_post("/v1/endpoints/{uid}/labels", ingest_routes.post_labels)
     app.router.add_get("/v1/endpoints/{uid}/results", h.get_results)
     app.router.add_get("/v1/endpoints/{uid}/events", h.get_events)
     app.router.add_get("/v1/status", h.status)

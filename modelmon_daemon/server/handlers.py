@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
-import numpy as np
 from aiohttp import web
 
 from modelmon_daemon.config import describe
-from modelmon_daemon.core.errors import ApiError, InvalidEvent, Unavailable
+from modelmon_daemon.core.errors import ApiError, Unavailable
 from modelmon_daemon.core.records import EndpointSpec
 from modelmon_daemon.core.times import iso, query_time
 from modelmon_daemon.ingest.registration import build_spec
@@ -25,60 +23,6 @@ def _services(request: web.Request) -> Services:
 
 def _spec(services: Services, uid: str) -> EndpointSpec:
     return endpoint_spec(services, uid)
-
-
-async def post_labels(request: web.Request) -> web.Response:
-    """Ground truth by request id: kept in Parquet as posted, and in LMDB for the join with
-    predictions (both durable before the 202)."""
-    services = _services(request)
-    uid = request.match_info["uid"]
-    _spec(services, uid)
-    payload = await read_body(request)
-    if not isinstance(payload, dict):
-        raise ApiError("body must be an object with request_ids and labels", {"field": "body"})
-    ids, labels = payload.get("request_ids"), payload.get("labels")
-    if not isinstance(ids, list) or not ids:
-        raise InvalidEvent(None, "request_ids", "must be a non-empty list")
-    if not isinstance(labels, list) or len(labels) != len(ids):
-        raise InvalidEvent(None, "labels", f"must be a list of {len(ids)} values")
-    for i, rid in enumerate(ids):
-        if not isinstance(rid, str | int) or isinstance(rid, bool):
-            raise InvalidEvent(i, "request_ids", f"must be a string, got {rid!r}")
-    for i, label in enumerate(labels):
-        if label is not None and not isinstance(label, str | int | float | bool):
-            raise InvalidEvent(i, "labels", f"must be a number, string or null, got {label!r}")
-    now = time.time()
-
-    def write() -> None:
-        import pyarrow as pa
-
-        day = iso(now)[:10]  # type: ignore[index]
-        path = services.parquet._path(
-            "labels",
-            f"endpoint_id={uid}",
-            f"date={day}",
-            f"labels-{int(now * 1e6)}-{uuid.uuid4().hex[:8]}.parquet",
-        )
-        services.parquet._write(
-            path,
-            pa.table(
-                {
-                    "request_id": [str(r) for r in ids],
-                    "label": [None if v is None else str(v) for v in labels],
-                    "received": pa.array(np.full(len(ids), int(now * 1e6)), pa.int64()).cast(
-                        pa.timestamp("us", tz="UTC")
-                    ),
-                }
-            ),
-        )
-
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(services.executor, write)
-    pairs = [(str(r), v) for r, v in zip(ids, labels, strict=True) if v is not None]
-    if services.owner_state is None:
-        raise Unavailable("the daemon is starting or stopping")
-    joined = await services.owner_state.log_labels(uid, pairs, now)  # to the labels' owner
-    return json_response({"accepted": len(ids), "joined": joined}, 202)
 
 
 # -- endpoints -------------------------------------------------------------------------------

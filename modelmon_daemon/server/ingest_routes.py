@@ -231,3 +231,39 @@ async def post_native_events(request: web.Request) -> web.Response:
     services.counters.events_accepted += len(batch)
     services.counters.rows_accepted += len(batch)
     return json_response({"accepted": len(batch)}, 202)
+
+
+async def post_labels(request: web.Request) -> web.Response:
+    """Ground truth by request id, to the labels' owner (the writer), which keeps it in
+    Parquet as posted and in LMDB for the join with predictions, both durable before the
+    202. Served on every node, like the events."""
+    services = _ingest(request)
+    uid = request.match_info["uid"]
+    if uid not in services.specs:
+        await services.fetch_specs([uid])
+    endpoint_spec(services, uid)
+    payload = await read_body(request)
+    if not isinstance(payload, dict):
+        raise ApiError("body must be an object with request_ids and labels", {"field": "body"})
+    ids, labels = payload.get("request_ids"), payload.get("labels")
+    if not isinstance(ids, list) or not ids:
+        raise InvalidEvent(None, "request_ids", "must be a non-empty list")
+    if not isinstance(labels, list) or len(labels) != len(ids):
+        raise InvalidEvent(None, "labels", f"must be a list of {len(ids)} values")
+    for i, rid in enumerate(ids):
+        if not isinstance(rid, str | int) or isinstance(rid, bool):
+            raise InvalidEvent(i, "request_ids", f"must be a string, got {rid!r}")
+    for i, label in enumerate(labels):
+        if label is not None and not isinstance(label, str | int | float | bool):
+            raise InvalidEvent(i, "labels", f"must be a number, string or null, got {label!r}")
+    if services.owner_state is None:
+        raise Unavailable("the daemon is starting or stopping")
+    try:
+        joined = await services.owner_state.log_labels(
+            uid, [str(r) for r in ids], labels, time.time()
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise Unavailable(f"labels could not be made durable: {exc!r}") from None
+    return json_response({"accepted": len(ids), "joined": joined}, 202)

@@ -85,11 +85,15 @@ async def node_healthz(request: web.Request) -> web.Response:
 
 
 def build_node_app(settings: Settings, token: str) -> web.Application:
-    """The ingestion app of a node: /healthz and the two event routes."""
+    """The ingestion app of a node: /healthz, the two event routes and labels."""
     writer = remote.get_actor(remote.WRITER)
     directory = ActorDirectory(remote.get_actor(remote.CONTROLLER), writer, [], remote.get_actor)
     services = NodeIngestServices(
-        settings=settings, writer=writer, token=token, allowed_hosts=allowed_hosts(settings)
+        settings=settings,
+        writer=writer,
+        token=token,
+        allowed_hosts=allowed_hosts(settings),
+        owner_state=remote.LogOwnerState(writer),
     )
     app = web.Application(
         client_max_size=settings.daemon.max_body_size,
@@ -140,6 +144,7 @@ def build_node_app(settings: Settings, token: str) -> web.Application:
     app.router.add_get("/healthz", node_healthz)
     app.router.add_post("/v1/events", ingest_routes.post_mlrun_events)
     app.router.add_post("/v1/endpoints/{uid}/events", ingest_routes.post_native_events)
+    app.router.add_post("/v1/endpoints/{uid}/labels", ingest_routes.post_labels)
     return app
 
 

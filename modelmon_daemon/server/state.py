@@ -49,6 +49,8 @@ class IngestServices:
     large_requests: int = 0
     parse_executor: ThreadPoolExecutor | None = None
     wal_rows_read: tuple[float, int, int] = (-1.0, 0, 0)  # (when, wal rows, logged then)
+    # labels and the notification outbox, through their owner (remote.LogOwnerState)
+    owner_state: Any = None
 
     def stored_spec(self, uid: str) -> dict[str, Any] | None:
         """An endpoint record not in `specs`, read where this process can read it
@@ -89,8 +91,6 @@ class Services(IngestServices):
     delivery: OutboxDelivery | None = None
     started: float = 0.0
     runtime: Any = None  # creates the actors (actors/remote.py: RayRuntime)
-    # labels and the notification outbox, through their owner (remote.LogOwnerState)
-    owner_state: Any = None
     node_servers: dict[str, str] = field(default_factory=dict)  # node id -> ingestion URL
 
     def stored_spec(self, uid: str) -> dict[str, Any] | None:

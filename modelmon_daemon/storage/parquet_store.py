@@ -206,6 +206,26 @@ class ParquetStore:
             part = table.filter(pa.array(mask)) if len(files) > 1 else table
             self._write(path, part, compression="lz4")
 
+    def write_labels(self, uid: str, ids: list[str], labels: list[Any], now: float) -> str:
+        """Ground truth as posted: one file per request, under the endpoint and day."""
+        day = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d")
+        path = self._path(
+            "labels",
+            f"endpoint_id={uid}",
+            f"date={day}",
+            f"labels-{int(now * 1e6)}-{uuid.uuid4().hex[:8]}.parquet",
+        )
+        received = np.full(len(ids), int(now * 1e6), dtype=np.int64)
+        table = pa.table(
+            {
+                "request_id": [str(r) for r in ids],
+                "label": [None if v is None else str(v) for v in labels],
+                "received": pa.array(received, type=pa.timestamp("us", tz="UTC")),
+            }
+        )
+        self._write(path, table)
+        return path
+
     def read_events(
         self, uid: str, start: float | None = None, end: float | None = None, limit: int = 0
     ) -> tuple[pa.Table, bool]:

@@ -228,6 +228,16 @@ def test_every_node_serves_ingestion_into_the_one_log(cluster, short_tmp):
         assert record["auto_registered"] and record["feature_names"] == ["f0", "f1"]
         ml = pd.read_parquet(data / "events" / "endpoint_id=ml-node")
         assert sorted(ml["request_id"]) == sorted(f"m{i}" for i in range(30))
+        # labels posted to a node go to their owner, the writer, next to the data dir
+        status, answer = http(
+            "POST",
+            urls[0] + "/v1/endpoints/nd/labels",
+            {"request_ids": acked[:5], "labels": [1, 0, 1, 0, 1]},
+            token=daemon.token,
+        )
+        assert status == 202 and answer["accepted"] == 5, answer
+        labels = pd.read_parquet(data / "labels" / "endpoint_id=nd")
+        assert sorted(labels["request_id"]) == sorted(acked[:5])
         _, health = http("GET", urls[0] + "/healthz")
         assert health["status"] == "ok" and health["ingest"]["rows_accepted"] == 60
     finally:
