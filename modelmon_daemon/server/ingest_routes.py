@@ -120,6 +120,17 @@ def _ingest(request: web.Request) -> IngestServices:
     return request.app[INGEST]
 
 
+async def known_endpoint(services: IngestServices, uid: str) -> EndpointSpec:
+    """The endpoint's record, fetched from the log owner first if this process lacks it."""
+    if uid not in services.specs:
+        await services.fetch_specs([uid])
+    return endpoint_spec(services, uid)
+
+
+# label requests waiting for the labels' owner at once, per server; more get 503
+MAX_LABEL_REQUESTS = 64
+
+
 def endpoint_spec(services: IngestServices, uid: str) -> EndpointSpec:
     """The endpoint's record (cached unpacked), or 404."""
     spec = services.specs.get(uid)
@@ -211,9 +222,7 @@ async def post_native_events(request: web.Request) -> web.Response:
     services = _ingest(request)
     services.counters.count(services.counters.requests, "native_events")
     uid = request.match_info["uid"]
-    if uid not in services.specs:
-        await services.fetch_specs([uid])
-    spec = endpoint_spec(services, uid)
+    spec = await known_endpoint(services, uid)
     check_capacity(services)
     now = time.time()
     batch = await read_payload(
@@ -239,9 +248,14 @@ async def post_labels(request: web.Request) -> web.Response:
     202. Served on every node, like the events."""
     services = _ingest(request)
     uid = request.match_info["uid"]
-    if uid not in services.specs:
-        await services.fetch_specs([uid])
-    endpoint_spec(services, uid)
+    await known_endpoint(services, uid)
+    if services.labels_in_flight >= MAX_LABEL_REQUESTS:
+        raise Overloaded(
+            f"{services.labels_in_flight} label requests wait for their owner; retry later",
+            retry_after=1,
+            status=503,
+            code="busy",
+        )
     payload = await read_body(request)
     if not isinstance(payload, dict):
         raise ApiError("body must be an object with request_ids and labels", {"field": "body"})
@@ -258,6 +272,7 @@ async def post_labels(request: web.Request) -> web.Response:
             raise InvalidEvent(i, "labels", f"must be a number, string or null, got {label!r}")
     if services.owner_state is None:
         raise Unavailable("the daemon is starting or stopping")
+    services.labels_in_flight += 1
     try:
         joined = await services.owner_state.log_labels(
             uid, [str(r) for r in ids], labels, time.time()
@@ -266,4 +281,6 @@ async def post_labels(request: web.Request) -> web.Response:
         raise
     except Exception as exc:
         raise Unavailable(f"labels could not be made durable: {exc!r}") from None
+    finally:
+        services.labels_in_flight -= 1
     return json_response({"accepted": len(ids), "joined": joined}, 202)

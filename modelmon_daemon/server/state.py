@@ -47,6 +47,7 @@ class IngestServices:
     token: str = ""
     allowed_hosts: frozenset[str] | None = None
     large_requests: int = 0
+    labels_in_flight: int = 0  # label requests waiting for the labels' owner
     parse_executor: ThreadPoolExecutor | None = None
     wal_rows_read: tuple[float, int, int] = (-1.0, 0, 0)  # (when, wal rows, logged then)
     # labels and the notification outbox, through their owner (remote.LogOwnerState)

@@ -58,3 +58,27 @@ async def test_rows_stuck_on_their_way_to_stream_actors_answer_503(tmp_path):
     finally:
         await log.stop()
         store.close()
+
+
+async def test_label_requests_waiting_for_their_owner_are_bounded():
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from modelmon_daemon.server.ingest_routes import MAX_LABEL_REQUESTS, post_labels
+    from modelmon_daemon.server.middleware import error_middleware, security_middleware
+    from modelmon_daemon.server.state import INGEST
+    from tests.helpers import make_spec
+
+    services = IngestServices(settings=Settings(), token="t", specs={"ep": make_spec("ep")})
+    services.labels_in_flight = MAX_LABEL_REQUESTS  # as many as the owner is working on
+    app = web.Application(middlewares=[error_middleware, security_middleware])
+    app[INGEST] = services
+    app.router.add_post("/v1/endpoints/{uid}/labels", post_labels)
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.post(
+            "/v1/endpoints/ep/labels",
+            json={"request_ids": ["r1"], "labels": [1]},
+            headers={"Authorization": "Bearer t"},
+        )
+        assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+        assert (await resp.json())["error"]["code"] == "busy"
