@@ -33,7 +33,7 @@ from modelmon_daemon.core.records import (
     unpack,
 )
 from modelmon_daemon.storage.lmdb_store import LmdbStore, PerformanceUpdate, WindowCommit
-from modelmon_daemon.storage.parquet_store import ParquetStore
+from modelmon_daemon.storage.parquet_store import ParquetStore, WindowEvents
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def _day(ts: float) -> str:
     return datetime.fromtimestamp(max(ts, 0.0), tz=UTC).strftime("%Y-%m-%d")
 
 
-# a window ready to commit: its commit, its events' Parquet writes, its results
-Prepared = tuple[WindowCommit, list[Any], list[ResultRecord]]
+# a window ready to commit: its commit, its rows for the events files, its results
+Prepared = tuple[WindowCommit, WindowEvents | None, list[ResultRecord]]
 
 
 class WriterActor:
@@ -68,6 +68,9 @@ class WriterActor:
         moved = self.parquet.migrate_results()
         if moved:
             log.info("writer: moved %d results files to the shared layout", moved)
+        moved = self.parquet.migrate_events()
+        if moved:
+            log.info("writer: moved %d events files to the shared layout", moved)
         notes = self.settings.notifications
         self.templates = load_templates(notes.templates or None)
         d = self.settings.daemon
@@ -281,31 +284,41 @@ class WriterActor:
     def _commit_round(
         self, prepared: list[Prepared], moves: list[tuple[str, float, list[str]]]
     ) -> list[bool]:
-        """Write the round's files (events per window, results of all windows in one
-        file per day) on the thread pool, mark them pending, then one LMDB commit. If the
-        commit fails, its results files are removed (their names depend on the set of
-        windows, which may differ when the tick is done again)."""
+        """Write the round's files (the events of all its windows in one file per column
+        layout and hour, their results in one file per day) on the thread pool, mark them
+        pending, then one LMDB commit. If the commit fails, the files are removed (their
+        names depend on the set of windows, which may differ when the tick is done again)."""
         commits = [c for c, _, _ in prepared]
+        rows = [(c, w) for c, w, _ in prepared if w is not None]
+        events = self.parquet.events_files([w for _, w in rows])
+        for file in events:
+            for i in file.windows:
+                rows[i][0].files.append(file.path)
         results = self.parquet.results_files(
             [(c.meta, rs, c.project) for c, _, rs in prepared if rs]
         )
-        result_paths = [path for path, _ in results]
+        paths = [f.path for f in events] + [path for path, _ in results]
         for c in commits:
-            c.files = [*c.files, *result_paths]
+            c.files = [*c.files, *(path for path, _ in results)]
         self.store.add_pending(sorted({f for c in commits for f in c.files}))
-        writes = [w for _, ws, _ in prepared for w in ws]
+        writes: list[Any] = [lambda f=file: self.parquet.write_events(f) for file in events]
         writes += [
             lambda p=path, t=table: self.parquet.write_table(p, t) for path, table in results
         ]
-        list(self.io.map(lambda write: write(), writes))
-        if writes:
-            self.parquet.sync()  # the files are durable before the log forgets their rows
         try:
+            list(self.io.map(lambda write: write(), writes))
+            if writes:
+                self.parquet.sync()  # the files are durable before the log forgets their rows
             flags = self.store.commit_many(commits, moves, self._notifications)
         except BaseException:
-            for path in result_paths:
+            for path in paths:
                 self.parquet.delete(path)
             raise
+        for commit, flag in zip(commits, flags, strict=True):
+            if not flag and commit.meta.rows:  # checked before: only a second writer could
+                log.error(
+                    "writer: window %s/%s was committed twice", commit.meta.uid, commit.meta.start
+                )
         self._count(commits, flags)
         return flags
 
@@ -343,23 +356,24 @@ class WriterActor:
         outputs: list[AppOutput],
         endpoint: dict[str, Any],
         applications: list[str],
-    ) -> tuple[WindowCommit, list[Any], list[ResultRecord]]:
-        """The window's commit, the Parquet writes of its events that must precede it,
-        and its results (written with the other windows of the round, in one file)."""
-        files = self.parquet.events_files(meta, batch) if meta.rows else []
+    ) -> Prepared:
+        """The window's commit, its rows and its results (written with the other windows
+        of the round, in shared files)."""
         perf_results, perf_update = self._performance(meta, batch, endpoint)
         if perf_results:
             applications = [*applications, "model-performance", "concept-drift"]
         results: list[ResultRecord] = [r for o in outputs for r in o.results] + perf_results
-        paths = [p for p, _ in files]
         project = str(endpoint.get("project", ""))
-        feature_names = list(endpoint["feature_names"])
-        label_names = list(endpoint.get("label_names") or [])
-        writes: list[Any] = []
-        if files:
-            writes.append(
-                lambda: self.parquet.write_events(files, batch, feature_names, label_names)
+        events = (
+            WindowEvents(
+                meta,
+                batch,
+                list(endpoint["feature_names"]),
+                list(endpoint.get("label_names") or []),
             )
+            if meta.rows
+            else None
+        )
         updates: dict[str, Any] = {}
         for output in outputs:
             updates.update(output.endpoint_updates)
@@ -389,7 +403,7 @@ class WriterActor:
         result_dicts = [r.to_dict() for r in results]
         commit = WindowCommit(
             meta,
-            paths,
+            [],
             applications,
             result_dicts,
             updates,
@@ -398,7 +412,7 @@ class WriterActor:
             events_from_results(meta.uid, project, result_dicts, failures),
             perf_update,
         )
-        return commit, writes, results
+        return commit, events, results
 
     def _performance(
         self, meta: WindowMeta, batch: ColumnBatch, endpoint: dict[str, Any]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+import pandas as pd
 
 from modelmon_daemon.analytics.stats import reference_feature_stats
 from modelmon_daemon.core.records import ColumnBatch, EndpointSpec
@@ -33,3 +37,34 @@ def make_spec(uid="ep1", n_features=2, seed=0, rows=1000):
         label_names=["output"],
         feature_stats=reference_feature_stats(ref, names),
     )
+
+
+EVENT_COLUMNS = ("timestamp", "request_id", "latency_us", "error")
+
+
+def stored_events(data_dir: Any, uid: str) -> pd.DataFrame:
+    """An endpoint's stored rows as an outside reader gets them: DuckDB over the whole
+    events tree (files are shared by endpoints; `union_by_name` because endpoints differ
+    in their columns), filtered on `endpoint_id`, oldest first. Columns that belong only
+    to other endpoints (all null here) and the partition columns are left out."""
+    import duckdb
+
+    pattern = f"{data_dir}/events/**/*.parquet"
+    if not list(Path(data_dir, "events").rglob("*.parquet")):
+        return pd.DataFrame()
+    frame = (
+        duckdb.connect()
+        .execute(
+            "select * from read_parquet(?, hive_partitioning=true, union_by_name=true) "
+            "where endpoint_id = ? order by timestamp",
+            [pattern, uid],
+        )
+        .df()
+    )
+    keep = [
+        c
+        for c in frame.columns
+        if c not in ("endpoint_id", "date", "hour")
+        and (c in EVENT_COLUMNS or frame[c].notna().any())
+    ]
+    return frame[keep].reset_index(drop=True)

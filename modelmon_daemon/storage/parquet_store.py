@@ -1,15 +1,15 @@
 """Parquet files under the data dir, readable by pandas, DuckDB or Polars as they are.
 
-events/endpoint_id={uid}/date={YYYY-MM-DD}/hour={HH}/w{start}.parquet   one closed window
-events/endpoint_id={uid}/date=.../hour=.../late-{start}-{seq}.parquet   late events
-results/date={YYYY-MM-DD}/r{first start}-{digest}.parquet              results + metrics
+events/date={YYYY-MM-DD}/hour={HH}/t{first start}-{digest}.parquet   rows of a tick's windows
+results/date={YYYY-MM-DD}/r{first start}-{digest}.parquet            results + metrics
+labels/endpoint_id={uid}/date={YYYY-MM-DD}/labels-….parquet          ground truth as posted
 
-Results of many endpoint-windows share a file (one per tick and day: a fleet of 1000
-endpoints writes one file a tick, not 1000), sorted by `endpoint_id` so row-group
-statistics let readers skip other endpoints. File names are derived from the windows they
-hold (window start and first log sequence; a digest of the (endpoint, window) set), so
-writing the same windows again replaces the file instead of duplicating rows. A file is
-written to a temporary name and renamed into place.
+Events and results of many endpoint-windows share files (one per tick, hour and column
+layout for events, per tick and day for results: a fleet of 1000 endpoints writes a file
+or two a tick, not 2000), with an `endpoint_id` column they are sorted by, so row-group
+statistics let readers skip other endpoints. File names are a digest of the windows they
+hold, so writing the same windows again replaces the file instead of duplicating rows. A
+file is written to a temporary name and renamed into place.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import math
 import os
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +58,26 @@ def _day_hour(ts: float) -> tuple[str, int]:
 
 
 MADE_DIRS_KEPT = 100_000  # directories remembered as existing (then forgotten at once)
+EVENTS_ROW_GROUP = 65_536  # rows per row group of a shared events file
+
+
+@dataclass
+class WindowEvents:
+    """A window's (or a late batch's) rows, on their way to the shared events files."""
+
+    meta: WindowMeta
+    batch: ColumnBatch
+    feature_names: list[str]
+    output_names: list[str]
+
+
+@dataclass
+class EventsFile:
+    """One shared events file: its path, its rows, and which windows they come from."""
+
+    path: str
+    table: pa.Table
+    windows: list[int]
 
 
 def _to_ts(values: np.ndarray) -> pa.Array:
@@ -173,38 +194,51 @@ class ParquetStore:
 
     # -- events -------------------------------------------------------------------------
 
-    def events_files(self, meta: WindowMeta, batch: ColumnBatch) -> list[tuple[str, np.ndarray]]:
-        """(path, row mask) per hour the window's rows fall in."""
-        hours = np.floor(batch.timestamps / 3600.0)
+    def events_files(self, windows: list[WindowEvents]) -> list[EventsFile]:
+        """The shared events files of one commit: the rows of all its windows, one file
+        per column layout and hour, sorted by `endpoint_id` (then as logged). The name is
+        a digest of the windows it holds: the same windows written again replace it."""
+        groups: dict[tuple[Any, ...], list[tuple[int, pa.Table]]] = {}
+        for i, window in enumerate(windows):
+            batch = window.batch
+            if not len(batch.timestamps):
+                continue
+            table = events_table(batch, window.feature_names, window.output_names)
+            layout = tuple((f.name, str(f.type)) for f in table.schema)
+            hours = np.floor(batch.timestamps / 3600.0)
+            if (hours == hours[0]).all():
+                groups.setdefault((layout, float(hours[0])), []).append((i, table))
+                continue
+            for hour in np.unique(hours):
+                part = table.filter(pa.array(hours == hour))
+                groups.setdefault((layout, float(hour)), []).append((i, part))
         out = []
-        stem = (
-            f"w{int(meta.start)}" if not meta.late else f"late-{int(meta.start)}-{min(meta.seqs)}"
-        )
-        for hour in np.unique(hours):
-            day, hh = _day_hour(float(hour) * 3600.0)
+        for (layout, hour), members in groups.items():
+            members.sort(key=lambda m: (windows[m[0]].meta.uid, windows[m[0]].meta.start))
+            keys = [repr(layout)]
+            for i, _ in members:
+                meta = windows[i].meta
+                keys.append(f"{meta.uid}/{meta.start!r}/{meta.late}/{min(meta.seqs, default=0)}")
+            digest = hashlib.sha1("\n".join(keys).encode()).hexdigest()[:16]
+            first = int(min(windows[i].meta.start for i, _ in members))
+            day, hh = _day_hour(hour * 3600.0)
             path = self._path(
-                "events",
-                f"endpoint_id={meta.uid}",
-                f"date={day}",
-                f"hour={hh:02d}",
-                f"{stem}.parquet",
+                "events", f"date={day}", f"hour={hh:02d}", f"t{first}-{digest}.parquet"
             )
-            out.append((path, hours == hour))
+            tables = [t for _, t in members]
+            counts = np.fromiter((t.num_rows for t in tables), dtype=np.int64, count=len(tables))
+            uids = pa.array([windows[i].meta.uid for i, _ in members], type=pa.string())
+            indices = pa.array(np.repeat(np.arange(len(tables), dtype=np.int32), counts))
+            endpoint_ids = pa.DictionaryArray.from_arrays(indices, uids).cast(pa.string())
+            table = pa.concat_tables(tables).add_column(0, "endpoint_id", endpoint_ids)
+            out.append(EventsFile(path, table, sorted({i for i, _ in members})))
         return out
 
-    def write_events(
-        self,
-        files: list[tuple[str, np.ndarray]],
-        batch: ColumnBatch,
-        feature_names: list[str],
-        output_names: list[str],
-    ) -> None:
-        table = events_table(batch, feature_names, output_names)
-        for path, mask in files:
-            # lz4 on the tick's path (a third faster than zstd); compaction rewrites the
-            # day's files with zstd
-            part = table.filter(pa.array(mask)) if len(files) > 1 else table
-            self._write(path, part, compression="lz4")
+    def write_events(self, file: EventsFile) -> None:
+        # lz4 on the tick's path (a third faster than zstd); compaction rewrites past
+        # days' files with zstd. Row groups of 64k rows: statistics of the sorted
+        # endpoint_id let readers of one endpoint skip the rest of the file
+        self._write(file.path, file.table, compression="lz4", row_group_size=EVENTS_ROW_GROUP)
 
     def write_labels(self, uid: str, ids: list[str], labels: list[Any], now: float) -> str:
         """Ground truth as posted: one file per request, under the endpoint and day."""
@@ -226,35 +260,69 @@ class ParquetStore:
         self._write(path, table)
         return path
 
+    def events_paths(self, start: float | None = None, end: float | None = None) -> list[str]:
+        """The events files whose hour partition overlaps [start, end), oldest first."""
+        base = self._path("events")
+        first = _day_hour(start) if start is not None else None
+        last = _day_hour(end - 1e-6) if end is not None else None
+        out = []
+        for day_dir in self._children(base, "date="):
+            day = day_dir.rsplit("=", 1)[1]
+            if (first and day < first[0]) or (last and day > last[0]):
+                continue
+            for hour_dir in self._children(day_dir, "hour="):
+                hour = int(hour_dir.rsplit("=", 1)[1])
+                if (first and (day, hour) < first) or (last and (day, hour) > last):
+                    continue
+                out.extend(self._children(hour_dir, "", files=True))
+        return out
+
+    def _children(self, folder: str, prefix: str, files: bool = False) -> list[str]:
+        selector = pafs.FileSelector(folder, allow_not_found=True)
+        wanted = pafs.FileType.File if files else pafs.FileType.Directory
+        return sorted(
+            info.path
+            for info in self.fs.get_file_info(selector)
+            if info.type == wanted
+            and info.base_name.startswith(prefix)
+            and not info.base_name.startswith((".", "_"))
+            and (not files or info.base_name.endswith(".parquet"))
+        )
+
     def read_events(
-        self, uid: str, start: float | None = None, end: float | None = None, limit: int = 0
+        self,
+        uid: str,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int = 0,
+        _attempt: int = 0,
     ) -> tuple[pa.Table, bool]:
         """An endpoint's stored events with start <= timestamp < end, oldest first, at
-        most `limit` rows (0: all); returns (table, truncated)."""
-        base = self._path("events", f"endpoint_id={uid}")
-        if self.fs.get_file_info(base).type != pafs.FileType.Directory:
-            return pa.table({}), False
-        dataset = ds.dataset(
-            base,
-            format="parquet",
-            filesystem=self.fs,
-            partitioning=ds.partitioning(
-                pa.schema([("date", pa.string()), ("hour", pa.string())]), flavor="hive"
-            ),
-            ignore_prefixes=[".", "_"],
-        )
-        expr = None
+        most `limit` rows (0: all); returns (table, truncated). Only the hour partitions
+        in range are listed, and row-group statistics of `endpoint_id` skip other
+        endpoints' rows in each file."""
+        expr = pc.field("endpoint_id") == uid
         stamp = pa.timestamp("us", tz="UTC")
         if start is not None:
-            expr = pc.field("timestamp") >= pa.scalar(int(start * 1e6), stamp)
+            expr = expr & (pc.field("timestamp") >= pa.scalar(int(start * 1e6), stamp))
         if end is not None:
-            upper = pc.field("timestamp") < pa.scalar(int(end * 1e6), stamp)
-            expr = upper if expr is None else expr & upper
-        columns = [n for n in dataset.schema.names if n not in ("date", "hour")]
+            expr = expr & (pc.field("timestamp") < pa.scalar(int(end * 1e6), stamp))
+        tables = []
         try:
-            table = dataset.to_table(filter=expr, columns=columns)
-        except FileNotFoundError:  # compacted meanwhile
-            return self.read_events(uid, start, end, limit)
+            for path in self.events_paths(start, end):
+                found = ds.dataset(path, format="parquet", filesystem=self.fs).to_table(filter=expr)
+                if found.num_rows:
+                    tables.append(found.drop_columns(["endpoint_id"]))
+        except FileNotFoundError:  # compacted or expired meanwhile: look again
+            if _attempt >= 2:
+                raise
+            return self.read_events(uid, start, end, limit, _attempt + 1)
+        if not tables:
+            return pa.table({}), False
+        try:
+            table = pa.concat_tables(tables, promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # an output's type changed over time
+            table = pa.concat_tables(tables, promote_options="permissive")
         table = table.sort_by([("timestamp", "ascending")])
         truncated = bool(limit) and table.num_rows > limit
         return (table.slice(0, limit) if truncated else table), truncated
@@ -319,6 +387,32 @@ class ParquetStore:
             self.fs.delete_dir(info.path)
         return moved
 
+    def migrate_events(self) -> int:
+        """Move events of the per-endpoint layout (events/endpoint_id=…/date=…/hour=…/)
+        into the shared one, an `endpoint_id` column added, once; returns the files moved.
+        Idempotent: a file already moved is only deleted."""
+        base = self._path("events")
+        moved = 0
+        for folder in self._children(base, "endpoint_id="):
+            uid = folder.rsplit("=", 1)[1]
+            selector = pafs.FileSelector(folder, recursive=True)
+            for f in self.fs.get_file_info(selector):
+                if f.type == pafs.FileType.File and f.base_name.startswith("."):
+                    self.fs.delete_file(f.path)  # a write that never finished
+                    continue
+                if f.type != pafs.FileType.File or not f.base_name.endswith(".parquet"):
+                    continue
+                day, hour = f.path.rsplit("/", 3)[-3:-1]
+                target = self._path("events", day, hour, f"legacy-{uid}-{f.base_name}")
+                if self.fs.get_file_info(target).type != pafs.FileType.File:
+                    table = pq.read_table(f.path, filesystem=self.fs)
+                    ids = pa.array([uid] * table.num_rows, type=pa.string())
+                    self._write(target, table.add_column(0, "endpoint_id", ids))
+                self.fs.delete_file(f.path)
+                moved += 1
+            self.fs.delete_dir(folder)
+        return moved
+
     def read_results(
         self,
         uid: str,
@@ -379,31 +473,52 @@ class ParquetStore:
         return rows
 
     def purge(self, uid: str) -> int:
-        """Delete an endpoint's stored data: its events and labels folders, and its rows of
-        the shared results files (rewritten without them). Returns the files changed."""
+        """Delete an endpoint's stored data: its labels folder, and its rows of the shared
+        events and results files (rewritten without them). Returns the files changed."""
         changed = 0
-        for top in ("events", "labels"):
-            folder = self._path(top, f"endpoint_id={uid}")
-            if self.fs.get_file_info(folder).type == pafs.FileType.Directory:
-                self.fs.delete_dir(folder)
-                changed += 1
-        selector = pafs.FileSelector(self._path("results"), recursive=True, allow_not_found=True)
-        for info in self.fs.get_file_info(selector):
-            if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
-                continue
-            if info.path.rsplit("/", 1)[-1].startswith("."):
-                continue
-            table = pq.read_table(info.path, filesystem=self.fs)
-            keep = pc.not_equal(table.column("endpoint_id"), uid)
-            if pc.all(keep).as_py():
-                continue
-            rest = table.filter(keep)
-            if rest.num_rows:
-                self._write(info.path, rest)
-            else:
-                self.fs.delete_file(info.path)
+        folder = self._path("labels", f"endpoint_id={uid}")
+        if self.fs.get_file_info(folder).type == pafs.FileType.Directory:
+            self.fs.delete_dir(folder)
             changed += 1
+        for top in ("events", "results"):
+            selector = pafs.FileSelector(self._path(top), recursive=True, allow_not_found=True)
+            for info in self.fs.get_file_info(selector):
+                if (
+                    info.type == pafs.FileType.File
+                    and info.base_name.endswith(".parquet")
+                    and not info.base_name.startswith(".")
+                ):
+                    changed += self._drop_endpoint(info.path, uid)
         return changed
+
+    def _drop_endpoint(self, path: str, uid: str) -> int:
+        """Rewrite a shared file without an endpoint's rows (delete it if none are left);
+        1 if it held any. Files whose statistics rule the endpoint out are not read."""
+        if not self._may_hold(path, uid):
+            return 0
+        table = pq.read_table(path, filesystem=self.fs)
+        keep = pc.not_equal(table.column("endpoint_id"), uid)
+        if pc.all(keep).as_py():
+            return 0
+        rest = table.filter(keep)
+        if rest.num_rows:
+            self._write(path, rest)
+        else:
+            self.fs.delete_file(path)
+        return 1
+
+    def _may_hold(self, path: str, uid: str) -> bool:
+        with self.fs.open_input_file(path) as source:
+            meta = pq.ParquetFile(source).metadata
+        names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+        if "endpoint_id" not in names:
+            return False
+        column = names.index("endpoint_id")
+        for g in range(meta.num_row_groups):
+            stats = meta.row_group(g).column(column).statistics
+            if stats is None or not stats.has_min_max or stats.min <= uid <= stats.max:
+                return True
+        return False
 
     # -- maintenance --------------------------------------------------------------------
 
@@ -466,8 +581,19 @@ class ParquetStore:
                 if source in files and source != path:
                     self.fs.delete_file(source)
                     files.remove(source)
-        if len(files) <= 1:
-            return 0
+        # one merged file per column layout (an events hour holds endpoints that differ
+        # in their features; merging them would give each the others' columns)
+        layouts: dict[str, list[str]] = {}
+        for f in files:
+            schema = pq.read_schema(f, filesystem=self.fs).remove_metadata()
+            layouts.setdefault(schema.to_string(), []).append(f)
+        replaced = 0
+        for group in layouts.values():
+            if len(group) > 1:
+                replaced += self._merge(directory, group)
+        return replaced
+
+    def _merge(self, directory: str, files: list[str]) -> int:
         tables = [pq.read_table(f, filesystem=self.fs) for f in files]
         table = pa.concat_tables(tables, promote_options="default")
         keys = [k for k in ("endpoint_id", "start", "timestamp") if k in table.column_names]
@@ -477,16 +603,25 @@ class ParquetStore:
         table = table.replace_schema_metadata(
             {**(table.schema.metadata or {}), b"modelmon_sources": json.dumps(names).encode()}
         )
-        self._write(f"{directory}/compacted-{digest}.parquet", table)
+        self._write(
+            f"{directory}/compacted-{digest}.parquet", table, row_group_size=EVENTS_ROW_GROUP
+        )
         for f in files:
             self.fs.delete_file(f)
         return len(files)
 
     # -- files --------------------------------------------------------------------------
 
-    def _write(self, path: str, table: pa.Table, compression: str = "zstd") -> None:
+    def _write(
+        self,
+        path: str,
+        table: pa.Table,
+        compression: str = "zstd",
+        row_group_size: int | None = None,
+    ) -> None:
         parent = path.rsplit("/", 1)[0]
-        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}.parquet"
+        # not *.parquet: a glob such as DuckDB's never meets a half-written file
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
         # dictionaries only where values repeat (strings): trying them on float columns
         # costs ~40% of the write and makes files larger
         strings = [
@@ -500,6 +635,7 @@ class ParquetStore:
                 filesystem=self.fs,
                 compression=compression,
                 use_dictionary=strings or False,
+                row_group_size=row_group_size,
             )
 
         if parent not in self._made_dirs:

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from tests.e2e.conftest import Daemon, free_port, http
+from tests.helpers import stored_events
 
 pytestmark = pytest.mark.e2e
 P = 30.0
@@ -126,7 +127,7 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
             return st["wal_records"] == 0 and record["buffered_events"] == 0
 
         daemon.wait_for(settled, timeout=120)
-        events = pd.read_parquet(data / "events" / f"endpoint_id={uid}")
+        events = stored_events(data, uid)
         stored = events["request_id"].tolist()
         assert len(stored) == len(set(stored)), "an event was stored twice"
         assert set(acked) <= set(stored), f"{len(set(acked) - set(stored))} events lost"
@@ -221,12 +222,12 @@ def test_every_node_serves_ingestion_into_the_one_log(cluster, short_tmp):
             return st["wal_records"] == 0 and len(analyzed(data, "nd")) == 3
 
         daemon.wait_for(settled, timeout=120)
-        stored = pd.read_parquet(data / "events" / "endpoint_id=nd")["request_id"].tolist()
+        stored = stored_events(data, "nd")["request_id"].tolist()
         assert sorted(stored) == sorted(acked)  # each once, none lost
         assert analyzed(data, "nd")["start"].is_unique
         _, record = daemon.get("/v1/endpoints/ml-node")
         assert record["auto_registered"] and record["feature_names"] == ["f0", "f1"]
-        ml = pd.read_parquet(data / "events" / "endpoint_id=ml-node")
+        ml = stored_events(data, "ml-node")
         assert sorted(ml["request_id"]) == sorted(f"m{i}" for i in range(30))
         # labels posted to a node go to their owner, the writer, next to the data dir
         status, answer = http(

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.e2e.conftest import Daemon, free_port, http
+from tests.helpers import stored_events
 
 pytestmark = pytest.mark.e2e
 P = 30.0
@@ -93,7 +94,7 @@ def test_kill9_loses_and_duplicates_nothing_acknowledged(short_tmp):
             daemon.wait_for(settled, timeout=90)
         except AssertionError:
             raise AssertionError(f"not settled: {seen}") from None
-        events = pd.read_parquet(data / "events" / "endpoint_id=dur")
+        events = stored_events(data, "dur")
         stored = events["request_id"].tolist()
         assert len(stored) == len(set(stored)), "an event was stored twice"
         assert set(acked) <= set(stored), (

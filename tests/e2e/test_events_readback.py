@@ -15,6 +15,7 @@ import pytest
 
 from modelmon_daemon import Client
 from modelmon_daemon.client import AsyncClient
+from tests.helpers import stored_events
 
 pytestmark = pytest.mark.e2e
 P = 30.0
@@ -141,11 +142,11 @@ def test_deleting_an_endpoint_keeps_or_purges_its_data(daemon):
     assert "del-keep" not in {
         e["uid"] for e in daemon.get("/v1/endpoints?project=del")[1]["endpoints"]
     }
-    kept = pd.read_parquet(daemon.data_dir / "events" / "endpoint_id=del-keep")
+    kept = stored_events(daemon.data_dir, "del-keep")
     assert len(kept) == 30  # stored data stays
     status, body = daemon.delete("/v1/endpoints/del-purge?purge=true")
     assert status == 200 and body["purged"]
-    assert not (daemon.data_dir / "events" / "endpoint_id=del-purge").exists()
+    assert stored_events(daemon.data_dir, "del-purge").empty
     results = pd.read_parquet(
         daemon.data_dir / "results", filters=[("endpoint_id", "==", "del-purge")]
     )

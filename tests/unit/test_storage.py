@@ -10,7 +10,8 @@ from modelmon_daemon.config import Settings
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 from modelmon_daemon.core.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta
 from modelmon_daemon.storage.lmdb_store import LmdbStore
-from tests.helpers import make_batch, make_spec
+from modelmon_daemon.storage.parquet_store import WindowEvents
+from tests.helpers import make_batch, make_spec, stored_events
 
 MAP = 64 * 1024**2
 
@@ -85,7 +86,7 @@ def test_writer_commits_a_window_exactly_once(tmp_path):
     assert state["closed_through"] == 60.0 and state["events"] == 2
     assert state["drift_status"] == "detected"
     assert store.get_last_analyzed("ep1") == {"histogram-data-drift": 60.0}
-    events = pd.read_parquet(tmp_path / "events" / "endpoint_id=ep1")
+    events = stored_events(tmp_path, "ep1")
     assert len(events) == 2 and list(events["x0"]) == [1, 3]
     rows = writer.parquet.read_results("ep1")
     assert [(r["name"], r["value"], r["status"], r["kind"]) for r in rows] == [
@@ -107,10 +108,12 @@ def test_files_of_a_commit_that_never_happened_are_removed_on_start(tmp_path):
     spec = make_spec().to_dict()
     batch = make_batch([1.0], [[1, 2]])
     meta = WindowMeta("ep1", 0.0, 60.0, [1], rows=1)
-    files = writer.parquet.events_files(meta, batch)
-    writer.store.add_pending([p for p, _ in files])
-    writer.parquet.write_events(files, batch, spec["feature_names"], ["output"])
-    path = files[0][0]
+    (file,) = writer.parquet.events_files(
+        [WindowEvents(meta, batch, spec["feature_names"], ["output"])]
+    )
+    writer.store.add_pending([file.path])
+    writer.parquet.write_events(file)
+    path = file.path
     assert pq.read_table(path).num_rows == 1
     writer.store.close()
     writer = WriterActor(settings_for(tmp_path))  # as after a crash between write and commit
@@ -129,8 +132,8 @@ def test_late_batch_counts_once_and_does_not_move_frontier(tmp_path):
     assert not writer.commit_window(meta, batch, [], spec, ["a"])
     state = store.get_state("ep1")
     assert state["late_events"] == 1 and state["closed_through"] is None
-    late_files = list((tmp_path / "events").rglob("late-*.parquet"))
-    assert len(late_files) == 1
+    assert len(list((tmp_path / "events").rglob("*.parquet"))) == 1
+    assert stored_events(tmp_path, "ep1")["request_id"].tolist() == ["r0"]  # stored once
 
 
 def test_window_across_an_hour_is_split_by_hour(tmp_path):
@@ -277,22 +280,26 @@ def test_compaction_merges_past_partitions_once_and_retention_expires_them(tmp_p
             writer.commit_tick([(0, 0, meta, [_drift_output(meta, 0.1 * i)])], [], ["h"], [[batch]])
     results_dir = tmp_path / "results" / "date=1970-01-02"
     assert len(list(results_dir.glob("*.parquet"))) == 6
-    fresh = next((tmp_path / "events").rglob("w*.parquet"))
+    hour = tmp_path / "events" / "date=1970-01-02" / "hour=00"
+    fresh = next(hour.glob("t*.parquet"))
     assert pq.ParquetFile(fresh).metadata.row_group(0).column(0).compression == "LZ4"
     before = {uid: writer.parquet.read_results(uid) for uid in ("ep0", "ep1")}
+    rows_before = {uid: writer.parquet.read_events(uid)[0] for uid in ("ep0", "ep1")}
     done = writer.maintain(now=3 * day)  # day 1 is in the past now
-    assert done["compacted"] == 6 + 6  # results: 6 files; events: 3 per endpoint
+    assert done["compacted"] == 6 + 6  # results: 6 files; events: 6 (one per commit)
     (merged,) = results_dir.glob("*.parquet")
     assert merged.name.startswith("compacted-")
     assert pq.read_table(merged).column("endpoint_id").to_pylist() == ["ep0"] * 3 + ["ep1"] * 3
     for uid in ("ep0", "ep1"):
         assert writer.parquet.read_results(uid) == before[uid]
-        hour = tmp_path / "events" / f"endpoint_id={uid}" / "date=1970-01-02" / "hour=00"
-        assert [p.name[:10] for p in hour.glob("*.parquet")] == ["compacted-"]
-        assert len(pd.read_parquet(hour)) == 3
-        # the tick writes lz4 (fast); compaction re-encodes with zstd (small)
-        (compacted,) = hour.glob("*.parquet")
-        assert pq.ParquetFile(compacted).metadata.row_group(0).column(0).compression == "ZSTD"
+        assert writer.parquet.read_events(uid)[0].equals(rows_before[uid])
+        assert len(rows_before[uid]) == 3
+    assert [p.name[:10] for p in hour.glob("*.parquet")] == ["compacted-"]
+    (compacted,) = hour.glob("*.parquet")
+    ids = pq.read_table(compacted).column("endpoint_id").to_pylist()
+    assert ids == ["ep0"] * 3 + ["ep1"] * 3
+    # the tick writes lz4 (fast); compaction re-encodes with zstd (small)
+    assert pq.ParquetFile(compacted).metadata.row_group(0).column(0).compression == "ZSTD"
     # an interrupted run (merged file written, a source left behind) is finished, not doubled
     source = pq.read_table(merged)
     pq.write_table(source.slice(0, 1), results_dir / "r86400-leftover.parquet")
@@ -302,9 +309,9 @@ def test_compaction_merges_past_partitions_once_and_retention_expires_them(tmp_p
     assert writer.parquet.read_results("ep0") == before["ep0"]
     # retention: a day older than it goes, with its events
     writer.settings.storage.retention = day
-    assert writer.maintain(now=3 * day)["expired"] >= 3
+    assert writer.maintain(now=3 * day)["expired"] == 2  # the results day, the events day
     assert writer.parquet.read_results("ep0") == []
-    assert not (tmp_path / "events" / "endpoint_id=ep0" / "date=1970-01-02").exists()
+    assert not (tmp_path / "events" / "date=1970-01-02").exists()
 
 
 def test_deleting_an_endpoint_forgets_its_state_and_uncommitted_rows(tmp_path):
@@ -322,16 +329,128 @@ def test_deleting_an_endpoint_forgets_its_state_and_uncommitted_rows(tmp_path):
     assert store.get_endpoint("kept") is not None
 
 
-def test_a_purged_endpoint_gets_its_event_directory_again(tmp_path):
-    """Directories are remembered as existing; one removed meanwhile is made again."""
+def test_purging_an_endpoint_rewrites_shared_files_and_its_directory_comes_back(tmp_path):
+    """Purge drops one endpoint's rows from files it shares; directories are remembered as
+    existing, and one removed meanwhile is made again."""
     from modelmon_daemon.storage.parquet_store import ParquetStore
 
     store = ParquetStore(str(tmp_path))
-    meta = WindowMeta("ep", 0.0, 60.0, [], rows=1)
-    batch = make_batch([1.0], [[1, 2]])
-    store.write_events(store.events_files(meta, batch), batch, ["a", "b"], ["output"])
+
+    def write(*uids):
+        windows = [
+            WindowEvents(
+                WindowMeta(u, 0.0, 60.0, [], rows=1),
+                make_batch([1.0], [[1, 2]]),
+                ["a", "b"],
+                ["output"],
+            )
+            for u in uids
+        ]
+        for file in store.events_files(windows):
+            store.write_events(file)
+
+    write("ep", "other")
+    assert len(list((tmp_path / "events").rglob("*.parquet"))) == 1  # one shared file
     assert store.purge("ep") == 1
-    assert not (tmp_path / "events" / "endpoint_id=ep").exists()
-    store.write_events(store.events_files(meta, batch), batch, ["a", "b"], ["output"])
-    frame = pd.read_parquet(tmp_path / "events" / "endpoint_id=ep")
+    assert store.read_events("ep")[0].num_rows == 0
+    assert store.read_events("other")[0].column("a").to_pylist() == [1.0]
+    assert store.purge("nobody") == 0
+    assert store.purge("other") == 1
+    assert not list((tmp_path / "events").rglob("*.parquet"))
+    __import__("shutil").rmtree(tmp_path / "events")
+    write("ep")
+    frame = stored_events(tmp_path, "ep")
     assert frame["a"].tolist() == [1.0] and frame["b"].tolist() == [2.0]
+
+
+def test_endpoints_that_differ_in_columns_get_a_file_each_and_read_only_theirs(tmp_path):
+    from modelmon_daemon.storage.parquet_store import ParquetStore
+
+    store = ParquetStore(str(tmp_path))
+    hour = 3600.0 * 30
+    windows = [
+        WindowEvents(
+            WindowMeta(uid, hour, hour + 60.0, [i], rows=2),
+            make_batch([hour + 1, hour + 2], [[i, 2], [3, i]], rids=[f"{uid}-0", f"{uid}-1"]),
+            names,
+            ["output"],
+        )
+        for i, (uid, names) in enumerate([("b", ["x", "y"]), ("a", ["x", "y"]), ("c", ["p", "q"])])
+    ]
+    # a window across an hour boundary is split between the hours' files
+    windows.append(
+        WindowEvents(
+            WindowMeta("d", hour - 30, hour + 30, [9], rows=2),
+            make_batch([hour - 1, hour + 1], [[5, 6], [7, 8]]),
+            ["x", "y"],
+            ["output"],
+        )
+    )
+    files = store.events_files(windows)
+    assert sorted((f.path.rsplit("/", 2)[-2], f.table.num_rows) for f in files) == [
+        ("hour=05", 1),
+        ("hour=06", 2),
+        ("hour=06", 5),
+    ]
+    shared = next(f for f in files if f.table.num_rows == 5)
+    assert shared.table.column("endpoint_id").to_pylist() == ["a", "a", "b", "b", "d"]
+    assert shared.windows == [0, 1, 3]
+    for file in files:
+        store.write_events(file)
+    assert store.read_events("c")[0].column_names == [
+        "timestamp",
+        "request_id",
+        "latency_us",
+        "error",
+        "p",
+        "q",
+        "output",
+    ]
+    d, _ = store.read_events("d")
+    assert d.column("x").to_pylist() == [5.0, 7.0]
+    assert store.read_events("d", start=hour)[0].column("x").to_pylist() == [7.0]
+    assert store.read_events("d", end=hour)[0].column("x").to_pylist() == [5.0]
+    assert store.read_events("a", limit=1)[0].num_rows == 1 and store.read_events("a", limit=1)[1]
+    # an outside reader: DuckDB over the whole tree
+    assert stored_events(tmp_path, "a")["request_id"].tolist() == ["a-0", "a-1"]
+    assert stored_events(tmp_path, "c")["p"].tolist() == [2.0, 3.0]
+    # the same windows written again replace their files
+    for file in store.events_files(windows):
+        store.write_events(file)
+    assert len(list((tmp_path / "events").rglob("*.parquet"))) == 3
+    # compaction keeps one file per column layout
+    for file in store.events_files(
+        [
+            WindowEvents(
+                WindowMeta("a", hour + 60, hour + 120, [7], rows=1),
+                make_batch([hour + 61], [[1, 1]]),
+                ["x", "y"],
+                ["output"],
+            )
+        ]
+    ):
+        store.write_events(file)
+    folder = str(tmp_path / "events" / "date=1970-01-02" / "hour=06")
+    assert store.compact(folder, set()) == 2
+    assert len(list((tmp_path / "events" / "date=1970-01-02" / "hour=06").glob("*"))) == 2
+    assert store.read_events("a")[0].num_rows == 3 and store.read_events("c")[0].num_rows == 2
+
+
+def test_events_of_the_per_endpoint_layout_are_moved_once(tmp_path):
+    old = tmp_path / "events" / "endpoint_id=old" / "date=1970-01-01" / "hour=00"
+    old.mkdir(parents=True)
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime([1.0, 2.0], unit="s", utc=True),
+            "request_id": ["r0", "r1"],
+            "f": [1.0, 2.0],
+        }
+    )
+    frame.to_parquet(old / "w0.parquet")
+    (old / ".tmp-x").write_bytes(b"half")
+    writer = WriterActor(settings_for(tmp_path))
+    assert not (tmp_path / "events" / "endpoint_id=old").exists()
+    table, _ = writer.parquet.read_events("old")
+    assert table.column("f").to_pylist() == [1.0, 2.0]
+    assert stored_events(tmp_path, "old")["request_id"].tolist() == ["r0", "r1"]
+    assert writer.parquet.migrate_events() == 0
