@@ -9,7 +9,7 @@ from typing import Any
 from modelmon_daemon.applications import build_applications
 from modelmon_daemon.applications.runner import run_application
 from modelmon_daemon.config import Settings, application_settings
-from modelmon_daemon.core.records import AppOutput, ColumnBatch, WindowMeta
+from modelmon_daemon.core.records import AppOutput, ColumnBatch, WindowMeta, unpack
 
 SPEC_CACHE_SIZE = 50_000  # endpoint specs (reference stats) kept per actor
 
@@ -52,14 +52,15 @@ class ApplicationActor:
         self,
         batches: list[ColumnBatch],
         jobs: list[tuple[int, str, str, WindowMeta]],
-        specs: dict[str, tuple[str, dict[str, Any]]],
+        specs: dict[str, tuple[str, bytes | dict[str, Any]]],
     ) -> tuple[list[list[AppOutput] | None], list[str]]:
         """Every application on many endpoint-windows in one call. `jobs` are (index in
         `batches`, endpoint uid, spec version, meta); endpoint specs are cached here by
-        version, so `specs` carries only those this actor may lack. Returns the outputs
-        per job (None where the spec is missing) and the uids whose spec is needed."""
+        version, so `specs` carries only those this actor may lack (as stored: unpacked
+        here, once per version). Returns the outputs per job (None where the spec is
+        missing) and the uids whose spec is needed."""
         for uid, (version, spec) in specs.items():
-            self.spec_cache[uid] = (version, spec)
+            self.spec_cache[uid] = (version, unpack(spec) if isinstance(spec, bytes) else spec)
             self.spec_cache.move_to_end(uid)
         while len(self.spec_cache) > SPEC_CACHE_SIZE:
             self.spec_cache.popitem(last=False)

@@ -20,7 +20,7 @@ from typing import Any
 
 from modelmon_daemon.actors import ray_metrics
 from modelmon_daemon.config import Settings
-from modelmon_daemon.core.records import AppOutput, WindowMeta, unpack
+from modelmon_daemon.core.records import AppOutput, WindowMeta
 from modelmon_daemon.storage.log_view import LogView
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,6 @@ class ControllerActor:
         self.ticks = 0
         self.last_report = TickReport()
         self.tick_errors = 0
-        self._specs: dict[str, tuple[str, dict[str, Any]]] = {}
         self.paused_until = 0.0
         self._sent: dict[int, dict[str, str]] = {}  # app actor -> uid -> spec version sent
         self.ray_windows = ray_metrics.counter(
@@ -213,7 +212,6 @@ class ControllerActor:
         the route goes. The caller then deletes its stored state."""
         async with self._tick_lock, self._route_lock:
             name = self.routes.pop(uid, None)
-            self._specs.pop(uid, None)
             for sent in self._sent.values():
                 sent.pop(uid, None)
             if name is None:
@@ -272,22 +270,17 @@ class ControllerActor:
                 await asyncio.sleep(0.2)
         return None
 
-    async def _specs_of(self, uids: set[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-        """(version, record) of each endpoint still registered, read in one call; the
-        version is a digest of the stored bytes, so application actors re-read reference
-        stats only when they change."""
+    async def _specs_of(self, uids: set[str]) -> dict[str, tuple[str, bytes]]:
+        """(version, stored record) of each endpoint still registered, read in one call;
+        the version is a digest of the stored bytes, so application actors unpack
+        reference stats only when they change. The controller itself never unpacks them."""
         ordered = sorted(uids)
         raws = await asyncio.to_thread(self.store.get_endpoints_raw, ordered)
-        out = {}
-        for uid, raw in zip(ordered, raws, strict=True):
-            if raw is None:
-                continue
-            version = hashlib.sha1(raw).hexdigest()[:16]
-            cached = self._specs.get(uid)
-            if cached is None or cached[0] != version:
-                cached = self._specs[uid] = (version, unpack(raw))
-            out[uid] = cached
-        return out
+        return {
+            uid: (hashlib.sha1(raw).hexdigest()[:16], raw)
+            for uid, raw in zip(ordered, raws, strict=True)
+            if raw is not None
+        }
 
     async def _run_batch(self, batch: TickBatch, report: TickReport) -> None:
         t0 = time.perf_counter()
@@ -337,7 +330,7 @@ class ControllerActor:
         self,
         batch: TickBatch,
         data: list[Any],
-        specs: dict[str, tuple[str, dict[str, Any]]],
+        specs: dict[str, tuple[str, bytes]],
     ) -> tuple[dict[tuple[int, int], OutputsAt], list[Any]]:
         """Each endpoint always goes to the same application actor (its reference stats
         stay cached there); a chunk whose actor lacks a spec is sent again with it.
@@ -370,7 +363,7 @@ class ControllerActor:
         li: int,
         data: Any,
         jobs: list[tuple[int, str, str, WindowMeta]],
-        specs: dict[str, tuple[str, dict[str, Any]]],
+        specs: dict[str, tuple[str, bytes]],
     ) -> tuple[int, list[tuple[int, str, str, WindowMeta]], Any, list[AppOutput]]:
         """(li, jobs, a ref to the outputs per job, or None and the failure outputs)."""
         handles = self.app_actors

@@ -4,7 +4,7 @@ name. Everything else talks to actors through the handles this returns."""
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
 
@@ -14,6 +14,7 @@ from modelmon_daemon.actors.ingress import AppFactory, NodeIngestionActor
 from modelmon_daemon.actors.stream import StreamActor
 from modelmon_daemon.actors.writer import WriterActor
 from modelmon_daemon.config import Settings
+from modelmon_daemon.core import gc_policy
 
 NAMESPACE = "modelmon"
 CONTROLLER = "controller"
@@ -39,18 +40,32 @@ STATE_GROUP = "state"  # ... and for labels and the notification outbox
 _ray_remote: Any = ray.remote  # its overloads do not list actor-only options
 _restartable = _ray_remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 
-RemoteStream: Any = _restartable(StreamActor)
+T = TypeVar("T")
+
+
+def _scheduled_gc(cls: type[T]) -> type[T]:
+    """The same class, whose process collects cyclic garbage on a schedule (see
+    core/gc_policy.py): a Ray actor process does nothing else."""
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        gc_policy.collect_in_thread()
+        cls.__init__(self, *args, **kwargs)
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__qualname__": cls.__qualname__})
+
+
+RemoteStream: Any = _restartable(_scheduled_gc(StreamActor))
 RemoteWriter: Any = _ray_remote(
     num_cpus=0,
     max_restarts=-1,
     max_task_retries=0,
     concurrency_groups={LOG_GROUP: 1, STATE_GROUP: 1},
-)(WriterActor)
-RemoteNodeIngestion: Any = _restartable(NodeIngestionActor)
-RemoteApplication: Any = _restartable(ApplicationActor)
+)(_scheduled_gc(WriterActor))
+RemoteNodeIngestion: Any = _restartable(_scheduled_gc(NodeIngestionActor))
+RemoteApplication: Any = _restartable(_scheduled_gc(ApplicationActor))
 RemoteController: Any = _ray_remote(
     num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=1000
-)(ControllerActor)
+)(_scheduled_gc(ControllerActor))
 
 
 def pool_size(settings: Settings) -> int:

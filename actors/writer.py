@@ -4,6 +4,7 @@ happened are deleted on start-up, so every acknowledged event lands exactly once
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 import time
@@ -30,14 +31,18 @@ from modelmon_daemon.core.records import (
     ResultRecord,
     WindowMeta,
     empty_batch,
-    unpack,
+    unpack_fields,
 )
 from modelmon_daemon.storage.lmdb_store import LmdbStore, PerformanceUpdate, WindowCommit
 from modelmon_daemon.storage.parquet_store import ParquetStore, WindowEvents
 
 log = logging.getLogger(__name__)
 
-SPEC_CACHE_SIZE = 4096  # endpoint records kept unpacked
+SPEC_CACHE_SIZE = 65_536  # endpoints whose record's head is kept unpacked
+# what the writer reads of an endpoint record (not its reference stats)
+SPEC_FIELDS = frozenset(
+    {"uid", "project", "feature_names", "label_names", "model_type", "reference_performance"}
+)
 
 PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse", "r2")
 
@@ -78,7 +83,7 @@ class WriterActor:
         # Parquet writes of a tick run in parallel (pyarrow releases the GIL)
         self.io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="writer-io")
         self.last_maintenance = 0.0
-        # uid -> (stored bytes, record), least recently used first
+        # uid -> (digest of the stored bytes, record head), least recently used first
         self._specs: OrderedDict[str, tuple[bytes, dict[str, Any]]] = OrderedDict()
 
     # -- the log owner's state, for actors on any node (see storage/log_view.py) ---------
@@ -235,19 +240,20 @@ class WriterActor:
         return status, summaries
 
     def _spec(self, uid: str) -> dict[str, Any] | None:
-        """An endpoint's record, unpacked once per stored version (comparing the stored
-        bytes is cheap; unpacking reference stats and a PCA model for 1000 endpoints a
-        tick is not). Callers read it and never change it."""
+        """What the writer needs of an endpoint's record (SPEC_FIELDS), unpacked once per
+        stored version (a digest of the stored bytes is compared): reference stats and
+        PCA models are skipped, never built. Callers read it and never change it."""
         raw = self.store.get_endpoint_raw(uid)
         if raw is None:
             self._specs.pop(uid, None)
             return None
+        version = hashlib.blake2b(raw, digest_size=16).digest()
         cached = self._specs.get(uid)
-        if cached is not None and cached[0] == raw:
+        if cached is not None and cached[0] == version:
             self._specs.move_to_end(uid)
             return cached[1]
-        spec: dict[str, Any] = unpack(raw)
-        self._specs[uid] = (raw, spec)
+        spec = unpack_fields(raw, SPEC_FIELDS)
+        self._specs[uid] = (version, spec)
         self._specs.move_to_end(uid)
         while len(self._specs) > SPEC_CACHE_SIZE:
             self._specs.popitem(last=False)

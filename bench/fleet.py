@@ -49,65 +49,80 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def tree_rss_mib(pgid: int) -> float:
-    total = 0
+def tree_pids(pgid: int) -> list[int]:
+    """The daemon's processes: its process group, and everything started from those
+    (Ray's workers put themselves in sessions of their own)."""
+    parents: dict[int, int] = {}
+    groups: dict[int, int] = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError):
+            continue
+        parents[int(pid)], groups[int(pid)] = int(fields[1]), int(fields[2])
+    found = {pid for pid, group in groups.items() if group == pgid}
+    grown = True
+    while grown:
+        more = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= more
+        grown = bool(more)
+    return sorted(found)
+
+
+def tree_rss_mib(pgid: int) -> float:
+    """Proportional set size of the daemon's process tree: pages shared between its
+    processes (Ray's object store, mapped by every worker) counted once, not per process."""
+    total = 0
+    for pid in tree_pids(pgid):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
         except (OSError, IndexError, ValueError):
             continue
     return total / 2**20
 
 
-async def register_all(url: str, token: str, n: int, ref: Path) -> float:
-    headers = {"Authorization": f"Bearer {token}"}
-    sem = asyncio.Semaphore(8)
-    async with aiohttp.ClientSession(headers=headers) as session:
-
-        async def one(i: int) -> None:
-            body = {
-                "uid": f"ep{i}",
-                "project": "fleet",
-                "name": f"ep{i}",
-                "feature_names": FEATURES,
-                "reference": {"path": str(ref)},
-            }
-            async with sem, session.post(url + "/v1/endpoints", json=body) as resp:
-                if resp.status not in (200, 201):
-                    raise RuntimeError(f"register ep{i}: {resp.status} {await resp.text()}")
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(n)))
-        return n / (time.perf_counter() - t0)
-
-
-async def post_all(url: str, token: str, windows: list[np.ndarray], start: float) -> float:
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/msgpack"}
-    stamps = (start + np.linspace(0, P - 1, ROWS)).tolist()
-    sem = asyncio.Semaphore(8)
-    async with aiohttp.ClientSession(headers=headers) as session:
-
-        async def one(i: int) -> None:
-            body = msgpack.packb(
-                {
-                    "inputs": {name: windows[i][:, j].tolist() for j, name in enumerate(FEATURES)},
-                    "timestamps": stamps,
-                }
-            )
-            async with sem, session.post(url + f"/v1/endpoints/ep{i}/events", data=body) as resp:
-                if resp.status != 202:
-                    raise RuntimeError(f"post ep{i}: {resp.status} {await resp.text()}")
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(i) for i in range(len(windows))))
-        return len(windows) * ROWS / (time.perf_counter() - t0)
+def profile_actors(pgid: int, out: Path) -> list[subprocess.Popen[bytes]]:
+    """py-spy (raw stacks) on the writer, controller and application actors of the daemon
+    started as `pgid`, until stopped: BENCH_FLEET_PROFILE=<folder>."""
+    out.mkdir(parents=True, exist_ok=True)
+    spies = []
+    for pid in map(str, tree_pids(pgid)):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                name = f.read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        for actor in ("WriterActor", "ControllerActor", "ApplicationActor"):
+            if name.startswith(f"ray::{actor}"):
+                target = out / f"{actor}-{pid}.txt"
+                spies.append(
+                    subprocess.Popen(
+                        [
+                            "py-spy",
+                            "record",
+                            "-p",
+                            pid,
+                            "-f",
+                            "raw",
+                            "-o",
+                            str(target),
+                            "--nonblocking",
+                            "-r",
+                            "200",
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+    time.sleep(1.0)  # py-spy attached
+    return spies
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -210,6 +225,9 @@ def run(n: int) -> dict[str, float]:
         time.sleep(LATENESS + 1.5)  # every endpoint idle: all windows close in one tick
         # controller.max_tick_rows bounds one tick (2M rows by default): a larger backlog
         # takes several ticks in a row; the tick time is their sum
+        spies = []
+        if os.environ.get("BENCH_FLEET_PROFILE"):
+            spies = profile_actors(proc.pid, Path(os.environ["BENCH_FLEET_PROFILE"]))
         t0 = time.perf_counter()
         report = ray.get(handles.controller.update.remote())
         ticks = 1
@@ -222,6 +240,9 @@ def run(n: int) -> dict[str, float]:
             report["deferred"] = more["deferred"]
             ticks += 1
         tick = time.perf_counter() - t0
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=30)
         if os.environ.get("BENCH_FLEET_DEBUG"):
             print({k: v for k, v in report.items() if k != "failures"}, report["failures"][:5])
         rss_analyzed = tree_rss_mib(proc.pid)
@@ -274,7 +295,7 @@ def main() -> None:
             f"ratio {r['tick_s'] / r['floor_s']:6.1f}x   "
             f"register {r['registration_per_s']:6.0f}/s   "
             f"ingest {r['ingest_rows_per_s']:8.0f} rows/s   "
-            f"memory {r['rss_idle']:.0f} -> {r['rss_registered']:.0f} -> "
+            f"memory (PSS) {r['rss_idle']:.0f} -> {r['rss_registered']:.0f} -> "
             f"{r['rss_analyzed']:.0f} MiB ({per_endpoint * 1024:.0f} KiB per endpoint)"
         )
         phases = {k[6:]: v for k, v in r.items() if k.startswith("phase_")}

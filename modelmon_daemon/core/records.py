@@ -180,6 +180,21 @@ def unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
+def unpack_fields(data: bytes, fields: frozenset[str]) -> dict[str, Any]:
+    """Only `fields` of a packed map; the other values are skipped, not built (an
+    endpoint record's reference stats are most of its bytes and objects)."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(data)
+    out: dict[str, Any] = {}
+    for _ in range(unpacker.read_map_header()):
+        key = unpacker.unpack()
+        if key in fields:
+            out[key] = unpacker.unpack()
+        else:
+            unpacker.skip()
+    return out
+
+
 @dataclass
 class EndpointSpec:
     """What a registration says of an endpoint: identity, features, reference stats."""

@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from modelmon_daemon.config import Settings
+from modelmon_daemon.core import gc_policy
 from modelmon_daemon.core.auth import load_or_create_token
 
 log = logging.getLogger("modelmon_daemon")
@@ -201,7 +202,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
             flush=True,
         )
         _settle_garbage_collector()
-        collector = asyncio.get_running_loop().create_task(collect_garbage_on_schedule())
+        collector = asyncio.get_running_loop().create_task(gc_policy.collect_in_loop())
         stop = stop_event or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -234,31 +235,6 @@ def _settle_garbage_collector() -> None:
     gc.freeze)."""
     gc.collect()
     gc.freeze()
-
-
-async def collect_garbage_on_schedule() -> None:
-    """The cyclic collector runs here, between requests, not inside them. Left automatic,
-    it ran in the middle of decoding: a 1000-event request makes ~6000 containers, and
-    those of the 32 requests in flight survived into the old generation and were walked
-    by each full collection (decoding was half of the event loop's time on MLRun lists).
-    Acyclic garbage is freed at once by reference counting either way; cycles wait at
-    most GC_YOUNG_INTERVAL (the young generations) or GC_FULL_INTERVAL."""
-    gc.disable()
-    last_full = time.monotonic()
-    try:
-        while True:
-            await asyncio.sleep(GC_YOUNG_INTERVAL)
-            if time.monotonic() - last_full >= GC_FULL_INTERVAL:
-                gc.collect()
-                last_full = time.monotonic()
-            else:
-                gc.collect(1)
-    finally:
-        gc.enable()
-
-
-GC_YOUNG_INTERVAL = 5.0  # seconds between collections of the young generations
-GC_FULL_INTERVAL = 60.0  # seconds between full collections
 
 
 def run(settings: Settings) -> None:

@@ -59,6 +59,21 @@ def _day_hour(ts: float) -> tuple[str, int]:
 
 MADE_DIRS_KEPT = 100_000  # directories remembered as existing (then forgotten at once)
 EVENTS_ROW_GROUP = 65_536  # rows per row group of a shared events file
+EVENTS_FILE_ROWS = 262_144  # rows per events file of a tick (more: another file)
+
+
+def _row_chunks(sizes: list[int], items: list[int]) -> list[list[int]]:
+    """`items` in order, cut into runs of at most EVENTS_FILE_ROWS rows (a run holds at
+    least one item, however large)."""
+    runs: list[list[int]] = [[]]
+    rows = 0
+    for size, item in zip(sizes, items, strict=True):
+        if runs[-1] and rows + size > EVENTS_FILE_ROWS:
+            runs.append([])
+            rows = 0
+        runs[-1].append(item)
+        rows += size
+    return runs
 
 
 @dataclass
@@ -196,42 +211,56 @@ class ParquetStore:
 
     def events_files(self, windows: list[WindowEvents]) -> list[EventsFile]:
         """The shared events files of one commit: the rows of all its windows, one file
-        per column layout and hour, sorted by `endpoint_id` (then as logged). The name is
-        a digest of the windows it holds: the same windows written again replace it."""
-        groups: dict[tuple[Any, ...], list[tuple[int, pa.Table]]] = {}
+        per column layout and hour (and per EVENTS_FILE_ROWS, at window boundaries, so
+        a large tick's files are written in parallel), sorted by `endpoint_id` (then as
+        logged). Windows of one layout become one table in one pass. The name is a
+        digest of the windows it holds: the same windows written again replace it."""
+        layouts: dict[tuple[Any, ...], list[int]] = {}
         for i, window in enumerate(windows):
             batch = window.batch
-            if not len(batch.timestamps):
-                continue
-            table = events_table(batch, window.feature_names, window.output_names)
-            layout = tuple((f.name, str(f.type)) for f in table.schema)
-            hours = np.floor(batch.timestamps / 3600.0)
-            if (hours == hours[0]).all():
-                groups.setdefault((layout, float(hours[0])), []).append((i, table))
-                continue
-            for hour in np.unique(hours):
-                part = table.filter(pa.array(hours == hour))
-                groups.setdefault((layout, float(hour)), []).append((i, part))
+            if len(batch):
+                key = (
+                    tuple(window.feature_names),
+                    tuple(window.output_names),
+                    tuple(sorted(batch.categorical)),
+                    tuple(o.dtype == object for o in batch.outputs),
+                )
+                layouts.setdefault(key, []).append(i)
+        out: list[EventsFile] = []
+        for layout, members in layouts.items():
+            members.sort(key=lambda i: (windows[i].meta.uid, windows[i].meta.start))
+            for chunk in _row_chunks([len(windows[i].batch) for i in members], members):
+                out.extend(self._layout_files(repr(layout), [windows[i] for i in chunk], chunk))
+        return out
+
+    def _layout_files(
+        self, layout: str, windows: list[WindowEvents], indices: list[int]
+    ) -> list[EventsFile]:
+        first = windows[0]
+        batches = [w.batch for w in windows]
+        batch = ColumnBatch.concat(batches, len(first.feature_names), len(first.batch.outputs))
+        table = events_table(batch, first.feature_names, first.output_names)
+        counts = np.fromiter((len(b) for b in batches), dtype=np.int64, count=len(batches))
+        owner = np.repeat(np.arange(len(windows), dtype=np.int32), counts)
+        uids = pa.array([w.meta.uid for w in windows], type=pa.string())
+        ids = pa.DictionaryArray.from_arrays(pa.array(owner), uids).cast(pa.string())
+        table = table.add_column(0, "endpoint_id", ids)
+        hours = np.floor(batch.timestamps / 3600.0)
         out = []
-        for (layout, hour), members in groups.items():
-            members.sort(key=lambda m: (windows[m[0]].meta.uid, windows[m[0]].meta.start))
-            keys = [repr(layout)]
-            for i, _ in members:
-                meta = windows[i].meta
+        for hour in np.unique(hours):
+            mask = hours == hour
+            part = table if mask.all() else table.filter(pa.array(mask))
+            held = np.unique(owner[mask]).tolist()
+            keys = [layout]
+            for k in held:
+                meta = windows[k].meta
                 keys.append(f"{meta.uid}/{meta.start!r}/{meta.late}/{min(meta.seqs, default=0)}")
             digest = hashlib.sha1("\n".join(keys).encode()).hexdigest()[:16]
-            first = int(min(windows[i].meta.start for i, _ in members))
-            day, hh = _day_hour(hour * 3600.0)
-            path = self._path(
-                "events", f"date={day}", f"hour={hh:02d}", f"t{first}-{digest}.parquet"
-            )
-            tables = [t for _, t in members]
-            counts = np.fromiter((t.num_rows for t in tables), dtype=np.int64, count=len(tables))
-            uids = pa.array([windows[i].meta.uid for i, _ in members], type=pa.string())
-            indices = pa.array(np.repeat(np.arange(len(tables), dtype=np.int32), counts))
-            endpoint_ids = pa.DictionaryArray.from_arrays(indices, uids).cast(pa.string())
-            table = pa.concat_tables(tables).add_column(0, "endpoint_id", endpoint_ids)
-            out.append(EventsFile(path, table, sorted({i for i, _ in members})))
+            start = int(min(windows[k].meta.start for k in held))
+            day, hh = _day_hour(float(hour) * 3600.0)
+            name = f"t{start}-{digest}.parquet"
+            path = self._path("events", f"date={day}", f"hour={hh:02d}", name)
+            out.append(EventsFile(path, part, sorted(indices[k] for k in held)))
         return out
 
     def write_events(self, file: EventsFile) -> None:

@@ -454,3 +454,32 @@ def test_events_of_the_per_endpoint_layout_are_moved_once(tmp_path):
     assert table.column("f").to_pylist() == [1.0, 2.0]
     assert stored_events(tmp_path, "old")["request_id"].tolist() == ["r0", "r1"]
     assert writer.parquet.migrate_events() == 0
+
+
+def test_a_large_tick_is_cut_into_files_at_window_boundaries(tmp_path, monkeypatch):
+    from modelmon_daemon.storage import parquet_store
+    from modelmon_daemon.storage.parquet_store import ParquetStore
+
+    monkeypatch.setattr(parquet_store, "EVENTS_FILE_ROWS", 5)
+    store = ParquetStore(str(tmp_path))
+    windows = [
+        WindowEvents(
+            WindowMeta(f"ep{i}", 0.0, 60.0, [i], rows=3),
+            make_batch([1.0, 2.0, 3.0], [[i, 0]] * 3, rids=[f"{i}-{k}" for k in range(3)]),
+            ["a", "b"],
+            ["output"],
+        )
+        for i in (3, 1, 2, 0)
+    ]
+    files = store.events_files(windows)
+    # 3 rows a window, at most 5 a file: one window each (a window is never cut)
+    assert [f.table.column("endpoint_id").to_pylist() for f in files] == [
+        [f"ep{i}"] * 3 for i in range(4)
+    ]
+    assert [f.windows for f in files] == [[3], [1], [2], [0]]
+    assert len({f.path for f in files}) == 4
+    for file in files:
+        store.write_events(file)
+    for i in range(4):
+        table, _ = store.read_events(f"ep{i}")
+        assert table.column("request_id").to_pylist() == [f"{i}-{k}" for k in range(3)]
