@@ -88,6 +88,65 @@ def tree_rss_mib(pgid: int) -> float:
     return total / 2**20
 
 
+async def register_all(url: str, token: str, n: int, ref: Path) -> float:
+    headers = {"Authorization": f"Bearer {token}"}
+    sem = asyncio.Semaphore(8)
+    async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def one(i: int) -> None:
+            body = {
+                "uid": f"ep{i}",
+                "project": "fleet",
+                "name": f"ep{i}",
+                "feature_names": FEATURES,
+                "reference": {"path": str(ref)},
+            }
+            async with sem, session.post(url + "/v1/endpoints", json=body) as resp:
+                if resp.status not in (200, 201):
+                    raise RuntimeError(f"register ep{i}: {resp.status} {await resp.text()}")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return n / (time.perf_counter() - t0)
+
+
+async def post_all(url: str, token: str, windows: list[np.ndarray], start: float) -> float:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/msgpack"}
+    stamps = (start + np.linspace(0, P - 1, ROWS)).tolist()
+    sem = asyncio.Semaphore(8)
+    async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def one(i: int) -> None:
+            body = msgpack.packb(
+                {
+                    "inputs": {name: windows[i][:, j].tolist() for j, name in enumerate(FEATURES)},
+                    "timestamps": stamps,
+                }
+            )
+            async with sem, session.post(url + f"/v1/endpoints/ep{i}/events", data=body) as resp:
+                if resp.status != 202:
+                    raise RuntimeError(f"post ep{i}: {resp.status} {await resp.text()}")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(len(windows))))
+        return len(windows) * ROWS / (time.perf_counter() - t0)
+
+
+def tree_breakdown(pgid: int) -> list[tuple[str, float]]:
+    """(process name, PSS MiB) of the daemon's processes, largest first."""
+    out = []
+    for pid in tree_pids(pgid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                name = f.read().split(b"\0")[0].decode(errors="replace")[:40]
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                pss = next(int(x.split()[1]) for x in f if x.startswith("Pss:")) / 1024
+        except (OSError, StopIteration, ValueError):
+            continue
+        out.append((name, round(pss)))
+    return sorted(out, key=lambda item: -item[1])
+
+
 def profile_actors(pgid: int, out: Path) -> list[subprocess.Popen[bytes]]:
     """py-spy (raw stacks) on the writer, controller and application actors of the daemon
     started as `pgid`, until stopped: BENCH_FLEET_PROFILE=<folder>."""
@@ -246,6 +305,8 @@ def run(n: int) -> dict[str, float]:
         if os.environ.get("BENCH_FLEET_DEBUG"):
             print({k: v for k, v in report.items() if k != "failures"}, report["failures"][:5])
         rss_analyzed = tree_rss_mib(proc.pid)
+        if os.environ.get("BENCH_FLEET_DEBUG"):
+            print(tree_breakdown(proc.pid))
         t0 = time.perf_counter()
         for window in windows:
             histogram_drift(window, FEATURES, stats)
