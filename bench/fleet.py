@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgpack
@@ -224,6 +225,25 @@ def wait_buffered(url: str, token: str, rows: int, timeout: float = 600.0) -> No
     raise RuntimeError(f"not all {rows} rows reached the stream actors in {timeout:.0f} s")
 
 
+def tick_all(controller: Any) -> dict[str, Any]:
+    """Ticks until nothing is deferred: controller.max_tick_rows (2M rows by default)
+    bounds one tick, so a larger backlog takes several in a row; the report sums them."""
+    import ray
+
+    report: dict[str, Any] = ray.get(controller.update.remote())
+    ticks = 1
+    while report.get("deferred") and ticks < 100:
+        more = ray.get(controller.update.remote())
+        report["windows"] += more["windows"]
+        report["failures"] += more["failures"]
+        for phase, seconds in more["seconds"].items():
+            report["seconds"][phase] = report["seconds"].get(phase, 0.0) + seconds
+        report["deferred"] = more["deferred"]
+        ticks += 1
+    report["ticks"] = ticks
+    return report
+
+
 def run(n: int) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="mmf-", dir="/tmp"))
     data = tmp / "data"
@@ -288,16 +308,7 @@ def run(n: int) -> dict[str, float]:
         if os.environ.get("BENCH_FLEET_PROFILE"):
             spies = profile_actors(proc.pid, Path(os.environ["BENCH_FLEET_PROFILE"]))
         t0 = time.perf_counter()
-        report = ray.get(handles.controller.update.remote())
-        ticks = 1
-        while report.get("deferred") and ticks < 100:
-            more = ray.get(handles.controller.update.remote())
-            report["windows"] += more["windows"]
-            report["failures"] += more["failures"]
-            for phase, seconds in more["seconds"].items():
-                report["seconds"][phase] = report["seconds"].get(phase, 0.0) + seconds
-            report["deferred"] = more["deferred"]
-            ticks += 1
+        report = tick_all(handles.controller)
         tick = time.perf_counter() - t0
         for spy in spies:
             spy.send_signal(signal.SIGINT)
@@ -305,6 +316,19 @@ def run(n: int) -> dict[str, float]:
         if os.environ.get("BENCH_FLEET_DEBUG"):
             print({k: v for k, v in report.items() if k != "failures"}, report["failures"][:5])
         rss_analyzed = tree_rss_mib(proc.pid)
+        # the next window of every endpoint: a tick with every cache warm (endpoint
+        # records in the application actors and the writer), as a running daemon sees
+        # (the first tick moved every frontier to the open window: post into that one,
+        # and tick once it has closed)
+        if time.time() % P > P / 2:  # not enough of this window left to post it all
+            time.sleep(P - time.time() % P + 0.1)
+        current = math.floor(time.time() / P) * P
+        asyncio.run(post_all(url, token, windows, current))
+        wait_buffered(url, token, n * ROWS)
+        time.sleep(max(0.0, current + P + LATENESS + 1.5 - time.time()))
+        t0 = time.perf_counter()
+        warm_report = tick_all(handles.controller)
+        warm = time.perf_counter() - t0
         if os.environ.get("BENCH_FLEET_DEBUG"):
             print(tree_breakdown(proc.pid))
         t0 = time.perf_counter()
@@ -320,7 +344,10 @@ def run(n: int) -> dict[str, float]:
             "windows": float(report["windows"]),
             "failures": float(len(report["failures"])),
             "tick_s": tick,
-            "ticks": float(ticks),
+            "warm_tick_s": warm,
+            "warm_windows": float(warm_report["windows"]),
+            **{f"warm_phase_{k}": v for k, v in warm_report["seconds"].items()},
+            "ticks": float(report["ticks"]),
             **{f"phase_{k}": v for k, v in report["seconds"].items()},
             "floor_s": floor,
             "rss_idle": rss_idle,
@@ -361,6 +388,12 @@ def main() -> None:
         )
         phases = {k[6:]: v for k, v in r.items() if k.startswith("phase_")}
         print("           tick phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()))
+        warm = {k[11:]: v for k, v in r.items() if k.startswith("warm_phase_")}
+        print(
+            f"           next tick, caches warm: {r['warm_tick_s']:.2f} s for "
+            f"{r['warm_windows']:.0f} windows (ratio {r['warm_tick_s'] / r['floor_s']:.1f}x): "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in warm.items())
+        )
 
 
 if __name__ == "__main__":
