@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import pickle
 import time
+import traceback
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -15,13 +15,13 @@ from typing import Any
 
 from modelmon_daemon.alerts.model import AlertConfig, AlertEvent, events_from_results
 from modelmon_daemon.alerts.templates import load_templates, render
-from modelmon_daemon.analytics.drift import ADWIN, DDM
-from modelmon_daemon.analytics.performance import (
-    classification_keys,
-    classification_metrics,
-    drop_status,
-    infer_model_type,
-    regression_metrics,
+from modelmon_daemon.analytics.performance import infer_model_type
+from modelmon_daemon.applications.concept_drift import NAME as CONCEPT_DRIFT
+from modelmon_daemon.applications.concept_drift import ConceptDriftApplication
+from modelmon_daemon.applications.model_performance import NAME as PERFORMANCE
+from modelmon_daemon.applications.model_performance import (
+    LabeledWindow,
+    ModelPerformanceApplication,
 )
 from modelmon_daemon.config import Settings
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
@@ -45,6 +45,10 @@ SPEC_FIELDS = frozenset(
 )
 
 PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse", "r2")
+
+
+def _failure(exc: Exception) -> str:
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
 def _day(ts: float) -> str:
@@ -85,6 +89,12 @@ class WriterActor:
         self.last_maintenance = 0.0
         # uid -> (digest of the stored bytes, record head), least recently used first
         self._specs: OrderedDict[str, tuple[bytes, dict[str, Any]]] = OrderedDict()
+        # the stateful applications: their input, the label join, is this actor's
+        perf = self.settings.performance
+        self.model_performance = ModelPerformanceApplication(
+            perf.drop_potential, perf.drop_detected, self.settings.drift.min_sample_size
+        )
+        self.concept_drift = ConceptDriftApplication()
 
     # -- the log owner's state, for actors on any node (see storage/log_view.py) ---------
 
@@ -365,10 +375,11 @@ class WriterActor:
     ) -> Prepared:
         """The window's commit, its rows and its results (written with the other windows
         of the round, in shared files)."""
-        perf_results, perf_update = self._performance(meta, batch, endpoint)
-        if perf_results:
-            applications = [*applications, "model-performance", "concept-drift"]
-        results: list[ResultRecord] = [r for o in outputs for r in o.results] + perf_results
+        perf_outputs, perf_update = self._performance(meta, batch, endpoint)
+        if perf_outputs:
+            applications = [*applications, PERFORMANCE, CONCEPT_DRIFT]
+            outputs = [*outputs, *perf_outputs]
+        results: list[ResultRecord] = [r for o in outputs for r in o.results]
         project = str(endpoint.get("project", ""))
         events = (
             WindowEvents(
@@ -383,8 +394,8 @@ class WriterActor:
         updates: dict[str, Any] = {}
         for output in outputs:
             updates.update(output.endpoint_updates)
-        for record in perf_results:
-            if record.type == "result" and record.application == "model-performance":
+        for record in results:
+            if record.type == "result" and record.application == PERFORMANCE:
                 # the realized value, next to the estimate
                 metrics = {k: v for k, v in record.extra.items() if k in PERFORMANCE_METRICS}
                 updates["performance_realized"] = {
@@ -422,9 +433,10 @@ class WriterActor:
 
     def _performance(
         self, meta: WindowMeta, batch: ColumnBatch, endpoint: dict[str, Any]
-    ) -> tuple[list[ResultRecord], PerformanceUpdate | None]:
-        """Join labels to this window's predictions and score every pair joined since the
-        last scored window (late labels of analyzed windows included)."""
+    ) -> tuple[list[AppOutput], PerformanceUpdate | None]:
+        """Join labels to this window's predictions (this actor owns the join) and run the
+        stateful applications on every pair joined since the last scored window (late
+        labels of analyzed windows included)."""
         if not batch.outputs:
             return [], None
         # declared at registration, else inferred once labels have joined predictions
@@ -462,97 +474,34 @@ class WriterActor:
             model_type = infer_model_type([p[1] for p in pairs], [p[2] for p in pairs])
             update.inferred_model_type = model_type
         pairs.sort(key=lambda p: p[0])
-        return self._score(meta, endpoint, model_type, pairs, update), update
+        window = LabeledWindow(
+            meta,
+            model_type,
+            [p[1] for p in pairs],
+            [p[2] for p in pairs],
+            endpoint.get("reference_performance") or {},
+        )
+        return self._labeled_outputs(window, meta.uid, update), update
 
-    def _score(
-        self,
-        meta: WindowMeta,
-        endpoint: dict[str, Any],
-        model_type: str,
-        pairs: list[tuple[float, Any, Any]],
-        update: PerformanceUpdate,
-    ) -> list[ResultRecord]:
-        labels = [p[1] for p in pairs]
-        predictions = [p[2] for p in pairs]
-        perf = self.settings.performance
-        if model_type == "classification":
-            values = classification_metrics(labels, predictions)
-            main = "accuracy"
-            errors = [
-                0.0 if a == b else 1.0
-                for a, b in zip(
-                    classification_keys(labels), classification_keys(predictions), strict=True
-                )
-            ]
-        else:
-            numeric_labels = [float(v) for v in labels]
-            numeric_predictions = [float(v) for v in predictions]
-            values = regression_metrics(numeric_labels, numeric_predictions)
-            main = "rmse"
-            errors = [abs(a - b) for a, b in zip(numeric_labels, numeric_predictions, strict=True)]
-        reference = endpoint.get("reference_performance") or {}
-        status, drop = drop_status(
-            main, values[main], reference.get(main), perf.drop_potential, perf.drop_detected
-        )
-        if len(pairs) < self.settings.drift.min_sample_size:
-            status = ResultStatus.irrelevant
-        n = len(pairs)
-        records = [
-            ResultRecord(
-                "model-performance", name, "metric", value, meta.start, meta.end, sample_size=n
+    def _labeled_outputs(
+        self, window: LabeledWindow, uid: str, update: PerformanceUpdate
+    ) -> list[AppOutput]:
+        """The two stateful applications on the joined pairs, each isolated as the runner
+        isolates the others: one that raises gives a failure (an mm-app-failed event) and
+        the window still commits; the detector's state moves only when it ran."""
+        outputs = []
+        try:
+            outputs.append(AppOutput(PERFORMANCE, self.model_performance.score(window)))
+        except Exception as exc:
+            outputs.append(AppOutput(PERFORMANCE, failure=_failure(exc)))
+        try:
+            record, update.detector = self.concept_drift.detect(
+                window, self.store.get_detector(uid)
             )
-            for name, value in values.items()
-            if name != main
-        ]
-        records.append(
-            ResultRecord(
-                "model-performance",
-                main,
-                "result",
-                values[main],
-                meta.start,
-                meta.end,
-                ResultKind.model_performance,
-                status,
-                {
-                    "reference": reference.get(main),
-                    "relative_drop": drop,
-                    "pairs": n,
-                    **{k: v for k, v in values.items() if k != main},
-                },
-                n,
-            )
-        )
-        raw = self.store.get_detector(meta.uid)
-        fresh = DDM() if model_type == "classification" else ADWIN()
-        state: dict[str, Any] = pickle.loads(raw) if raw else {"detector": fresh, "seen": 0}
-        detector, seen_before = state["detector"], int(state["seen"])
-        alarm_at = None
-        for i, error in enumerate(errors):
-            if detector.update(error).drift_detected and alarm_at is None:
-                alarm_at = seen_before + i
-        seen = seen_before + len(errors)
-        update.detector = pickle.dumps({"detector": detector, "seen": seen})
-        records.append(
-            ResultRecord(
-                "concept-drift",
-                "error_stream_drift",
-                "result",
-                1.0 if alarm_at is not None else 0.0,
-                meta.start,
-                meta.end,
-                ResultKind.concept_drift,
-                ResultStatus.detected if alarm_at is not None else ResultStatus.no_detection,
-                {
-                    "detector": type(detector).__name__,
-                    "alarm_at_event": alarm_at,
-                    "events_seen": seen,
-                    "error_mean": float(sum(errors) / n),
-                },
-                n,
-            )
-        )
-        return records
+            outputs.append(AppOutput(CONCEPT_DRIFT, [record]))
+        except Exception as exc:
+            outputs.append(AppOutput(CONCEPT_DRIFT, failure=_failure(exc)))
+        return outputs
 
     def advance(
         self,

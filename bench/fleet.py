@@ -124,9 +124,14 @@ async def post_all(url: str, token: str, windows: list[np.ndarray], start: float
                     "timestamps": stamps,
                 }
             )
-            async with sem, session.post(url + f"/v1/endpoints/ep{i}/events", data=body) as resp:
-                if resp.status != 202:
-                    raise RuntimeError(f"post ep{i}: {resp.status} {await resp.text()}")
+            async with sem:
+                while True:  # as a client should: 429/503 mean "again after Retry-After"
+                    async with session.post(url + f"/v1/endpoints/ep{i}/events", data=body) as resp:
+                        if resp.status == 202:
+                            return
+                        if resp.status not in (429, 503):
+                            raise RuntimeError(f"post ep{i}: {resp.status} {await resp.text()}")
+                        await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
 
         t0 = time.perf_counter()
         await asyncio.gather(*(one(i) for i in range(len(windows))))
@@ -284,6 +289,12 @@ def run(n: int) -> dict[str, float]:
         proc = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
         )
+    debug = bool(os.environ.get("BENCH_FLEET_DEBUG"))
+
+    def stage(text: str) -> None:
+        if debug:
+            print(f"  [{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
     try:
         wait_healthy(url, proc, log_path)
         token = (data / "auth_token").read_text().strip()
@@ -294,13 +305,17 @@ def run(n: int) -> dict[str, float]:
         handles = modelmon_daemon.connect(str(data))
         ray.get(handles.controller.pause.remote(3600))
         rss_idle = tree_rss_mib(proc.pid)
+        stage("registering")
         reg_rate = asyncio.run(register_all(url, token, n, ref))
+        stage(f"registered ({reg_rate:.0f}/s); posting")
         rss_registered = tree_rss_mib(proc.pid)
         start = (math.floor(time.time() / P) - 3) * P
         ingest_rate = asyncio.run(post_all(url, token, windows, start))
         # stream actors are made in the background (registration does not wait for them):
         # wait until every row is buffered, then until every endpoint is idle
+        stage(f"posted ({ingest_rate:.0f} rows/s); waiting for the stream actors")
         wait_buffered(url, token, n * ROWS)
+        stage("buffered; ticking")
         time.sleep(LATENESS + 1.5)  # every endpoint idle: all windows close in one tick
         # controller.max_tick_rows bounds one tick (2M rows by default): a larger backlog
         # takes several ticks in a row; the tick time is their sum
@@ -354,6 +369,12 @@ def run(n: int) -> dict[str, float]:
             "rss_registered": rss_registered,
             "rss_analyzed": rss_analyzed,
         }
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        sys.stdout.flush()
+        raise
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -364,7 +385,10 @@ def run(n: int) -> dict[str, float]:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("BENCH_FLEET_KEEP"):
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
