@@ -284,9 +284,16 @@ class ControllerActor:
 
     async def _run_batch(self, batch: TickBatch, report: TickReport) -> None:
         t0 = time.perf_counter()
-        data = [s.handle.windows_data.remote(s.keys) for s in batch.streams]
+        n_apps = len(self.app_actors)
+        parts = [
+            [-1 if meta.late else self._app_of(meta.uid) for meta in s.metas] for s in batch.streams
+        ]
+        data = []
+        for s, owners in zip(batch.streams, parts, strict=True):
+            refs = s.handle.windows_data.options(num_returns=n_apps).remote(s.keys, owners, n_apps)
+            data.append([refs] if n_apps == 1 else list(refs))
         specs = await self._specs_of(batch.uids())
-        placed, chunks = await self._run_applications(batch, data, specs)
+        placed, chunks = await self._run_applications(batch, data, parts, specs)
         t1 = time.perf_counter()
         items = [
             (li, index, meta, placed.get((li, index), []))
@@ -326,34 +333,47 @@ class ControllerActor:
                 report.results += results
                 report.failures.extend(failures)
 
+    def _app_of(self, uid: str) -> int:
+        """The application actor of an endpoint: always the same one, by a hash of its
+        uid, so its reference stats stay cached there."""
+        return zlib.crc32(uid.encode()) % len(self.app_actors)
+
     async def _run_applications(
         self,
         batch: TickBatch,
-        data: list[Any],
+        data: list[list[Any]],
+        parts: list[list[int]],
         specs: dict[str, tuple[str, bytes]],
     ) -> tuple[dict[tuple[int, int], OutputsAt], list[Any]]:
-        """Each endpoint always goes to the same application actor (its reference stats
-        stay cached there); a chunk whose actor lacks a spec is sent again with it.
-        Returns where each window's outputs are: (chunk, position) in the returned
-        chunks (refs to the application actors' answers), or the failure outputs."""
-        handles = self.app_actors
+        """Each application actor gets its own part of each stream's window data (`data`,
+        per stream one ref per actor; `parts`, per window its actor or -1); a chunk whose
+        actor lacks a spec is sent again with it. Returns where each window's outputs
+        are: (chunk, position) in the returned chunks (refs to the application actors'
+        answers), or the failure outputs. Jobs are (window index in the stream's batch,
+        uid, spec version, meta, position in the actor's part), sent without the index."""
         calls = []
         for li, s in enumerate(batch.streams):
             chunks: dict[int, list[tuple[int, str, str, WindowMeta]]] = {}
-            for index, meta in enumerate(s.metas):
-                if meta.late or meta.uid not in specs:
+            indexes: dict[int, list[int]] = {}
+            positions = [0] * len(data[li])
+            for index, (meta, k) in enumerate(zip(s.metas, parts[li], strict=True)):
+                if k < 0:
                     continue
-                k = zlib.crc32(meta.uid.encode()) % len(handles)
-                chunks.setdefault(k, []).append((index, meta.uid, specs[meta.uid][0], meta))
+                position = positions[k]
+                positions[k] += 1
+                if meta.uid not in specs:
+                    continue
+                chunks.setdefault(k, []).append((position, meta.uid, specs[meta.uid][0], meta))
+                indexes.setdefault(k, []).append(index)
             for k, jobs in chunks.items():
-                calls.append(self._run_chunk(k, li, data[li], jobs, specs))
+                calls.append(self._run_chunk(k, li, data[li][k], jobs, specs, indexes[k]))
         placed: dict[tuple[int, int], OutputsAt] = {}
         refs: list[Any] = []
-        for li, jobs, ref, failed in await asyncio.gather(*calls):
+        for li, held, ref, failed in await asyncio.gather(*calls):
             if ref is None:
-                placed.update({(li, index): failed for index, _, _, _ in jobs})
+                placed.update({(li, index): failed for index in held})
                 continue
-            placed.update({(li, index): (len(refs), pos) for pos, (index, *_) in enumerate(jobs)})
+            placed.update({(li, index): (len(refs), pos) for pos, index in enumerate(held)})
             refs.append(ref)
         return placed, refs
 
@@ -364,8 +384,10 @@ class ControllerActor:
         data: Any,
         jobs: list[tuple[int, str, str, WindowMeta]],
         specs: dict[str, tuple[str, bytes]],
-    ) -> tuple[int, list[tuple[int, str, str, WindowMeta]], Any, list[AppOutput]]:
-        """(li, jobs, a ref to the outputs per job, or None and the failure outputs)."""
+        indexes: list[int],
+    ) -> tuple[int, list[int], Any, list[AppOutput]]:
+        """(li, the jobs' window indexes, a ref to the outputs per job, or None and the
+        failure outputs)."""
         handles = self.app_actors
         sent = self._sent.setdefault(k, {})
         send = {uid: specs[uid] for _, uid, version, _ in jobs if sent.get(uid) != version}
@@ -389,9 +411,14 @@ class ControllerActor:
             if missing:
                 send = {uid: specs[uid] for uid in set(missing)}
                 continue
-            return li, jobs, outputs, []
+            return li, indexes, outputs, []
         failed = f"application actor failed: {error}"
-        return li, jobs, None, [AppOutput(application=a, failure=failed) for a in self.applications]
+        return (
+            li,
+            indexes,
+            None,
+            [AppOutput(application=a, failure=failed) for a in self.applications],
+        )
 
     # -- the loop -----------------------------------------------------------------------
 

@@ -255,6 +255,12 @@ class LogOwnerState:
         joined: int = await self._call("log_labels").remote(uid, ids, labels, now)
         return joined
 
+    async def purge(self, uid: str) -> int:
+        """Delete an endpoint's rows from Parquet. On the writer's main thread, between
+        its ticks and compactions: the shared files it rewrites are theirs too."""
+        files: int = await self.writer.purge.remote(uid)
+        return files
+
     async def entries(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = await self._call("outbox").remote()
         return found

@@ -159,9 +159,23 @@ class StreamActor:
     def window_data(self, uid: str, start: float, late: bool) -> ColumnBatch:
         return self.windows[uid].window_batch(start, late)
 
-    def windows_data(self, keys: list[tuple[str, float, bool]]) -> list[ColumnBatch]:
-        """The data of many windows in one object (one call per tick)."""
-        return [self.windows[uid].window_batch(start, late) for uid, start, late in keys]
+    def windows_data(
+        self,
+        keys: list[tuple[str, float, bool]],
+        parts: list[int] | None = None,
+        n_parts: int = 1,
+    ) -> Any:
+        """The data of many windows in one object (one call per tick). With `parts` (one
+        per key: the application actor that analyzes it, -1 for none), `n_parts` lists
+        (called with num_returns=n_parts), so each application actor receives only its
+        own windows."""
+        if parts is None:
+            return [self.windows[uid].window_batch(start, late) for uid, start, late in keys]
+        out: list[list[ColumnBatch]] = [[] for _ in range(n_parts)]
+        for (uid, start, late), part in zip(keys, parts, strict=True):
+            if part >= 0:
+                out[part].append(self.windows[uid].window_batch(start, late))
+        return out[0] if len(out) == 1 else tuple(out)
 
     def ack_many(
         self, keys: list[tuple[str, float, bool]], frontiers: list[tuple[str, float]]

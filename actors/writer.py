@@ -142,6 +142,11 @@ class WriterActor:
         pairs = [(str(r), v) for r, v in zip(ids, labels, strict=True) if v is not None]
         return self.store.log_labels(uid, pairs, now)
 
+    def purge(self, uid: str) -> int:
+        """An endpoint's rows out of the shared Parquet files (DELETE ?purge=true), in
+        this actor's main thread, never while a tick or a compaction rewrites them."""
+        return self.parquet.purge(uid)
+
     def outbox(self) -> list[dict[str, Any]]:
         return self.store.outbox()
 

@@ -177,7 +177,10 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     services.directory.routes.pop(uid, None)
     files = 0
     if purge == "true":
-        files = await loop.run_in_executor(services.executor, services.parquet.purge, uid)
+        if services.owner_state is not None:  # the writer: the owner of those files
+            files = await services.owner_state.purge(uid)
+        else:
+            files = await loop.run_in_executor(services.executor, services.parquet.purge, uid)
     return json_response(
         {"deleted": uid, "purged": purge == "true", "dropped_rows": dropped, "files": files}
     )

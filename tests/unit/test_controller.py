@@ -161,13 +161,17 @@ async def test_a_tick_is_batched_and_reference_stats_are_sent_once(env, monkeypa
     for app in runtime.application_actors():
         original = app._target.run_many
 
-        def spy(batches, jobs, specs, _original=original):
+        def spy(batches, jobs, specs, _original=original, _k=app._target.index):
             seen_specs.append(dict(specs))
+            # each actor gets only its own windows: one batch per job, in job order
+            assert len(batches) == len(jobs) and [p for p, *_ in jobs] == list(range(len(jobs)))
+            assert all(controller._app_of(uid) == _k for _, uid, _, _ in jobs)
+            assert [len(b) for b in batches] == [m.rows for *_, m in jobs]
             return _original(batches, jobs, specs)
 
         monkeypatch.setattr(app._target, "run_many", spy)
     report = await controller.update(now=1002.0)
-    assert report["windows"] == 6
+    assert report["windows"] == 6 and not [f for f in report["failures"] if "broken" not in f]
     assert seen_specs and all(not s for s in seen_specs)
     for uid in uids:
         assert store.get_state(uid)["closed_through"] == 180.0
