@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import uuid
@@ -32,6 +33,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from modelmon_daemon.core.records import ColumnBatch, ResultRecord, WindowMeta
+
+log = logging.getLogger(__name__)
 
 RESULT_SCHEMA = pa.schema(
     [
@@ -355,7 +358,15 @@ class ParquetStore:
         tables = []
         try:
             for path in self.events_paths(start, end):
-                found = ds.dataset(path, format="parquet", filesystem=self.fs).to_table(filter=expr)
+                try:
+                    dataset = ds.dataset(path, format="parquet", filesystem=self.fs)
+                    found = dataset.to_table(filter=expr)
+                except FileNotFoundError:
+                    raise
+                except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+                    # not one of ours (unreadable, or without endpoint_id): never fatal
+                    log.warning("events: skipped %s: %s", path, exc)
+                    continue
                 if found.num_rows:
                     tables.append(found.drop_columns(["endpoint_id"]))
         except FileNotFoundError:  # compacted or expired meanwhile: look again
@@ -553,8 +564,11 @@ class ParquetStore:
         return 1
 
     def _may_hold(self, path: str, uid: str) -> bool:
-        with self.fs.open_input_file(path) as source:
-            meta = pq.ParquetFile(source).metadata
+        try:
+            with self.fs.open_input_file(path) as source:
+                meta = pq.ParquetFile(source).metadata
+        except (pa.ArrowInvalid, OSError):  # gone, or not a Parquet file: holds nothing
+            return False
         names = [meta.schema.column(i).name for i in range(meta.num_columns)]
         if "endpoint_id" not in names:
             return False
@@ -630,7 +644,11 @@ class ParquetStore:
         # in their features; merging them would give each the others' columns)
         layouts: dict[str, list[str]] = {}
         for f in files:
-            schema = pq.read_schema(f, filesystem=self.fs).remove_metadata()
+            try:
+                schema = pq.read_schema(f, filesystem=self.fs).remove_metadata()
+            except (pa.ArrowInvalid, OSError):  # not a Parquet file: left as it is
+                log.warning("compaction: skipped %s (not readable as Parquet)", f)
+                continue
             layouts.setdefault(schema.to_string(), []).append(f)
         replaced = 0
         for group in layouts.values():

@@ -3,6 +3,7 @@ import json
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from modelmon_daemon.actors.writer import WriterActor
@@ -483,3 +484,22 @@ def test_a_large_tick_is_cut_into_files_at_window_boundaries(tmp_path, monkeypat
     for i in range(4):
         table, _ = store.read_events(f"ep{i}")
         assert table.column("request_id").to_pylist() == [f"{i}-{k}" for k in range(3)]
+
+
+def test_a_foreign_or_broken_file_among_the_events_never_breaks_a_read(tmp_path):
+    from modelmon_daemon.storage.parquet_store import ParquetStore
+
+    store = ParquetStore(str(tmp_path))
+    window = WindowEvents(
+        WindowMeta("ep", 0.0, 60.0, [1], rows=1), make_batch([1.0], [[1, 2]]), ["a", "b"], ["o"]
+    )
+    for file in store.events_files([window]):
+        store.write_events(file)
+    hour = tmp_path / "events" / "date=1970-01-01" / "hour=00"
+    (hour / "garbage.parquet").write_bytes(b"not parquet at all")
+    pq.write_table(pa.table({"x": [1.0]}), hour / "foreign.parquet")  # no endpoint_id
+    table, _ = store.read_events("ep")
+    assert table.column("a").to_pylist() == [1.0]
+    assert store.compact(str(hour), set()) == 0  # ours is alone in its layout; no raise
+    assert store.purge("ep") == 1 and store.read_events("ep")[0].num_rows == 0
+    assert (hour / "garbage.parquet").exists() and (hour / "foreign.parquet").exists()
