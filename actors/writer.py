@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import traceback
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from modelmon_daemon.applications.model_performance import (
     LabeledWindow,
     ModelPerformanceApplication,
 )
+from modelmon_daemon.applications.runner import failure_text
 from modelmon_daemon.config import Settings
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 from modelmon_daemon.core.records import (
@@ -45,10 +45,6 @@ SPEC_FIELDS = frozenset(
 )
 
 PERFORMANCE_METRICS = ("accuracy", "precision", "recall", "f1", "mae", "rmse", "r2")
-
-
-def _failure(exc: Exception) -> str:
-    return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
 def _day(ts: float) -> str:
@@ -498,14 +494,14 @@ class WriterActor:
         try:
             outputs.append(AppOutput(PERFORMANCE, self.model_performance.score(window)))
         except Exception as exc:
-            outputs.append(AppOutput(PERFORMANCE, failure=_failure(exc)))
+            outputs.append(AppOutput(PERFORMANCE, failure=failure_text(exc)))
         try:
             record, update.detector = self.concept_drift.detect(
                 window, self.store.get_detector(uid)
             )
             outputs.append(AppOutput(CONCEPT_DRIFT, [record]))
         except Exception as exc:
-            outputs.append(AppOutput(CONCEPT_DRIFT, failure=_failure(exc)))
+            outputs.append(AppOutput(CONCEPT_DRIFT, failure=failure_text(exc)))
         return outputs
 
     def advance(

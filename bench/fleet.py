@@ -73,20 +73,22 @@ def tree_pids(pgid: int) -> list[int]:
     return sorted(found)
 
 
+def pss_kib(pid: int) -> int:
+    """A process's proportional set size (shared pages divided among their users)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+
+
 def tree_rss_mib(pgid: int) -> float:
     """Proportional set size of the daemon's process tree: pages shared between its
     processes (Ray's object store, mapped by every worker) counted once, not per process."""
     total = 0
     for pid in tree_pids(pgid):
         try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-        except (OSError, IndexError, ValueError):
+            total += pss_kib(pid)
+        except (OSError, StopIteration, ValueError):
             continue
-    return total / 2**20
+    return total / 1024
 
 
 async def register_all(url: str, token: str, n: int, ref: Path) -> float:
@@ -145,8 +147,7 @@ def tree_breakdown(pgid: int) -> list[tuple[str, float]]:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 name = f.read().split(b"\0")[0].decode(errors="replace")[:40]
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                pss = next(int(x.split()[1]) for x in f if x.startswith("Pss:")) / 1024
+            pss = pss_kib(pid) / 1024
         except (OSError, StopIteration, ValueError):
             continue
         out.append((name, round(pss)))

@@ -14,6 +14,12 @@ from modelmon_daemon.applications.base import Metric, MonitoringContext, validat
 from modelmon_daemon.core.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta
 
 
+def failure_text(exc: BaseException) -> str:
+    """What an application's failure says (its mm-app-failed message): the exception's
+    last line."""
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
+
+
 def run_application(
     name: str,
     app: Any,
@@ -33,8 +39,7 @@ def run_application(
     try:
         outputs = validate_outputs(app.do_tracking(context))
     except Exception as exc:  # an application's bug must not stop the others
-        tb = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return AppOutput(application=name, failure=tb)
+        return AppOutput(application=name, failure=failure_text(exc))
     records = []
     for item in outputs:
         value = float(item.value)
