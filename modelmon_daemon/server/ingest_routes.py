@@ -21,22 +21,22 @@ from modelmon_daemon.ingest.events import (
     parse_native_events,
     split_by_window,
 )
+from modelmon_daemon.ingest.msgpack_columns import refuse_ext, unpack_native
 from modelmon_daemon.server.state import INGEST, MSGPACK_TYPES, IngestServices, json_response
 from modelmon_daemon.storage.lmdb_store import StoreFull
 
 
-def _refuse_ext(code: int, data: bytes) -> Any:
-    raise ValueError(f"msgpack extension type {code} is not accepted")
-
-
-def decode(raw: bytes, content_type: str) -> Any:
-    """JSON (also for no Content-Type, as MLRun's serving posts) or msgpack."""
+def decode(raw: bytes, content_type: str, columns: bool = False) -> Any:
+    """JSON (also for no Content-Type, as MLRun's serving posts) or msgpack. `columns`: a
+    native batch, whose numeric arrays msgpack may give as numpy arrays directly."""
     if not raw:
         raise ApiError("empty request body", {"field": "body"}, code="invalid_body")
     if content_type in MSGPACK_TYPES:
         try:
+            if columns:
+                return unpack_native(raw)
             return msgpack.unpackb(
-                raw, raw=False, strict_map_key=False, ext_hook=_refuse_ext, timestamp=0
+                raw, raw=False, strict_map_key=False, ext_hook=refuse_ext, timestamp=0
             )
         except Exception as exc:
             raise ApiError(
@@ -62,7 +62,7 @@ def _as_is(payload: Any) -> Any:
     return payload
 
 
-async def read_payload(request: web.Request, parse: Callable[[Any], T]) -> T:
+async def read_payload(request: web.Request, parse: Callable[[Any], T], columns: bool = False) -> T:
     """Read, decode and parse the body. A large body is decoded and parsed on a thread of
     its own (the event loop keeps answering), with at most daemon.max_large_requests at
     once: more get 503 with Retry-After before their body is read."""
@@ -71,7 +71,7 @@ async def read_payload(request: web.Request, parse: Callable[[Any], T]) -> T:
     content_type = request.content_type
     length = request.content_length
     if length is not None and length <= daemon.large_body_size:
-        return parse(decode(await request.read(), content_type))
+        return parse(decode(await request.read(), content_type, columns))
     if services.large_requests >= daemon.max_large_requests:
         raise Overloaded(
             f"{services.large_requests} large requests are being decoded "
@@ -84,10 +84,10 @@ async def read_payload(request: web.Request, parse: Callable[[Any], T]) -> T:
     try:
         raw = await request.read()
         if len(raw) <= daemon.large_body_size:
-            return parse(decode(raw, content_type))
+            return parse(decode(raw, content_type, columns))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            services.parse_executor, lambda: parse(decode(raw, content_type))
+            services.parse_executor, lambda: parse(decode(raw, content_type, columns))
         )
     finally:
         services.large_requests -= 1
@@ -235,6 +235,7 @@ async def post_native_events(request: web.Request) -> web.Response:
             spec.categorical_indices,
             spec.label_names,
         ),
+        columns=True,
     )
     await _accept(services, {uid: batch}, [])
     services.counters.events_accepted += len(batch)

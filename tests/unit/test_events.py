@@ -336,3 +336,23 @@ def test_an_event_as_mlruns_flow_builds_it():
     assert batch.latency_us.tolist() == [4200.0, 4200.0]
     assert batch.request_ids.tolist() == ["req-9-0", "req-9-1"]
     assert batch.weights is None and batch.error_events == 0
+
+
+def test_rows_without_request_ids_get_unique_ones():
+    first = parse_native_events({"inputs": [[1.0, 2.0]] * 3}, ["a", "b"], 0, NOW)
+    second = parse_native_events({"inputs": [[1.0, 2.0]] * 70_000}, ["a", "b"], 0, NOW)
+    ids = first.request_ids.tolist() + second.request_ids.tolist()
+    assert len(set(ids)) == len(ids) == 70_003
+    prefix = second.request_ids[0][:-1]
+    assert second.request_ids[69_999] == f"{prefix}69999"  # past the cached row numbers
+    assert first.errors.tolist() == [None] * 3
+
+
+@pytest.mark.parametrize("ts", [0.0, 599.999999, 600.0, 1.7e9 + 0.1, 1e10 + 599.9999])
+@pytest.mark.parametrize("period", [600.0, 1.0, 0.25, 7.0])
+def test_one_row_lands_in_the_window_many_rows_would(ts, period):
+    one = parse_native_events({"inputs": [[1.0]], "timestamps": [ts]}, ["a"], 0, ts)
+    two = parse_native_events({"inputs": [[1.0], [2.0]], "timestamps": [ts, ts]}, ["a"], 0, ts)
+    assert [s for s, _ in split_by_window(one, period)] == [
+        s for s, _ in split_by_window(two, period)
+    ]
