@@ -124,6 +124,7 @@ class ControllerActor:
         self.ticks = 0
         self.last_report = TickReport()
         self.tick_errors = 0
+        self.staged_ticks = 0  # numbers each tick's staged events files (see WriterActor)
         self.paused_until = 0.0
         self._sent: dict[int, dict[str, str]] = {}  # app actor -> uid -> spec version sent
         self.ray_windows = ray_metrics.counter(
@@ -293,7 +294,22 @@ class ControllerActor:
             refs = s.handle.windows_data.options(num_returns=n_apps).remote(s.keys, owners, n_apps)
             data.append([refs] if n_apps == 1 else list(refs))
         specs = await self._specs_of(batch.uids())
+        # the writer writes the events files of each endpoint's first window meanwhile
+        # (they need no application output): its work and theirs overlap
+        self.staged_ticks += 1
+        first: dict[str, WindowMeta] = {}
+        for s in batch.streams:
+            for meta in s.metas:
+                if meta.uid in specs:
+                    first.setdefault(meta.uid, meta)
+        staging = self.writer.stage_events.remote(self.staged_ticks, list(first.values()))
         placed, chunks = await self._run_applications(batch, data, parts, specs)
+        try:
+            await staging
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the commit writes them instead
+            log.warning("staging events files failed (written at the commit): %r", exc)
         t1 = time.perf_counter()
         items = [
             (li, index, meta, placed.get((li, index), []))
@@ -306,7 +322,7 @@ class ControllerActor:
         # outputs straight from the application actors (refs: they never pass through
         # this actor)
         status, summaries = await self.writer.commit_tick.remote(
-            items, advances, self.applications, None, *chunks
+            items, advances, self.applications, None, *chunks, tick=self.staged_ticks
         )
         t2 = time.perf_counter()
         done = {(items[i][0], items[i][1]) for i, flag in enumerate(status) if flag is not None}

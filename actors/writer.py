@@ -9,6 +9,7 @@ import logging
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ from modelmon_daemon.core.records import (
     unpack_fields,
 )
 from modelmon_daemon.storage.lmdb_store import LmdbStore, PerformanceUpdate, WindowCommit
-from modelmon_daemon.storage.parquet_store import ParquetStore, WindowEvents
+from modelmon_daemon.storage.parquet_store import EventsFile, ParquetStore, WindowEvents
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,23 @@ def _day(ts: float) -> str:
 
 # a window ready to commit: its commit, its rows for the events files, its results
 Prepared = tuple[WindowCommit, WindowEvents | None, list[ResultRecord]]
+WindowKey = tuple[str, float, bool, tuple[int, ...]]
+
+
+def _key(meta: WindowMeta) -> WindowKey:
+    return (meta.uid, meta.start, meta.late, tuple(meta.seqs))
+
+
+@dataclass
+class StagedEvents:
+    """The events files of a tick's first round, written (and marked pending) while the
+    application actors compute: they count only if that round commits exactly these
+    windows; otherwise they are deleted and the round writes its own."""
+
+    tick: int
+    windows: list[WindowEvents]
+    index: dict[WindowKey, int]  # window -> its position in `windows`
+    files: list[EventsFile]
 
 
 class WriterActor:
@@ -91,6 +109,7 @@ class WriterActor:
             perf.drop_potential, perf.drop_detected, self.settings.drift.min_sample_size
         )
         self.concept_drift = ConceptDriftApplication()
+        self._staged: StagedEvents | None = None
 
     # -- the log owner's state, for actors on any node (see storage/log_view.py) ---------
 
@@ -175,6 +194,50 @@ class WriterActor:
         (done,) = self._commit_round([prepared], [])
         return done
 
+    def stage_events(self, tick: int, metas: list[WindowMeta]) -> int:
+        """Read the rows of a tick's first window of each endpoint from the log and write
+        their events files, while the application actors compute (the tick's commit then
+        only writes results and commits): the writer's part of a tick no longer waits for
+        theirs. Returns the number of files written."""
+        self._drop_staged()
+        windows = []
+        for meta in metas:
+            if not meta.rows or self.store.window_committed(meta):
+                continue
+            spec = self._spec(meta.uid)
+            if spec is None:
+                continue
+            windows.append(
+                WindowEvents(
+                    meta,
+                    self._window_rows(meta, spec),
+                    list(spec["feature_names"]),
+                    list(spec.get("label_names") or []),
+                )
+            )
+        if not windows:
+            return 0
+        files = self.parquet.events_files(windows)
+        self.store.add_pending(sorted(f.path for f in files))
+        try:
+            list(self.io.map(self.parquet.write_events, files))
+        except BaseException:
+            self._delete_files([f.path for f in files])
+            raise
+        index = {_key(w.meta): i for i, w in enumerate(windows)}
+        self._staged = StagedEvents(tick, windows, index, files)
+        return len(files)
+
+    def _drop_staged(self) -> None:
+        staged, self._staged = self._staged, None
+        if staged is not None:
+            self._delete_files([f.path for f in staged.files])
+
+    def _delete_files(self, paths: list[str]) -> None:
+        for path in paths:
+            self.parquet.delete(path)
+        self.store.clear_pending(paths)
+
     def commit_tick(
         self,
         items: list[tuple[int, int, WindowMeta, list[AppOutput] | tuple[int, int]]],
@@ -182,6 +245,7 @@ class WriterActor:
         applications: list[str],
         batches: list[list[ColumnBatch]] | None = None,
         *chunks: list[list[AppOutput] | None],
+        tick: int | None = None,
     ) -> tuple[list[bool | None], list[tuple[int, list[str]]]]:
         """Every window a tick closed, in few durable transactions. `items` are (batch
         list, index in it, meta, outputs); outputs are given, or are (chunk, position) in
@@ -194,7 +258,11 @@ class WriterActor:
         Windows of one endpoint go in order, one per round (the label join and the
         detectors read what the previous window committed); frontier moves ride with the
         last round. Parquet files are written on a thread pool and marked pending first,
-        so a crash leaves no file that counts."""
+        so a crash leaves no file that counts. `tick`: the first round's events files were
+        written by stage_events(tick, ...) and are used if they hold exactly its windows."""
+        staged = self._staged if self._staged is not None and self._staged.tick == tick else None
+        if staged is None:
+            self._drop_staged()
         specs: dict[str, dict[str, Any]] = {}
         status: list[bool | None] = [None] * len(items)
         rounds: list[list[int]] = []
@@ -229,11 +297,13 @@ class WriterActor:
                     if self.store.window_committed(meta):
                         status[i] = False
                         continue
-                    batch = (
-                        batches[list_index][index]
-                        if batches
-                        else self._window_rows(meta, specs[meta.uid])
-                    )
+                    at = staged.index.get(_key(meta)) if staged is not None and r == 0 else None
+                    if batches:
+                        batch = batches[list_index][index]
+                    elif at is not None and staged is not None:
+                        batch = staged.windows[at].batch  # read from the log once
+                    else:
+                        batch = self._window_rows(meta, specs[meta.uid])
                     prepared.append(
                         (i, self._prepare(meta, batch, outputs, specs[meta.uid], applications))
                     )
@@ -241,9 +311,18 @@ class WriterActor:
                     log.warning("writer: window %s/%s: %r", meta.uid, meta.start, exc)
             last = r == len(rounds) - 1
             moves = self._advances(advances, specs, applications) if last else []
-            flags = self._commit_round([p for _, p in prepared], moves)
+            use = None
+            if r == 0 and staged is not None:
+                written = [_key(c.meta) for _, (c, w, _) in prepared if w is not None]
+                if len(written) == len(staged.index) and set(written) == staged.index.keys():
+                    use, self._staged = staged, None
+                else:  # a window failed or changed since: the round writes its own files
+                    log.info("writer: staged events files do not match the tick; rewritten")
+                    self._drop_staged()
+            flags = self._commit_round([p for _, p in prepared], moves, use)
             for (i, _), flag in zip(prepared, flags, strict=True):
                 status[i] = flag
+        self._drop_staged()  # not used by a round (no window of the tick was left)
         if not rounds and advances:
             self.store.commit_many([], self._advances(advances, specs, applications))
         if time.time() - self.last_maintenance >= self.settings.storage.maintenance_interval:
@@ -299,22 +378,34 @@ class WriterActor:
         return done
 
     def _commit_round(
-        self, prepared: list[Prepared], moves: list[tuple[str, float, list[str]]]
+        self,
+        prepared: list[Prepared],
+        moves: list[tuple[str, float, list[str]]],
+        staged: StagedEvents | None = None,
     ) -> list[bool]:
         """Write the round's files (the events of all its windows in one file per column
         layout and hour, their results in one file per day) on the thread pool, mark them
         pending, then one LMDB commit. If the commit fails, the files are removed (their
-        names depend on the set of windows, which may differ when the tick is done again)."""
+        names depend on the set of windows, which may differ when the tick is done again).
+        `staged`: the round's events files, written already (they hold exactly its rows)."""
         commits = [c for c, _, _ in prepared]
         rows = [(c, w) for c, w, _ in prepared if w is not None]
-        events = self.parquet.events_files([w for _, w in rows])
-        for file in events:
-            for i in file.windows:
-                rows[i][0].files.append(file.path)
+        if staged is not None:
+            events: list[EventsFile] = []
+            by_key = {_key(c.meta): c for c, _ in rows}
+            for file in staged.files:
+                for i in file.windows:
+                    by_key[_key(staged.windows[i].meta)].files.append(file.path)
+        else:
+            events = self.parquet.events_files([w for _, w in rows])
+            for file in events:
+                for i in file.windows:
+                    rows[i][0].files.append(file.path)
+        written = [f.path for f in staged.files] if staged is not None else []
         results = self.parquet.results_files(
             [(c.meta, rs, c.project) for c, _, rs in prepared if rs]
         )
-        paths = [f.path for f in events] + [path for path, _ in results]
+        paths = written + [f.path for f in events] + [path for path, _ in results]
         for c in commits:
             c.files = [*c.files, *(path for path, _ in results)]
         self.store.add_pending(sorted({f for c in commits for f in c.files}))
@@ -324,7 +415,7 @@ class WriterActor:
         ]
         try:
             list(self.io.map(lambda write: write(), writes))
-            if writes:
+            if writes or written:
                 self.parquet.sync()  # the files are durable before the log forgets their rows
             flags = self.store.commit_many(commits, moves, self._notifications)
         except BaseException:

@@ -171,7 +171,7 @@ def profile_actors(pgid: int, out: Path) -> list[subprocess.Popen[bytes]]:
                 spies.append(
                     subprocess.Popen(
                         [
-                            "py-spy",
+                            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
                             "record",
                             "-p",
                             pid,

@@ -503,3 +503,65 @@ def test_a_foreign_or_broken_file_among_the_events_never_breaks_a_read(tmp_path)
     assert store.compact(str(hour), set()) == 0  # ours is alone in its layout; no raise
     assert store.purge("ep") == 1 and store.read_events("ep")[0].num_rows == 0
     assert (hour / "garbage.parquet").exists() and (hour / "foreign.parquet").exists()
+
+
+def _logged_windows(writer, n, rows=3):
+    """n endpoints, one logged window each: (metas, items) as the controller sends them."""
+    metas, items = [], []
+    for i in range(n):
+        uid = f"ep{i}"
+        spec = make_spec(uid).to_dict()
+        batch = make_batch(np.linspace(1.0, 50.0, rows), np.full((rows, 2), float(i)))
+        (seq,) = writer.store.wal_append([(uid, 0.0, batch.to_wire())], [spec])
+        meta = WindowMeta(uid, 0.0, 60.0, [seq], rows=rows, first_event=1.0, last_event=50.0)
+        metas.append(meta)
+        items.append((0, i, meta, [_drift_output(meta, 0.1)]))
+    return metas, items
+
+
+def _events_files(path):
+    return sorted(p.name for p in (path / "events").rglob("*.parquet"))
+
+
+def test_events_staged_while_applications_run_are_the_ones_committed(tmp_path):
+    writer = WriterActor(settings_for(tmp_path))
+    metas, items = _logged_windows(writer, 3)
+    assert writer.stage_events(7, metas) == 1  # one shared file for the three windows
+    staged = _events_files(tmp_path)
+    assert len(writer.store.pending_files()) == 1  # counts only once committed
+    status, _ = writer.commit_tick(items, [], ["histogram-data-drift"], None, tick=7)
+    assert status == [True] * 3
+    assert _events_files(tmp_path) == staged  # no second copy written
+    assert writer.store.pending_files() == []
+    for i in range(3):
+        assert stored_events(tmp_path, f"ep{i}")["x0"].tolist() == [float(i)] * 3
+
+
+def test_staged_events_that_do_not_match_the_commit_are_deleted(tmp_path):
+    writer = WriterActor(settings_for(tmp_path))
+    metas, items = _logged_windows(writer, 3)
+    writer.stage_events(1, metas)
+    staged = _events_files(tmp_path)
+    # the tick commits only two of the staged windows: the shared file must not count
+    status, _ = writer.commit_tick(items[:2], [], ["histogram-data-drift"], None, tick=1)
+    assert status == [True, True]
+    assert staged[0] not in _events_files(tmp_path)
+    assert stored_events(tmp_path, "ep2").empty  # its rows are still only in the log
+    assert len(stored_events(tmp_path, "ep0")) == 3
+    assert writer.store.pending_files() == []
+    # staged for another tick: dropped, the commit writes its own
+    writer.stage_events(2, metas[2:])
+    status, _ = writer.commit_tick(items[2:], [], ["histogram-data-drift"], None, tick=3)
+    assert status == [True]
+    assert len(stored_events(tmp_path, "ep2")) == 3
+    assert len(_events_files(tmp_path)) == 2 and writer.store.pending_files() == []
+
+
+def test_staged_events_of_a_tick_that_never_committed_are_removed_on_restart(tmp_path):
+    writer = WriterActor(settings_for(tmp_path))
+    metas, _ = _logged_windows(writer, 2)
+    writer.stage_events(1, metas)
+    assert _events_files(tmp_path)
+    writer.store.close()
+    WriterActor(settings_for(tmp_path))  # as after a crash between staging and commit
+    assert _events_files(tmp_path) == []
