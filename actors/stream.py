@@ -12,7 +12,7 @@ from typing import Any
 from modelmon_daemon.actors import ray_metrics
 from modelmon_daemon.analytics.opsmetrics import ArrivalRing, CumulativeHistogram
 from modelmon_daemon.config import Settings
-from modelmon_daemon.core.records import ColumnBatch, WindowMeta
+from modelmon_daemon.core.records import ColumnBatch, WindowMeta, from_log_value
 from modelmon_daemon.core.windows import EndpointWindows
 from modelmon_daemon.storage.log_view import LogView
 
@@ -100,10 +100,18 @@ class StreamActor:
         self.committed.pop(uid, None)
         return self.windows.pop(uid, None) is not None
 
-    def ingest(self, records: list[tuple[str, int, float, ColumnBatch]], arrival: float) -> int:
-        """Buffer logged records (uid, seq, window start, batch); returns rows taken."""
+    def ingest(
+        self, records: list[tuple[str, int, float, ColumnBatch | bytes]], arrival: float
+    ) -> int:
+        """Buffer logged records (uid, seq, window start, rows: a batch, or the bytes the
+        log stores); returns rows taken."""
         taken = 0
-        for uid, seq, start, batch in records:
+        for uid, seq, start, rows in records:
+            if isinstance(rows, bytes):
+                start, wire = from_log_value(rows)
+                batch = ColumnBatch.from_wire(wire)
+            else:
+                batch = rows
             if uid not in self.windows:
                 self.add_endpoint(uid)
             if self.windows[uid].add(seq, start, batch, arrival):
@@ -116,7 +124,7 @@ class StreamActor:
         return taken
 
     def ingest_many(
-        self, groups: list[tuple[list[tuple[str, int, float, ColumnBatch]], float]]
+        self, groups: list[tuple[list[tuple[str, int, float, ColumnBatch | bytes]], float]]
     ) -> int:
         """Several forwards in one call, each with its own arrival time, in order."""
         return sum(self.ingest(records, arrival) for records, arrival in groups)

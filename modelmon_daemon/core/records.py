@@ -299,3 +299,14 @@ class AppOutput:
     results: list[ResultRecord] = field(default_factory=list)
     failure: str | None = None
     endpoint_updates: dict[str, Any] = field(default_factory=dict)
+
+
+def log_value(start: float, wire: dict[str, Any]) -> bytes:
+    """A durability-log record as stored: its window start and its batch (to_wire)."""
+    return pack({"w": start, "b": wire})
+
+
+def from_log_value(value: bytes) -> tuple[float, dict[str, Any]]:
+    """(window start, batch wire) of a stored log record."""
+    record = unpack(value)
+    return float(record["w"]), record["b"]

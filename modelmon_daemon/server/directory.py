@@ -22,7 +22,7 @@ FORWARD_LINGER = 0.005  # seconds logged records wait to share a stream actor's 
 # single-endpoint batch rate (1000 calls/s gave no gain over none; 100/s no more than 200)
 FORWARD_CALLS_PER_S = 200.0
 
-LoggedRecord = tuple[str, int, float, ColumnBatch]
+LoggedRecord = tuple[str, int, float, ColumnBatch | bytes]  # see storage/wal.py
 
 
 class ActorDirectory:

@@ -103,8 +103,9 @@ def build_node_app(settings: Settings, token: str) -> web.Application:
 
     async def append(
         records: list[WireRecord], specs: list[dict[str, Any]], registered: list[dict[str, Any]]
-    ) -> list[int]:
-        return await remote.log_append(writer, records, specs, registered)
+    ) -> tuple[list[int], list[bytes] | None]:
+        # the log is on another node: the stream actors get the batches themselves
+        return await remote.log_append(writer, records, specs, registered), None
 
     async def durability_log(app: web.Application) -> AsyncIterator[None]:
         services.log = GroupCommitLog(append, directory.forward)

@@ -24,24 +24,31 @@ from modelmon_daemon.storage.lmdb_store import LmdbStore
 
 log = logging.getLogger(__name__)
 
-LoggedRecord = tuple[str, int, float, ColumnBatch]  # uid, seq, window start, rows
+# uid, seq, window start, rows: as a ColumnBatch, or as the log stores them (log_value)
+LoggedRecord = tuple[str, int, float, ColumnBatch | bytes]
 Forward = Callable[[list[LoggedRecord]], Coroutine[Any, Any, None]]
 WireRecord = tuple[str, float, dict[str, Any]]  # uid, window start, batch wire
-# (records, new endpoints, registered endpoints) -> each record's sequence number, durable
+# (records, new endpoints, registered endpoints) -> each record's sequence number, durable,
+# and its stored bytes when the log is in this process (None when it is not)
 Append = Callable[
     [list[WireRecord], list[dict[str, Any]], list[dict[str, Any]]],
-    Coroutine[Any, Any, list[int]],
+    Coroutine[Any, Any, tuple[list[int], list[bytes] | None]],
 ]
 
 
 def store_append(store: LmdbStore, executor: Executor | None) -> Append:
-    """Appends by this process's LMDB store, on `executor` (the event loop goes on)."""
+    """Appends by this process's LMDB store, on `executor` (the event loop goes on). The
+    records' stored bytes come back too: they are what the stream actors are sent (packed
+    once, for the log; a batch object would be pickled again for Ray)."""
 
     async def append(
         records: list[WireRecord], specs: list[dict[str, Any]], registered: list[dict[str, Any]]
-    ) -> list[int]:
+    ) -> tuple[list[int], list[bytes] | None]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, store.wal_append, records, specs, registered)
+        seqs, values = await loop.run_in_executor(
+            executor, store.wal_append_values, records, specs, registered
+        )
+        return seqs, values
 
     return append
 
@@ -122,7 +129,7 @@ class GroupCommitLog:
             registered = [s for req in requests for s in req.registered]
             rows = sum(len(batch) for _, _, batch in merged)
             try:
-                seqs = await self._append(
+                seqs, values = await self._append(
                     [(uid, start, batch.to_wire()) for uid, start, batch in merged],
                     specs,
                     registered,
@@ -146,10 +153,15 @@ class GroupCommitLog:
             for req in requests:
                 if not req.future.done():
                     req.future.set_result(None)
-            logged = [
+            logged: list[LoggedRecord] = [
                 (uid, seq, start, batch)
                 for (uid, start, batch), seq in zip(merged, seqs, strict=True)
             ]
+            if values is not None:
+                logged = [
+                    (uid, seq, start, value)
+                    for (uid, seq, start, _), value in zip(logged, values, strict=True)
+                ]
             if logged:  # a commit of registrations only has nothing to forward
                 self.forwarding_rows += rows
                 task = loop.create_task(self.forward(logged))

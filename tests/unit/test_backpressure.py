@@ -9,6 +9,7 @@ import pytest
 
 from modelmon_daemon.config import Settings
 from modelmon_daemon.core.errors import Overloaded
+from modelmon_daemon.core.records import ColumnBatch, from_log_value
 from modelmon_daemon.ingest.events import parse_native_events
 from modelmon_daemon.server.ingest_routes import check_capacity
 from modelmon_daemon.server.state import IngestServices
@@ -31,7 +32,8 @@ async def test_rows_stuck_on_their_way_to_stream_actors_answer_503(tmp_path):
 
     async def stream_actors_behind(records):
         await release.wait()
-        delivered.extend(len(batch) for *_, batch in records)
+        # records reach the stream actors as the log stores them
+        delivered.extend(len(ColumnBatch.from_wire(from_log_value(v)[1])) for *_, v in records)
 
     log = GroupCommitLog(store_append(store, None), stream_actors_behind)
     settings = Settings()

@@ -43,10 +43,11 @@ def build_env(tmp_path, **stream):
 
 async def log_and_forward(controller, runtime, store, uid, batch, arrival):
     records = [(uid, start, part) for start, part in split_by_window(batch, P)]
-    seqs = store.wal_append([(u, s, b.to_wire()) for u, s, b in records])
+    # as the daemon does: the stream actor gets the records' bytes as the log stores them
+    seqs, values = store.wal_append_values([(u, s, b.to_wire()) for u, s, b in records])
     name = await controller.route(uid)
     runtime.streams[name].ingest(
-        [(u, q, s, b) for (u, s, b), q in zip(records, seqs, strict=True)], arrival
+        [(u, q, s, v) for (u, s, _), q, v in zip(records, seqs, values, strict=True)], arrival
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from modelmon_daemon.core.records import pack, unpack
+from modelmon_daemon.core.records import from_log_value, log_value, pack, unpack
 from modelmon_daemon.storage.lmdb.environment import SEP, SEQ, LmdbEnvironment, growing
 
 
@@ -17,7 +17,6 @@ def wal_key(uid: str, seq: int) -> bytes:
 
 
 class LogTable(LmdbEnvironment):
-    @growing
     def wal_append(
         self,
         records: list[tuple[str, float, dict[str, Any]]],
@@ -27,7 +26,19 @@ class LogTable(LmdbEnvironment):
         """Log records (uid, window start, batch wire) in one durable transaction, with
         any endpoints first seen in them and endpoint records registered meanwhile (which
         replace stored ones); returns each record's sequence number."""
+        return self.wal_append_values(records, new_endpoints, registered)[0]
+
+    @growing
+    def wal_append_values(
+        self,
+        records: list[tuple[str, float, dict[str, Any]]],
+        new_endpoints: Iterable[dict[str, Any]] = (),
+        registered: Iterable[dict[str, Any]] = (),
+    ) -> tuple[list[int], list[bytes]]:
+        """wal_append, also returning each record's stored bytes (log_value): what the
+        stream actors get, so records are packed once, for the log, and never pickled."""
         seqs: list[int] = []
+        values = [log_value(start, wire) for _, start, wire in records]
         with self.env.begin(write=True) as txn:
             for spec in registered:
                 txn.put(spec["uid"].encode(), pack(spec), db=self.db["endpoints"])
@@ -36,14 +47,14 @@ class LogTable(LmdbEnvironment):
                     txn.put(spec["uid"].encode(), pack(spec), db=self.db["endpoints"])
             raw = txn.get(b"seq", db=self.db["meta"])
             seq = 0 if raw is None else unpack(raw)
-            for uid, start, wire in records:
+            for (uid, _, _), value in zip(records, values, strict=True):
                 seq += 1
-                txn.put(wal_key(uid, seq), pack({"w": start, "b": wire}), db=self.db["wal"])
+                txn.put(wal_key(uid, seq), value, db=self.db["wal"])
                 seqs.append(seq)
             txn.put(b"seq", pack(seq), db=self.db["meta"])
             self._add_wal_rows(txn, sum(int(wire["n"]) for _, _, wire in records))
         self.full_since = None  # there was room after all (commits freed pages)
-        return seqs
+        return seqs, values
 
     def _add_wal_rows(self, txn: Any, n: int) -> None:
         raw = txn.get(b"wal_rows", db=self.db["meta"])
@@ -70,8 +81,8 @@ class LogTable(LmdbEnvironment):
                     if not key.startswith(prefix):
                         break
                     continue
-                record = unpack(value)
-                out.append((SEQ.unpack(key[len(prefix) :])[0], record["w"], record["b"]))
+                start, wire = from_log_value(value)
+                out.append((SEQ.unpack(key[len(prefix) :])[0], start, wire))
         return out
 
     @growing
