@@ -9,6 +9,8 @@ and idle, then one `update()` analyzes them all with every built-in application:
 the tick time. The
 floor is the same windows' histogram drift (MLRun's numbers) computed in one in-process
 numpy pass, measured in the same run; the ratio is tick / floor.
+BENCH_FLEET_REGISTER_ONLY=1 stops after registration (its rate and memory), so N=10000
+registers in about a minute without ingesting 10M rows.
 """
 
 from __future__ import annotations
@@ -258,7 +260,12 @@ def run(n: int) -> dict[str, float]:
     ref = tmp / "reference.parquet"
     pq.write_table(pa.table({name: reference[:, j] for j, name in enumerate(FEATURES)}), ref)
     stats = reference_feature_stats(reference, FEATURES)
-    windows = [rng.normal(0.2 * (i % 5), 1, size=(ROWS, len(FEATURES))) for i in range(n)]
+    register_only = bool(os.environ.get("BENCH_FLEET_REGISTER_ONLY"))
+    windows = (
+        []
+        if register_only
+        else [rng.normal(0.2 * (i % 5), 1, size=(ROWS, len(FEATURES))) for i in range(n)]
+    )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [
@@ -310,6 +317,14 @@ def run(n: int) -> dict[str, float]:
         reg_rate = asyncio.run(register_all(url, token, n, ref))
         stage(f"registered ({reg_rate:.0f}/s); posting")
         rss_registered = tree_rss_mib(proc.pid)
+        if register_only:
+            ray.shutdown()
+            return {
+                "n": n,
+                "registration_per_s": reg_rate,
+                "rss_idle": rss_idle,
+                "rss_registered": rss_registered,
+            }
         start = (math.floor(time.time() / P) - 3) * P
         ingest_rate = asyncio.run(post_all(url, token, windows, start))
         # stream actors are made in the background (registration does not wait for them):
@@ -400,6 +415,12 @@ def main() -> None:
     )
     for n in sizes:
         r = run(n)
+        if "tick_s" not in r:  # BENCH_FLEET_REGISTER_ONLY
+            print(
+                f"  N={n:<6} register {r['registration_per_s']:6.0f}/s   memory (PSS) "
+                f"{r['rss_idle']:.0f} -> {r['rss_registered']:.0f} MiB"
+            )
+            continue
         per_endpoint = (r["rss_analyzed"] - r["rss_idle"]) / n
         print(
             f"  N={n:<6} tick {r['tick_s']:7.2f} s for {r['windows']:.0f} windows "
