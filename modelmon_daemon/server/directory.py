@@ -18,9 +18,13 @@ ROUTE_BATCH_DELAY = 0.05  # seconds registrations gather before their routing is
 FORWARD_LINGER = 0.005  # seconds logged records wait to share a stream actor's next call
 # Ray calls a second the forwarding may make (submitting one costs the event loop
 # ~0.3 ms and more): with many stream actors busy at once, each waits longer, so all of
-# them together stay under it. 1000 endpoints on 16 stream actors: 0.49x -> 0.73x the
-# single-endpoint batch rate (1000 calls/s gave no gain over none; 100/s no more than 200)
-FORWARD_CALLS_PER_S = 200.0
+# them together stay under it. 1000 endpoints x 1000-row batches on 16 stream actors,
+# A/B on one machine: 200/s 0.57-0.66x the single-endpoint batch rate, 100/s 0.73-0.78x,
+# 50/s 0.77-0.84x (and single-endpoint batches faster too: one busy actor waits 20 ms)
+FORWARD_CALLS_PER_S = 50.0
+# ... but no record waits longer than this for its hand-off (past 25 busy actors the
+# budget gives way): stream actors' live figures stay fresh, windows close on time
+FORWARD_LINGER_MAX = 0.5
 
 LoggedRecord = tuple[str, int, float, ColumnBatch | bytes]  # see storage/wal.py
 
@@ -127,10 +131,10 @@ class ActorDirectory:
     def linger(self) -> float:
         """How long records wait for more to join their actor's next call: FORWARD_LINGER,
         or longer when so many actors are busy that their calls would exceed
-        FORWARD_CALLS_PER_S. Records are durable already: only the hand-off to the
-        stream actor waits, never a 202."""
+        FORWARD_CALLS_PER_S, at most FORWARD_LINGER_MAX. Records are durable already:
+        only the hand-off to the stream actor waits, never a 202."""
         busy = sum(1 for sender in self._senders.values() if not sender.done())
-        return max(FORWARD_LINGER, busy / FORWARD_CALLS_PER_S)
+        return min(FORWARD_LINGER_MAX, max(FORWARD_LINGER, busy / FORWARD_CALLS_PER_S))
 
     async def _sender(self, name: str) -> None:
         while self._outgoing.get(name):

@@ -17,7 +17,10 @@ class Stream:
         self.calls.append(groups)
 
 
-async def test_records_to_many_busy_stream_actors_arrive_once_within_the_call_budget():
+async def test_records_to_many_busy_stream_actors_arrive_once_within_the_call_budget(
+    monkeypatch,
+):
+    monkeypatch.setattr(directory_module, "FORWARD_CALLS_PER_S", 400.0)  # a short test
     streams = {f"s{i}": Stream() for i in range(20)}
     directory = ActorDirectory(None, None, [], lambda name: FakeHandle(streams[name]))
     directory.routes = {f"ep{i}": f"s{i % 20}" for i in range(100)}
@@ -38,3 +41,11 @@ async def test_records_to_many_busy_stream_actors_arrive_once_within_the_call_bu
     # 20 actors busy at once: each waits 20 / FORWARD_CALLS_PER_S, not FORWARD_LINGER
     assert elapsed >= 0.9 * calls / directory_module.FORWARD_CALLS_PER_S
     assert directory.linger() == directory_module.FORWARD_LINGER  # none busy now
+
+
+async def test_no_record_waits_longer_than_the_longest_linger():
+    directory = ActorDirectory(None, None, [], lambda name: None)
+    never = asyncio.get_running_loop().create_future()
+    directory._senders = {f"s{i}": never for i in range(1000)}  # 1000 actors busy
+    assert directory.linger() == directory_module.FORWARD_LINGER_MAX
+    never.cancel()
