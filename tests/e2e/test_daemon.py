@@ -205,6 +205,49 @@ def test_native_form_in_msgpack_and_late_events(daemon):
     assert sorted(events["request_id"]) == ["a", "b", "c", "d", "e"]
 
 
+def test_msgpack_batches_store_exactly_the_values_sent(daemon):
+    """Rows of float64 or float32 and int outputs are read from the msgpack bytes into
+    numpy (ingest/msgpack_columns.py); mixed-width latencies the ordinary way. Either
+    way the stored events are the values sent."""
+    status, _ = daemon.post(
+        "/v1/endpoints",
+        {"uid": "packed", "project": "p", "name": "packed", "feature_names": FEATURES},
+    )
+    assert status == 201
+    rng = np.random.default_rng(11)
+    start = (math.floor(time.time() / P) - 3) * P
+    sent = {}
+    for prefix, single_float in (("d", False), ("s", True)):
+        rows = rng.normal(size=(40, 3))
+        ids = [f"{prefix}{i}" for i in range(40)]
+        body = {
+            "inputs": rows.tolist(),
+            "outputs": rng.integers(0, 3, 40).tolist(),
+            "latency_us": [900] * 20 + [70_000] * 20,  # two msgpack widths: decoded as lists
+            "timestamps": (start + 1 + np.arange(40) * 0.1).tolist(),
+            "request_ids": ids,
+        }
+        raw = msgpack.packb(body, use_single_float=single_float)
+        status, answer = daemon.post(
+            "/v1/endpoints/packed/events", raw, content_type="application/msgpack"
+        )
+        assert (status, answer) == (202, {"accepted": 40})
+        values = rows.astype(np.float32).astype(np.float64) if single_float else rows
+        for i, rid in enumerate(ids):
+            sent[rid] = (*values[i], float(body["outputs"][i]), float(body["latency_us"][i]))
+
+    def stored():
+        events = stored_events(daemon.data_dir, "packed")
+        return [events] if len(events) == 80 else None
+
+    (events,) = daemon.wait_for(stored)
+    got = {
+        row["request_id"]: (*(row[f] for f in FEATURES), row["output"], row["latency_us"])
+        for _, row in events.iterrows()
+    }
+    assert got == sent
+
+
 def test_bad_input_gets_a_clear_error_and_changes_nothing(daemon):
     status, _ = daemon.post(
         "/v1/endpoints",
