@@ -419,8 +419,7 @@ class WriterActor:
                 self.parquet.sync()  # the files are durable before the log forgets their rows
             flags = self.store.commit_many(commits, moves, self._notifications)
         except BaseException:
-            for path in paths:
-                self.parquet.delete(path)
+            self._delete_files(paths)
             raise
         for commit, flag in zip(commits, flags, strict=True):
             if not flag and commit.meta.rows:  # checked before: only a second writer could

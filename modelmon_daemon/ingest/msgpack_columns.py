@@ -41,6 +41,11 @@ def refuse_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not accepted")
 
 
+def unpack(raw: bytes) -> Any:
+    """The body as msgpack gives it, with the options every msgpack body is read with."""
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False, ext_hook=refuse_ext, timestamp=0)
+
+
 def _unpacker(view: memoryview) -> msgpack.Unpacker:
     unpacker = msgpack.Unpacker(
         raw=False,
@@ -142,9 +147,7 @@ def unpack_native(raw: bytes) -> Any:
     unpackb raises (ValueError subclasses) on a malformed body."""
     body = np.frombuffer(raw, dtype=np.uint8)
     if not body.shape[0] or not (0x80 <= body[0] <= 0x8F or body[0] in (0xDE, 0xDF)):
-        return msgpack.unpackb(
-            raw, raw=False, strict_map_key=False, ext_hook=refuse_ext, timestamp=0
-        )
+        return unpack(raw)
     view = memoryview(raw)
     unpacker = _unpacker(view)
     offset = 0  # of the unpacker's buffer in the body

@@ -9,7 +9,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from modelmon_daemon.core.records import ColumnBatch
+from modelmon_daemon.storage.wal import LoggedRecord
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,6 @@ FORWARD_CALLS_PER_S = 50.0
 # ... but no record waits longer than this for its hand-off (past 25 busy actors the
 # budget gives way): stream actors' live figures stay fresh, windows close on time
 FORWARD_LINGER_MAX = 0.5
-
-LoggedRecord = tuple[str, int, float, ColumnBatch | bytes]  # see storage/wal.py
 
 
 class ActorDirectory:

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import msgpack
 import orjson
 from aiohttp import web
 
@@ -21,7 +20,7 @@ from modelmon_daemon.ingest.events import (
     parse_native_events,
     split_by_window,
 )
-from modelmon_daemon.ingest.msgpack_columns import refuse_ext, unpack_native
+from modelmon_daemon.ingest.msgpack_columns import unpack, unpack_native
 from modelmon_daemon.server.state import INGEST, MSGPACK_TYPES, IngestServices, json_response
 from modelmon_daemon.storage.lmdb_store import StoreFull
 
@@ -33,11 +32,7 @@ def decode(raw: bytes, content_type: str, columns: bool = False) -> Any:
         raise ApiError("empty request body", {"field": "body"}, code="invalid_body")
     if content_type in MSGPACK_TYPES:
         try:
-            if columns:
-                return unpack_native(raw)
-            return msgpack.unpackb(
-                raw, raw=False, strict_map_key=False, ext_hook=refuse_ext, timestamp=0
-            )
+            return unpack_native(raw) if columns else unpack(raw)
         except Exception as exc:
             raise ApiError(
                 f"body is not valid msgpack: {exc}", {"field": "body"}, code="invalid_body"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -45,10 +45,9 @@ def store_append(store: LmdbStore, executor: Executor | None) -> Append:
         records: list[WireRecord], specs: list[dict[str, Any]], registered: list[dict[str, Any]]
     ) -> tuple[list[int], list[bytes] | None]:
         loop = asyncio.get_running_loop()
-        seqs, values = await loop.run_in_executor(
+        return await loop.run_in_executor(
             executor, store.wal_append_values, records, specs, registered
         )
-        return seqs, values
 
     return append
 
@@ -153,15 +152,13 @@ class GroupCommitLog:
             for req in requests:
                 if not req.future.done():
                     req.future.set_result(None)
+            sent: Sequence[ColumnBatch | bytes] = (
+                values if values is not None else [batch for _, _, batch in merged]
+            )
             logged: list[LoggedRecord] = [
-                (uid, seq, start, batch)
-                for (uid, start, batch), seq in zip(merged, seqs, strict=True)
+                (uid, seq, start, rows)
+                for (uid, start, _), seq, rows in zip(merged, seqs, sent, strict=True)
             ]
-            if values is not None:
-                logged = [
-                    (uid, seq, start, value)
-                    for (uid, seq, start, _), value in zip(logged, values, strict=True)
-                ]
             if logged:  # a commit of registrations only has nothing to forward
                 self.forwarding_rows += rows
                 task = loop.create_task(self.forward(logged))
