@@ -11,7 +11,6 @@ windows of one endpoint are committed in order.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import zlib
@@ -20,7 +19,7 @@ from typing import Any
 
 from modelmon_daemon.actors import ray_metrics
 from modelmon_daemon.config import Settings
-from modelmon_daemon.core.records import AppOutput, WindowMeta
+from modelmon_daemon.core.records import AppOutput, WindowMeta, spec_version
 from modelmon_daemon.storage.log_view import LogView
 
 log = logging.getLogger(__name__)
@@ -271,20 +270,44 @@ class ControllerActor:
                 await asyncio.sleep(0.2)
         return None
 
-    async def _specs_of(self, uids: set[str]) -> dict[str, tuple[str, bytes]]:
+    async def _specs_of(self, uids: set[str]) -> dict[str, tuple[str, bytes | None]]:
         """(version, stored record) of each endpoint still registered, read in one call;
         the version is a digest of the stored bytes, so application actors unpack
-        reference stats only when they change. The controller itself never unpacks them."""
+        reference stats only when they change. The record is left out (None) where the
+        endpoint's application actor has this version already: an unchanged fleet's tick
+        moves digests, not reference stats. The controller never unpacks them."""
         ordered = sorted(uids)
-        raws = await asyncio.to_thread(self.store.get_endpoints_raw, ordered)
-        return {
-            uid: (hashlib.sha1(raw).hexdigest()[:16], raw)
-            for uid, raw in zip(ordered, raws, strict=True)
-            if raw is not None
-        }
+        known = [self._sent.get(self._app_of(uid), {}).get(uid) for uid in ordered]
+        found = await asyncio.to_thread(self.store.get_endpoints_changed, ordered, known)
+        return {uid: entry for uid, entry in zip(ordered, found, strict=True) if entry is not None}
+
+    async def _complete(
+        self, send: dict[str, tuple[str, bytes | None]], specs: dict[str, tuple[str, bytes | None]]
+    ) -> dict[str, tuple[str, bytes | None]]:
+        """`send` with every record present: those left out by _specs_of (an actor that
+        restarted, or a chunk moved to another actor) are read now, and `specs` keeps
+        them for the tick's other chunks. An endpoint deleted meanwhile is dropped."""
+        lacking = sorted(uid for uid, (_, raw) in send.items() if raw is None)
+        if lacking:
+            raws = await asyncio.to_thread(self.store.get_endpoints_raw, lacking)
+            for uid, raw in zip(lacking, raws, strict=True):
+                if raw is None:
+                    send.pop(uid)
+                else:
+                    specs[uid] = send[uid] = (spec_version(raw), raw)
+        return send
 
     async def _run_batch(self, batch: TickBatch, report: TickReport) -> None:
         t0 = time.perf_counter()
+        # the writer writes the events files of each endpoint's first window at once
+        # (they need no application output, and no record from here): its work, the
+        # stream actors' and the applications' overlap
+        self.staged_ticks += 1
+        first: dict[str, WindowMeta] = {}
+        for s in batch.streams:
+            for meta in s.metas:
+                first.setdefault(meta.uid, meta)
+        staging = self.writer.stage_events.remote(self.staged_ticks, list(first.values()))
         n_apps = len(self.app_actors)
         parts = [
             [-1 if meta.late else self._app_of(meta.uid) for meta in s.metas] for s in batch.streams
@@ -294,22 +317,22 @@ class ControllerActor:
             refs = s.handle.windows_data.options(num_returns=n_apps).remote(s.keys, owners, n_apps)
             data.append([refs] if n_apps == 1 else list(refs))
         specs = await self._specs_of(batch.uids())
-        # the writer writes the events files of each endpoint's first window meanwhile
-        # (they need no application output): its work and theirs overlap
-        self.staged_ticks += 1
-        first: dict[str, WindowMeta] = {}
-        for s in batch.streams:
-            for meta in s.metas:
-                if meta.uid in specs:
-                    first.setdefault(meta.uid, meta)
-        staging = self.writer.stage_events.remote(self.staged_ticks, list(first.values()))
-        placed, chunks = await self._run_applications(batch, data, parts, specs)
+        placed, chunks, ready = await self._run_applications(batch, data, parts, specs)
         try:
             await staging
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the commit writes them instead
             log.warning("staging events files failed (written at the commit): %r", exc)
+        # outputs the writer made ready as they came are not sent to the commit again
+        for c, made in enumerate(ready):
+            try:
+                if await made:
+                    chunks[c] = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("staging application outputs failed (done at the commit): %r", exc)
         t1 = time.perf_counter()
         items = [
             (li, index, meta, placed.get((li, index), []))
@@ -359,14 +382,16 @@ class ControllerActor:
         batch: TickBatch,
         data: list[list[Any]],
         parts: list[list[int]],
-        specs: dict[str, tuple[str, bytes]],
-    ) -> tuple[dict[tuple[int, int], OutputsAt], list[Any]]:
+        specs: dict[str, tuple[str, bytes | None]],
+    ) -> tuple[dict[tuple[int, int], OutputsAt], list[Any], list[Any]]:
         """Each application actor gets its own part of each stream's window data (`data`,
         per stream one ref per actor; `parts`, per window its actor or -1); a chunk whose
         actor lacks a spec is sent again with it. Returns where each window's outputs
         are: (chunk, position) in the returned chunks (refs to the application actors'
-        answers), or the failure outputs. Jobs are (window index in the stream's batch,
-        uid, spec version, meta, position in the actor's part), sent without the index."""
+        answers), or the failure outputs; and per chunk, the writer's stage_outputs call
+        that makes them ready for the commit as soon as they are computed. Jobs are
+        (window index in the stream's batch, uid, spec version, meta, position in the
+        actor's part), sent without the index."""
         calls = []
         for li, s in enumerate(batch.streams):
             chunks: dict[int, list[tuple[int, str, str, WindowMeta]]] = {}
@@ -385,13 +410,15 @@ class ControllerActor:
                 calls.append(self._run_chunk(k, li, data[li][k], jobs, specs, indexes[k]))
         placed: dict[tuple[int, int], OutputsAt] = {}
         refs: list[Any] = []
-        for li, held, ref, failed in await asyncio.gather(*calls):
+        ready: list[Any] = []
+        for li, held, ref, failed, made in await asyncio.gather(*calls):
             if ref is None:
                 placed.update({(li, index): failed for index in held})
                 continue
             placed.update({(li, index): (len(refs), pos) for pos, index in enumerate(held)})
             refs.append(ref)
-        return placed, refs
+            ready.append(made)
+        return placed, refs, ready
 
     async def _run_chunk(
         self,
@@ -399,16 +426,18 @@ class ControllerActor:
         li: int,
         data: Any,
         jobs: list[tuple[int, str, str, WindowMeta]],
-        specs: dict[str, tuple[str, bytes]],
+        specs: dict[str, tuple[str, bytes | None]],
         indexes: list[int],
-    ) -> tuple[int, list[int], Any, list[AppOutput]]:
+    ) -> tuple[int, list[int], Any, list[AppOutput], Any]:
         """(li, the jobs' window indexes, a ref to the outputs per job, or None and the
-        failure outputs)."""
+        failure outputs, and the writer's stage_outputs call on the outputs, or None)."""
         handles = self.app_actors
         sent = self._sent.setdefault(k, {})
         send = {uid: specs[uid] for _, uid, version, _ in jobs if sent.get(uid) != version}
         error = "no attempt"
         for _ in range(3):
+            send = await self._complete(send, specs)
+            jobs = [(p, uid, specs[uid][0], meta) for p, uid, _, meta in jobs]
             try:
                 outputs, missing_ref = (
                     handles[k].run_many.options(num_returns=2).remote(data, jobs, send)
@@ -427,13 +456,17 @@ class ControllerActor:
             if missing:
                 send = {uid: specs[uid] for uid in set(missing)}
                 continue
-            return li, indexes, outputs, []
+            made = self.writer.stage_outputs.remote(
+                self.staged_ticks, [meta for *_, meta in jobs], outputs
+            )
+            return li, indexes, outputs, [], made
         failed = f"application actor failed: {error}"
         return (
             li,
             indexes,
             None,
             [AppOutput(application=a, failure=failed) for a in self.applications],
+            None,
         )
 
     # -- the loop -----------------------------------------------------------------------

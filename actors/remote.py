@@ -206,7 +206,17 @@ class LogOwnerClient:
         return result
 
     def get_endpoints_raw(self, uids: list[str]) -> list[bytes | None]:
-        result: list[bytes | None] = self._call("get_endpoints_raw", uids)
+        # on the writer's state thread: the tick's stage_events holds its main one
+        method = self.handle.get_endpoints_raw.options(concurrency_group=STATE_GROUP)
+        result: list[bytes | None] = ray.get(method.remote(uids))
+        return result
+
+    def get_endpoints_changed(
+        self, uids: list[str], known: list[str | None]
+    ) -> list[tuple[str, bytes | None] | None]:
+        # on the writer's state thread: the tick's stage_events holds its main one
+        method = self.handle.get_endpoints_changed.options(concurrency_group=STATE_GROUP)
+        result: list[tuple[str, bytes | None] | None] = ray.get(method.remote(uids, known))
         return result
 
     def get_state(self, uid: str) -> dict[str, Any]:

@@ -52,8 +52,8 @@ def _day(ts: float) -> str:
     return datetime.fromtimestamp(max(ts, 0.0), tz=UTC).strftime("%Y-%m-%d")
 
 
-# a window ready to commit: its commit, its rows for the events files, its results
-Prepared = tuple[WindowCommit, WindowEvents | None, list[ResultRecord]]
+# a window ready to commit: its commit (results included) and its rows for the events files
+Prepared = tuple[WindowCommit, WindowEvents | None]
 WindowKey = tuple[str, float, bool, tuple[int, ...]]
 
 
@@ -71,6 +71,46 @@ class StagedEvents:
     windows: list[WindowEvents]
     index: dict[WindowKey, int]  # window -> its position in `windows`
     files: list[EventsFile]
+
+
+@dataclass
+class WindowOutputs:
+    """The application actors' part of a window's commit: result rows as committed, the
+    alert events of those results, failures (mm-app-failed entries) and endpoint updates.
+    Made by stage_outputs while other windows still compute, else by the commit."""
+
+    results: list[dict[str, Any]]
+    updates: dict[str, Any]
+    failures: list[dict[str, Any]]
+    events: list[AlertEvent]  # of the results; the failures' come at the commit
+
+    def summary(self, uid: str) -> tuple[int, list[str]]:
+        """(results written, failures as `uid/application: message`)."""
+        return len(self.results), [
+            f"{uid}/{f['application']}: {f['message']}" for f in self.failures
+        ]
+
+
+def window_outputs(meta: WindowMeta, outputs: list[AppOutput], project: str) -> WindowOutputs:
+    results = [r.to_dict() for o in outputs for r in o.results]
+    updates: dict[str, Any] = {}
+    for output in outputs:
+        updates.update(output.endpoint_updates)
+    failures = [
+        {
+            "kind": "mm-app-failed",
+            "application": o.application,
+            "message": o.failure,
+            "start": meta.start,
+            "end": meta.end,
+            "time": time.time(),
+        }
+        for o in outputs
+        if o.failure
+    ]
+    return WindowOutputs(
+        results, updates, failures, events_from_results(meta.uid, project, results, [])
+    )
 
 
 class WriterActor:
@@ -110,6 +150,8 @@ class WriterActor:
         )
         self.concept_drift = ConceptDriftApplication()
         self._staged: StagedEvents | None = None
+        # (tick, window -> its outputs made ready): see stage_outputs
+        self._staged_outputs: tuple[int, dict[WindowKey, WindowOutputs]] = (0, {})
 
     # -- the log owner's state, for actors on any node (see storage/log_view.py) ---------
 
@@ -124,6 +166,11 @@ class WriterActor:
 
     def get_endpoints_raw(self, uids: list[str]) -> list[bytes | None]:
         return self.store.get_endpoints_raw(uids)
+
+    def get_endpoints_changed(
+        self, uids: list[str], known: list[str | None]
+    ) -> list[tuple[str, bytes | None] | None]:
+        return self.store.get_endpoints_changed(uids, known)
 
     def get_state(self, uid: str) -> dict[str, Any]:
         return self.store.get_state(uid)
@@ -190,7 +237,8 @@ class WriterActor:
         """Write a closed window (or a late batch) and commit it; False if it was already."""
         if self.store.window_committed(meta):
             return False
-        prepared = self._prepare(meta, batch, outputs, endpoint, applications)
+        ready = window_outputs(meta, outputs, str(endpoint.get("project", "")))
+        prepared = self._prepare(meta, batch, ready, endpoint, applications)
         (done,) = self._commit_round([prepared], [])
         return done
 
@@ -227,6 +275,27 @@ class WriterActor:
         index = {_key(w.meta): i for i, w in enumerate(windows)}
         self._staged = StagedEvents(tick, windows, index, files)
         return len(files)
+
+    def stage_outputs(
+        self, tick: int, metas: list[WindowMeta], outputs: list[list[AppOutput] | None]
+    ) -> bool:
+        """The outputs of one application call (`metas`: its windows, in order), made
+        ready for the tick's commit as soon as they are computed: the writer does this
+        while the other application calls run (it is idle once its events files are
+        written), and the commit is left with the stateful applications, the results
+        file and the LMDB transaction. True if every window of the call was made ready
+        (then the commit needs not be sent these outputs again)."""
+        if self._staged_outputs[0] != tick:
+            self._staged_outputs = (tick, {})
+        ready = self._staged_outputs[1]
+        complete = True
+        for meta, out in zip(metas, outputs, strict=True):
+            spec = self._spec(meta.uid)
+            if out is None or spec is None:
+                complete = False  # the commit sees these as it always did
+                continue
+            ready[_key(meta)] = window_outputs(meta, out, str(spec.get("project", "")))
+        return complete
 
     def _drop_staged(self) -> None:
         staged, self._staged = self._staged, None
@@ -279,21 +348,25 @@ class WriterActor:
             if k == len(rounds):
                 rounds.append([])
             rounds[k].append(i)
+        ready = self._staged_outputs[1] if self._staged_outputs[0] == tick else {}
+        self._staged_outputs = (0, {})
         summaries: list[tuple[int, list[str]]] = [(0, [])] * len(items)
         for r, members in enumerate(rounds):
             prepared: list[tuple[int, Prepared]] = []
             for i in members:
                 list_index, index, meta, placed = items[i]
-                if isinstance(placed, tuple):
-                    chunk, position = placed
-                    outputs = chunks[chunk][position] or []
-                else:
-                    outputs = placed
-                summaries[i] = (
-                    sum(len(o.results) for o in outputs),
-                    [f"{meta.uid}/{o.application}: {o.failure}" for o in outputs if o.failure],
-                )
                 try:
+                    project = str(specs[meta.uid].get("project", ""))
+                    if not isinstance(placed, tuple):  # given (the application call failed)
+                        outputs = window_outputs(meta, placed, project)
+                    elif _key(meta) in ready:  # made ready by stage_outputs
+                        outputs = ready[_key(meta)]
+                    elif chunks[placed[0]] is None:  # left out as staged, yet not there
+                        raise RuntimeError("the window's application outputs are missing")
+                    else:
+                        found = chunks[placed[0]][placed[1]] or []
+                        outputs = window_outputs(meta, found, project)
+                    summaries[i] = outputs.summary(meta.uid)
                     if self.store.window_committed(meta):
                         status[i] = False
                         continue
@@ -313,7 +386,7 @@ class WriterActor:
             moves = self._advances(advances, specs, applications) if last else []
             use = None
             if r == 0 and staged is not None:
-                written = [_key(c.meta) for _, (c, w, _) in prepared if w is not None]
+                written = [_key(c.meta) for _, (c, w) in prepared if w is not None]
                 if len(written) == len(staged.index) and set(written) == staged.index.keys():
                     use, self._staged = staged, None
                 else:  # a window failed or changed since: the round writes its own files
@@ -388,8 +461,8 @@ class WriterActor:
         pending, then one LMDB commit. If the commit fails, the files are removed (their
         names depend on the set of windows, which may differ when the tick is done again).
         `staged`: the round's events files, written already (they hold exactly its rows)."""
-        commits = [c for c, _, _ in prepared]
-        rows = [(c, w) for c, w, _ in prepared if w is not None]
+        commits = [c for c, _ in prepared]
+        rows = [(c, w) for c, w in prepared if w is not None]
         if staged is not None:
             events: list[EventsFile] = []
             by_key = {_key(c.meta): c for c, _ in rows}
@@ -403,7 +476,7 @@ class WriterActor:
                     rows[i][0].files.append(file.path)
         written = [f.path for f in staged.files] if staged is not None else []
         results = self.parquet.results_files(
-            [(c.meta, rs, c.project) for c, _, rs in prepared if rs]
+            [(c.meta, c.results, c.project) for c, _ in prepared if c.results]
         )
         paths = written + [f.path for f in events] + [path for path, _ in results]
         for c in commits:
@@ -460,18 +533,23 @@ class WriterActor:
         self,
         meta: WindowMeta,
         batch: ColumnBatch,
-        outputs: list[AppOutput],
+        outputs: WindowOutputs,
         endpoint: dict[str, Any],
         applications: list[str],
     ) -> Prepared:
         """The window's commit, its rows and its results (written with the other windows
         of the round, in shared files)."""
+        project = str(endpoint.get("project", ""))
         perf_outputs, perf_update = self._performance(meta, batch, endpoint)
         if perf_outputs:
             applications = [*applications, PERFORMANCE, CONCEPT_DRIFT]
-            outputs = [*outputs, *perf_outputs]
-        results: list[ResultRecord] = [r for o in outputs for r in o.results]
-        project = str(endpoint.get("project", ""))
+            perf = window_outputs(meta, perf_outputs, project)
+            outputs = WindowOutputs(
+                outputs.results + perf.results,
+                {**outputs.updates, **perf.updates},
+                outputs.failures + perf.failures,
+                outputs.events + perf.events,
+            )
         events = (
             WindowEvents(
                 meta,
@@ -482,45 +560,33 @@ class WriterActor:
             if meta.rows
             else None
         )
-        updates: dict[str, Any] = {}
-        for output in outputs:
-            updates.update(output.endpoint_updates)
-        for record in results:
+        updates = outputs.updates
+        for record in (r for o in perf_outputs for r in o.results):
             if record.type == "result" and record.application == PERFORMANCE:
                 # the realized value, next to the estimate
                 metrics = {k: v for k, v in record.extra.items() if k in PERFORMANCE_METRICS}
-                updates["performance_realized"] = {
-                    "start": record.start,
-                    "end": record.end,
-                    "pairs": record.sample_size,
-                    record.name: record.value,
-                    **metrics,
+                updates = {
+                    **updates,
+                    "performance_realized": {
+                        "start": record.start,
+                        "end": record.end,
+                        "pairs": record.sample_size,
+                        record.name: record.value,
+                        **metrics,
+                    },
                 }
-        failures = [
-            {
-                "kind": "mm-app-failed",
-                "application": o.application,
-                "message": o.failure,
-                "start": meta.start,
-                "end": meta.end,
-                "time": time.time(),
-            }
-            for o in outputs
-            if o.failure
-        ]
-        result_dicts = [r.to_dict() for r in results]
         commit = WindowCommit(
             meta,
             [],
             applications,
-            result_dicts,
+            outputs.results,
             updates,
-            failures,
+            outputs.failures,
             project,
-            events_from_results(meta.uid, project, result_dicts, failures),
+            outputs.events + events_from_results(meta.uid, project, [], outputs.failures),
             perf_update,
         )
-        return commit, events, results
+        return commit, events
 
     def _performance(
         self, meta: WindowMeta, batch: ColumnBatch, endpoint: dict[str, Any]

@@ -75,6 +75,24 @@ def tree_pids(pgid: int) -> list[int]:
     return sorted(found)
 
 
+def cpu_seconds(pgid: int) -> dict[str, float]:
+    """CPU time (user + system) so far of each of the daemon's processes, summed by
+    process name: compared before and after a tick, where the tick's CPU went."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for pid in tree_pids(pgid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                name = f.read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        name = name.split(".")[0] if name.startswith("ray::") else Path(name).name
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def pss_kib(pid: int) -> int:
     """A process's proportional set size (shared pages divided among their users)."""
     with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -357,11 +375,16 @@ def run(n: int) -> dict[str, float]:
         asyncio.run(post_all(url, token, windows, current))
         wait_buffered(url, token, n * ROWS)
         time.sleep(max(0.0, current + P + LATENESS + 1.5 - time.time()))
+        cpu_before = cpu_seconds(proc.pid)
         t0 = time.perf_counter()
         warm_report = tick_all(handles.controller)
         warm = time.perf_counter() - t0
+        cpu_after = cpu_seconds(proc.pid)
+        warm_cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
         if os.environ.get("BENCH_FLEET_DEBUG"):
             print(tree_breakdown(proc.pid))
+        if os.environ.get("BENCH_FLEET_TIMELINE"):  # Ray's task spans, for chrome://tracing
+            ray.timeline(filename=os.environ["BENCH_FLEET_TIMELINE"])
         t0 = time.perf_counter()
         for window in windows:
             histogram_drift(window, FEATURES, stats)
@@ -384,6 +407,7 @@ def run(n: int) -> dict[str, float]:
             "rss_idle": rss_idle,
             "rss_registered": rss_registered,
             "rss_analyzed": rss_analyzed,
+            **{f"warm_cpu_{k}": v for k, v in warm_cpu.items() if v >= 0.01},
         }
     except BaseException:
         import traceback
@@ -439,6 +463,12 @@ def main() -> None:
             f"           next tick, caches warm: {r['warm_tick_s']:.2f} s for "
             f"{r['warm_windows']:.0f} windows (ratio {r['warm_tick_s'] / r['floor_s']:.1f}x): "
             + ", ".join(f"{k} {v:.2f} s" for k, v in warm.items())
+        )
+        cpu = {k[9:]: v for k, v in r.items() if k.startswith("warm_cpu_")}
+        print(
+            f"           CPU time in that tick: {sum(cpu.values()):.2f} s ("
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+            + ")"
         )
 
 

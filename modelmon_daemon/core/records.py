@@ -6,6 +6,7 @@ sent to actors and written to Parquet: never as lists of dicts.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field, fields
 from functools import cached_property
@@ -174,6 +175,12 @@ def empty_batch(n_features: int, n_outputs: int) -> ColumnBatch:
 
 def pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
+
+
+def spec_version(raw: bytes) -> str:
+    """An endpoint record's version: a digest of its stored bytes (application actors
+    unpack reference stats again only when it changes)."""
+    return hashlib.sha1(raw).hexdigest()[:16]
 
 
 def unpack(data: bytes) -> Any:

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -159,10 +160,13 @@ def _safe_name(name: str, taken: dict[str, Any]) -> str:
 
 
 def results_table(
-    records: list[ResultRecord], project: str | list[str], endpoint_id: str | list[str] = ""
+    records: Sequence[ResultRecord | dict[str, Any]],
+    project: str | list[str],
+    endpoint_id: str | list[str] = "",
 ) -> pa.Table:
-    """`project`, `endpoint_id`: one for all records, or one per record."""
-    rows = [r.to_dict() for r in records]
+    """`records`: as ResultRecords or as their dicts (`to_dict`, what the writer commits);
+    `project`, `endpoint_id`: one for all records, or one per record."""
+    rows = [r if isinstance(r, dict) else r.to_dict() for r in records]
     endpoints = endpoint_id if isinstance(endpoint_id, list) else [endpoint_id] * len(rows)
     projects = project if isinstance(project, list) else [project] * len(rows)
     return pa.table(
@@ -386,12 +390,14 @@ class ParquetStore:
     # -- results ------------------------------------------------------------------------
 
     def results_files(
-        self, windows: list[tuple[WindowMeta, list[ResultRecord], str]]
+        self, windows: Sequence[tuple[WindowMeta, Sequence[ResultRecord | dict[str, Any]], str]]
     ) -> list[tuple[str, pa.Table]]:
         """One (path, table) per day for the results of many windows (meta, records,
         project), rows sorted by endpoint and time. The name is a digest of the windows
         it holds: the same windows written again replace the file."""
-        by_day: dict[str, list[tuple[WindowMeta, list[ResultRecord], str]]] = {}
+        by_day: dict[
+            str, list[tuple[WindowMeta, Sequence[ResultRecord | dict[str, Any]], str]]
+        ] = {}
         for meta, records, project in windows:
             if records:
                 by_day.setdefault(_day_hour(meta.start)[0], []).append((meta, records, project))

@@ -151,6 +151,8 @@ async def test_a_tick_is_batched_and_reference_stats_are_sent_once(env, monkeypa
     assert calls.count("ack_many") == streams
     assert calls.count("run_many") <= streams * len(runtime.application_actors())
     assert calls.count("stage_events") == 1
+    # each application call's outputs are made ready for the commit as they come
+    assert calls.count("stage_outputs") == calls.count("run_many")
     # two windows per endpoint: two rounds, each one pending mark and one commit, and
     # the first round's events files marked pending while the applications ran
     assert store.env.info()["last_txnid"] - txn_before <= 5
@@ -173,9 +175,20 @@ async def test_a_tick_is_batched_and_reference_stats_are_sent_once(env, monkeypa
             return _original(batches, jobs, specs)
 
         monkeypatch.setattr(app._target, "run_many", spy)
+    fetched = []
+    changed = store.get_endpoints_changed
+
+    def read_changed(uids, known):
+        found = changed(uids, known)
+        fetched.extend(found)
+        return found
+
+    monkeypatch.setattr(store, "get_endpoints_changed", read_changed)
     report = await controller.update(now=1002.0)
     assert report["windows"] == 6 and not [f for f in report["failures"] if "broken" not in f]
     assert seen_specs and all(not s for s in seen_specs)
+    # the records themselves are not even read out for the tick: only their versions
+    assert len(fetched) == len(uids) and all(raw is None for _, raw in fetched)
     for uid in uids:
         assert store.get_state(uid)["closed_through"] == 180.0
 

@@ -565,3 +565,81 @@ def test_staged_events_of_a_tick_that_never_committed_are_removed_on_restart(tmp
     writer.store.close()
     WriterActor(settings_for(tmp_path))  # as after a crash between staging and commit
     assert _events_files(tmp_path) == []
+
+
+def test_endpoint_versions_leave_out_the_records_a_reader_has(tmp_path):
+    store = LmdbStore(tmp_path, MAP)
+    store.put_endpoint(make_spec("a").to_dict())
+    store.put_endpoint(make_spec("b").to_dict())
+    (va, raw_a), (vb, _), gone = store.get_endpoints_changed(["a", "b", "zz"], [None, None, None])
+    assert gone is None and raw_a == store.get_endpoint_raw("a") and va != vb
+    assert store.get_endpoints_changed(["a", "b"], [va, vb]) == [(va, None), (vb, None)]
+    changed = make_spec("a").to_dict() | {"feature_names": ["x0", "x1", "x2"]}
+    store.put_endpoint(changed)  # re-registered: a new version, and its record again
+    ((new, raw),) = store.get_endpoints_changed(["a"], [va])
+    assert new != va and raw == store.get_endpoint_raw("a")
+
+
+def _failing_output(meta):
+    return AppOutput("broken", failure="ZeroDivisionError: division by zero")
+
+
+def _results_and_failures(writer, n):
+    out = []
+    for i in range(n):
+        rows = writer.parquet.read_results(f"ep{i}")
+        out.append(sorted((r["application"], r["name"], r["value"]) for r in rows))
+        out.append(sorted(f["application"] for f in writer.store.app_failures(f"ep{i}")))
+    return out
+
+
+def test_outputs_made_ready_while_others_compute_commit_as_the_outputs_themselves(tmp_path):
+    """The commit of outputs staged by stage_outputs (and not sent again) stores the
+    same results, failures and alerts' inputs as the commit given the outputs."""
+    outcomes = []
+    for name, staged in (("given", False), ("staged", True)):
+        writer = WriterActor(settings_for(tmp_path / name))
+        metas, _ = _logged_windows(writer, 3)
+        chunk = [[_drift_output(m, 0.1 * (i + 1)), _failing_output(m)] for i, m in enumerate(metas)]
+        items = [(0, i, m, (0, i)) for i, m in enumerate(metas)]
+        if staged:
+            assert writer.stage_outputs(5, metas, chunk) is True
+            status, summaries = writer.commit_tick(
+                items, [], ["histogram-data-drift", "broken"], None, None, tick=5
+            )
+        else:
+            status, summaries = writer.commit_tick(
+                items, [], ["histogram-data-drift", "broken"], None, chunk, tick=5
+            )
+        assert status == [True] * 3
+        assert summaries[0] == (1, ["ep0/broken: ZeroDivisionError: division by zero"])
+        outcomes.append(_results_and_failures(writer, 3))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == [("histogram-data-drift", "general_drift", 0.1)]
+
+
+def test_outputs_left_out_of_the_commit_but_never_made_ready_are_not_committed(tmp_path):
+    writer = WriterActor(settings_for(tmp_path))
+    metas, _ = _logged_windows(writer, 2)
+    chunk = [[_drift_output(m, 0.2)] for m in metas]
+    writer.stage_outputs(1, metas[:1], chunk[:1])  # only the first window made ready
+    items = [(0, 0, metas[0], (0, 0)), (0, 1, metas[1], (1, 0))]
+    status, _ = writer.commit_tick(items, [], ["histogram-data-drift"], None, None, None, tick=1)
+    assert status == [True, None]  # the second is done again next tick, not lost
+    assert writer.parquet.read_results("ep1") == []
+    status, _ = writer.commit_tick(
+        [(0, 1, metas[1], (0, 0))], [], ["histogram-data-drift"], None, chunk[1:], tick=2
+    )
+    assert status == [True] and len(writer.parquet.read_results("ep1")) == 1
+
+
+def test_outputs_made_ready_for_another_tick_are_not_used(tmp_path):
+    writer = WriterActor(settings_for(tmp_path))
+    metas, _ = _logged_windows(writer, 1)
+    writer.stage_outputs(1, metas, [[_drift_output(metas[0], 0.9)]])
+    fresh = [[_drift_output(metas[0], 0.3)]]
+    status, _ = writer.commit_tick(
+        [(0, 0, metas[0], (0, 0))], [], ["histogram-data-drift"], None, fresh, tick=2
+    )
+    assert status == [True]
+    assert [r["value"] for r in writer.parquet.read_results("ep0")] == [0.3]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelmon_daemon.core.records import pack, unpack
+from modelmon_daemon.core.records import pack, spec_version, unpack
 from modelmon_daemon.storage.lmdb.environment import SEP, growing
 from modelmon_daemon.storage.lmdb.log import LogTable
 
@@ -59,10 +59,28 @@ class EndpointsTable(LogTable):
 
     @growing
     def get_endpoints_raw(self, uids: list[str]) -> list[bytes | None]:
-        """Many stored records in one transaction (one call per tick)."""
+        """Many stored records in one transaction."""
         with self.env.begin(db=self.db["endpoints"]) as txn:
             raws = [txn.get(uid.encode()) for uid in uids]
         return [None if raw is None else bytes(raw) for raw in raws]
+
+    @growing
+    def get_endpoints_changed(
+        self, uids: list[str], known: list[str | None]
+    ) -> list[tuple[str, bytes | None] | None]:
+        """Per endpoint (one call per tick): None if it is gone, else its version and its
+        stored record, or None instead of the record where `known` has that version
+        already (an unchanged fleet costs digests, not megabytes of reference stats)."""
+        out: list[tuple[str, bytes | None] | None] = []
+        with self.env.begin(db=self.db["endpoints"]) as txn:
+            for uid, version in zip(uids, known, strict=True):
+                raw = txn.get(uid.encode())
+                if raw is None:
+                    out.append(None)
+                    continue
+                current = spec_version(raw)
+                out.append((current, None if current == version else bytes(raw)))
+        return out
 
     @growing
     def list_endpoints(self) -> list[dict[str, Any]]:

@@ -116,19 +116,36 @@ class WindowsTable(LogTable, AlertsTable, LabelsTable):
     ) -> list[bool]:
         """Several windows (of different endpoints, or of one in order) and frontier
         moves in one durable transaction: one fsync for a whole tick."""
+        states: dict[str, dict[str, Any]] = {}  # as this transaction wrote them
         with self.env.begin(write=True) as txn:
-            done = [self._commit_in(txn, c, notifier) for c in commits]
+            done = [self._commit_in(txn, c, notifier, states) for c in commits]
             for uid, through, applications in advances:
-                self._advance_in(txn, uid, through, applications)
+                self._advance_in(txn, uid, through, applications, states)
         return done
 
-    def _commit_in(self, txn: Any, c: WindowCommit, notifier: Notifier | None) -> bool:
-        meta = c.meta
-        uid = meta.uid
+    def _state_in(
+        self, txn: Any, uid: str, states: dict[str, dict[str, Any]] | None
+    ) -> dict[str, Any]:
+        """An endpoint's state in a write transaction: as the transaction last wrote it
+        (`states`, so a tick does not unpack again what it packed), else as stored."""
+        if states is not None and uid in states:
+            return states[uid]
         raw = txn.get(uid.encode(), db=self.db["state"])
         state = empty_state()
         if raw is not None:
             state.update(unpack(raw))
+        return state
+
+    def _commit_in(
+        self,
+        txn: Any,
+        c: WindowCommit,
+        notifier: Notifier | None,
+        states: dict[str, dict[str, Any]] | None = None,
+    ) -> bool:
+        meta = c.meta
+        uid = meta.uid
+        state = self._state_in(txn, uid, states)
         wal = self.db["wal"]
         if meta.late:
             if all(txn.get(wal_key(uid, s), db=wal) is None for s in meta.seqs):
@@ -158,6 +175,8 @@ class WindowsTable(LogTable, AlertsTable, LabelsTable):
         if c.performance is not None and c.performance.inferred_model_type:
             state["inferred_model_type"] = c.performance.inferred_model_type
         txn.put(uid.encode(), pack(state), db=self.db["state"])
+        if states is not None:
+            states[uid] = state
         for result in c.results:
             full = f"{c.project}.{result['application']}.{result['type']}.{result['name']}"
             txn.put(
@@ -180,14 +199,20 @@ class WindowsTable(LogTable, AlertsTable, LabelsTable):
         with self.env.begin(write=True) as txn:
             self._advance_in(txn, uid, through, applications)
 
-    def _advance_in(self, txn: Any, uid: str, through: float, applications: list[str]) -> None:
-        raw = txn.get(uid.encode(), db=self.db["state"])
-        state = empty_state()
-        if raw is not None:
-            state.update(unpack(raw))
+    def _advance_in(
+        self,
+        txn: Any,
+        uid: str,
+        through: float,
+        applications: list[str],
+        states: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        state = self._state_in(txn, uid, states)
         if state["closed_through"] is not None and state["closed_through"] >= through:
             return
         state["closed_through"] = through
         txn.put(uid.encode(), pack(state), db=self.db["state"])
+        if states is not None:
+            states[uid] = state
         for app in applications:
             txn.put(compound_key(uid, app), pack(through), db=self.db["last_analyzed"])
