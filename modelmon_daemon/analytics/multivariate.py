@@ -44,11 +44,27 @@ def _errors(z: np.ndarray, components: np.ndarray) -> np.ndarray:
     return np.asarray(np.sum((z - projected) ** 2, axis=1))
 
 
-def reconstruction_errors(matrix: np.ndarray, model: dict[str, Any]) -> np.ndarray:
-    """Per-row error; a missing value is taken as the reference mean (0 once standardized)."""
-    z = (matrix - np.asarray(model["mean"])) / np.asarray(model["scale"])
+ModelArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def model_arrays(model: dict[str, Any]) -> ModelArrays:
+    """(mean, scale, components) of a fitted model as arrays (stored as lists)."""
+    return (
+        np.asarray(model["mean"], dtype=np.float64),
+        np.asarray(model["scale"], dtype=np.float64),
+        np.asarray(model["components"], dtype=np.float64),
+    )
+
+
+def reconstruction_errors(
+    matrix: np.ndarray, model: dict[str, Any], arrays: ModelArrays | None = None
+) -> np.ndarray:
+    """Per-row error; a missing value is taken as the reference mean (0 once standardized).
+    `arrays`: model_arrays(model), if the caller keeps them."""
+    mean, scale, components = arrays or model_arrays(model)
+    z = (matrix - mean) / scale
     z = np.where(np.isnan(z), 0.0, z)
-    return _errors(z, np.asarray(model["components"]))
+    return _errors(z, components)
 
 
 def window_z(errors: np.ndarray, model: dict[str, Any]) -> float:

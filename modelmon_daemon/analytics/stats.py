@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -209,7 +210,25 @@ def _uniform_inner(edges: np.ndarray) -> bool:
     return bool(np.all(close) and np.all(width > 0))
 
 
-def binned_counts(matrix: np.ndarray, edges: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class BinPlan:
+    """What binned_counts derives from the edges alone: made once per reference, not once
+    per window."""
+
+    uniform: bool  # every feature's inner edges are equal width
+    lo: np.ndarray  # first inner edge per feature
+    inv_width: np.ndarray  # 1 / inner bin width per feature
+
+
+def bin_plan(edges: np.ndarray) -> BinPlan:
+    n_bins = edges.shape[1] - 1
+    if not _uniform_inner(edges):
+        return BinPlan(False, np.empty(0), np.empty(0))
+    lo = np.ascontiguousarray(edges[:, 1])
+    return BinPlan(True, lo, (n_bins - 2) / (edges[:, -2] - lo))
+
+
+def binned_counts(matrix: np.ndarray, edges: np.ndarray, plan: BinPlan | None = None) -> np.ndarray:
     """Histogram counts of every feature at once (np.histogram's bins, exactly).
 
     Reference edges are equal width inside the padding, so a value's bin is arithmetic:
@@ -222,13 +241,13 @@ def binned_counts(matrix: np.ndarray, edges: np.ndarray) -> np.ndarray:
     n_bins = edges.shape[1] - 1
     if matrix.shape[0] == 0:
         return np.zeros((n_features, n_bins), dtype=np.int64)
-    if not _uniform_inner(edges):
+    plan = plan or bin_plan(edges)
+    if not plan.uniform:
         idx = bin_indices(matrix, edges)
         flat = idx + (np.arange(n_features, dtype=np.int64) * n_bins)[None, :]
         flat = flat[idx >= 0]
         return np.bincount(flat, minlength=n_features * n_bins).reshape(n_features, n_bins)
-    lo = np.ascontiguousarray(edges[:, 1])
-    inv_width = (n_bins - 2) / (edges[:, -2] - lo)
+    lo, inv_width = plan.lo, plan.inv_width
     stride = n_bins + 1  # one extra bin per feature collects the values not counted
     offsets = np.arange(n_features, dtype=np.int64) * stride
     counts = np.zeros(n_features * stride, dtype=np.int64)

@@ -4,10 +4,13 @@ features at once."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
 from modelmon_daemon.applications.operational_health import threshold_status
+from modelmon_daemon.applications.reference_cache import REFERENCE_CACHE
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 NAME = "data-quality"
@@ -27,17 +30,25 @@ def quality_rates(
     return missing_rate, out_rate
 
 
+def _bounds(stats: dict[str, Any], names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's reference (min, max), unbounded where unknown, once per reference
+    (see reference_cache)."""
+
+    def build() -> tuple[np.ndarray, np.ndarray]:
+        lows = np.array([stats.get(n, {}).get("min", -np.inf) for n in names], dtype=np.float64)
+        highs = np.array([stats.get(n, {}).get("max", np.inf) for n in names], dtype=np.float64)
+        return np.where(np.isnan(lows), -np.inf, lows), np.where(np.isnan(highs), np.inf, highs)
+
+    return REFERENCE_CACHE.get(stats, ("bounds", names), build)
+
+
 class DataQualityApplication:
     NAME = NAME
 
     def do_tracking(self, context: MonitoringContext) -> list[Result | Metric]:
         s = context.settings
         names = context.feature_names
-        stats = context.feature_stats
-        lows = np.array([stats.get(n, {}).get("min", -np.inf) for n in names], dtype=np.float64)
-        highs = np.array([stats.get(n, {}).get("max", np.inf) for n in names], dtype=np.float64)
-        lows = np.where(np.isnan(lows), -np.inf, lows)
-        highs = np.where(np.isnan(highs), np.inf, highs)
+        lows, highs = _bounds(context.reference_stats, tuple(names))
         missing, out_of_range = quality_rates(context.features, lows, highs)
         rows = len(context.batch)
         for j, values in context.batch.categorical.items():  # their matrix column is NaN

@@ -22,9 +22,26 @@ from modelmon_daemon.analytics.distances import (
 from modelmon_daemon.analytics.stats import pad_hist
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
 from modelmon_daemon.applications.histogram_data_drift import status_for, window_histogram_drift
+from modelmon_daemon.applications.reference_cache import REFERENCE_CACHE
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 NAME = "drift-metrics"
+
+
+def _reference_side(
+    feature_stats: dict[str, Any], names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(reference probabilities, bin positions, Wasserstein scale) of features, once per
+    reference (see reference_cache)."""
+
+    def build() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        hists = [pad_hist(feature_stats[n]["hist"]) for n in names]
+        u = probabilities(np.array([h[0] for h in hists], dtype=np.float64))
+        positions = bin_positions(np.array([h[1] for h in hists], dtype=np.float64))
+        std = np.array([float(feature_stats[n].get("std") or 0.0) for n in names])
+        return u, positions, np.where(std > 0, std, 1.0)
+
+    return REFERENCE_CACHE.get(feature_stats, ("drift-metrics", names), build)
 
 
 def drift_measures(
@@ -41,14 +58,9 @@ def drift_measures(
     for members in groups.values():
         names = [binned.features[k] for k in members]
         counts = np.array([binned.counts[k] for k in members], dtype=np.float64)
-        edges = np.array([binned.edges[k] for k in members])
-        ref_counts = np.array(
-            [pad_hist(feature_stats[n]["hist"])[0] for n in names], dtype=np.float64
-        )
-        t, u = probabilities(counts), probabilities(ref_counts)
-        std = np.array([float(feature_stats[n].get("std") or 0.0) for n in names])
-        wasserstein = wasserstein_binned(t, u, bin_positions(edges))
-        scale = np.where(std > 0, std, 1.0)
+        u, positions, scale = _reference_side(feature_stats, tuple(names))
+        t = probabilities(counts)
+        wasserstein = wasserstein_binned(t, u, positions)
         values = {
             "psi": population_stability_index(t, u),
             "js": jensen_shannon_divergence(t, u),

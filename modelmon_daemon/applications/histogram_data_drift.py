@@ -4,8 +4,8 @@ on the reference's padded histogram edges, their means as metrics, and `general_
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -18,12 +18,15 @@ from modelmon_daemon.analytics.distances import (
     total_variance_distance,
 )
 from modelmon_daemon.analytics.stats import (
+    BinPlan,
+    bin_plan,
     binned_counts,
     current_feature_stats,
     padded_edges_matrix,
     reference_probabilities,
 )
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
+from modelmon_daemon.applications.reference_cache import REFERENCE_CACHE
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 NAME = "histogram-data-drift"
@@ -49,15 +52,15 @@ class HistogramDrift:
     counts: list[np.ndarray]
     edges: list[np.ndarray]
 
-    @property
+    @cached_property
     def tvd_mean(self) -> float:
         return float(self.tvd.mean())
 
-    @property
+    @cached_property
     def hellinger_mean(self) -> float:
         return float(self.hellinger.mean())
 
-    @property
+    @cached_property
     def kld_mean(self) -> float:
         return float(self.kld.mean())
 
@@ -76,29 +79,17 @@ class HistogramDrift:
         }
 
 
-_REFERENCE_BINS: OrderedDict[tuple[int, tuple[str, ...]], tuple[Any, np.ndarray, np.ndarray]] = (
-    OrderedDict()
-)
-REFERENCE_BINS_CACHE = 8192  # endpoints whose padded edges and probabilities are kept
-
-
 def _reference_bins(
     feature_stats: dict[str, Any], names: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(padded edges, reference probabilities) of features, computed once per reference:
-    an application actor keeps an endpoint's record (this very dict) across ticks. Keyed
-    by the dict's identity; the entry holds the dict, so the identity cannot be reused."""
-    key = (id(feature_stats), names)
-    found = _REFERENCE_BINS.get(key)
-    if found is not None and found[0] is feature_stats:
-        _REFERENCE_BINS.move_to_end(key)
-        return found[1], found[2]
-    edges = padded_edges_matrix(feature_stats, list(names))
-    u = reference_probabilities(feature_stats, list(names))
-    _REFERENCE_BINS[key] = (feature_stats, edges, u)
-    while len(_REFERENCE_BINS) > REFERENCE_BINS_CACHE:
-        _REFERENCE_BINS.popitem(last=False)
-    return edges, u
+) -> tuple[np.ndarray, np.ndarray, BinPlan]:
+    """(padded edges, reference probabilities, bin plan) of features, once per reference
+    (see reference_cache)."""
+
+    def build() -> tuple[np.ndarray, np.ndarray, BinPlan]:
+        edges = padded_edges_matrix(feature_stats, list(names))
+        return edges, reference_probabilities(feature_stats, list(names)), bin_plan(edges)
+
+    return REFERENCE_CACHE.get(feature_stats, ("bins", names), build)
 
 
 def histogram_drift(
@@ -115,9 +106,9 @@ def histogram_drift(
     found: list[tuple[int, np.ndarray, np.ndarray, float, float, float]] = []
     for group in groups.values():
         names = [feature_names[j] for j in group]
-        edges, u = _reference_bins(feature_stats, tuple(names))
+        edges, u, plan = _reference_bins(feature_stats, tuple(names))
         block = matrix if group == list(range(matrix.shape[1])) else matrix[:, group]
-        counts = binned_counts(block, edges)
+        counts = binned_counts(block, edges, plan)
         t = probabilities(counts.astype(np.float64))
         tvd, hel, kld = total_variance_distance(t, u), hellinger_distance(t, u), kl_divergence(t, u)
         for k, j in enumerate(group):

@@ -3,8 +3,13 @@ own variation (see multivariate.py). Needs reference data at registration."""
 
 from __future__ import annotations
 
-from modelmon_daemon.analytics.multivariate import reconstruction_errors, window_z
+from modelmon_daemon.analytics.multivariate import (
+    model_arrays,
+    reconstruction_errors,
+    window_z,
+)
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
+from modelmon_daemon.applications.reference_cache import REFERENCE_CACHE
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
 NAME = "multivariate-drift"
@@ -19,7 +24,8 @@ class MultivariateDriftApplication:
             return []
         columns = model.get("columns")
         features = context.features if columns is None else context.features[:, columns]
-        errors = reconstruction_errors(features, model)
+        arrays = REFERENCE_CACHE.get(model, "pca", lambda: model_arrays(model))
+        errors = reconstruction_errors(features, model, arrays)
         z = window_z(errors, model)
         potential = float(context.settings.get("z_potential", 3.0))
         detected = float(context.settings.get("z_detected", 5.0))

@@ -35,7 +35,8 @@ class OperationalHealthApplication:
             Metric("predictions", predictions),
             Metric("predictions_per_second", predictions / max(context.end - context.start, 1e-9)),
         ]
-        errors = sum(e is not None for e in batch.errors.tolist())
+        flags = batch.errors.tolist()
+        errors = len(flags) - flags.count(None)
         error_rate = errors / rows if rows else 0.0
         out.append(
             Result(

@@ -67,7 +67,14 @@ def split_versioned_model(model: str, version: str | None) -> tuple[str, str | N
     return model, version
 
 
+_GOOD_NAMES: set[str] = set()  # names already checked (a few per application)
+
+
 def check_result_name(name: str) -> str:
+    if name in _GOOD_NAMES:
+        return name
     if not NAME_PATTERN.match(name):
         raise ValueError(f"result name {name!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
+    if len(_GOOD_NAMES) < 4096:
+        _GOOD_NAMES.add(name)
     return name

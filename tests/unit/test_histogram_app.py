@@ -116,3 +116,22 @@ def test_features_with_different_bin_counts_are_analyzed_together():
     assert drift is not None and drift.features == ["x", "y"]
     assert drift.general_drift == pytest.approx(0.0, abs=1e-9)
     assert [len(c) for c in drift.counts] == [5, 4]
+
+
+def test_reference_values_are_derived_once_per_reference_object():
+    from modelmon_daemon.applications.reference_cache import IdentityCache
+
+    cache = IdentityCache(size=2)
+    built = []
+    a, b, c = {"x": 1}, {"x": 1}, {"x": 2}
+
+    def build(tag):
+        built.append(tag)
+        return tag
+
+    assert cache.get(a, "t", lambda: build("a")) == "a"
+    assert cache.get(a, "t", lambda: build("again")) == "a"  # the same object: kept
+    assert cache.get(b, "t", lambda: build("b")) == "b"  # equal, yet another object
+    assert cache.get(c, "t", lambda: build("c")) == "c"
+    assert len(cache) == 2 and cache.get(a, "t", lambda: build("a2")) == "a2"  # evicted
+    assert built == ["a", "b", "c", "a2"]
