@@ -427,7 +427,7 @@ class WriterActor:
         this commit): cheaper than receiving them through Ray's object store."""
         wires = self.store.wal_batches(meta.uid, sorted(meta.seqs))
         return ColumnBatch.concat(
-            [ColumnBatch.from_wire(w) for w in wires],
+            [ColumnBatch.from_wire(w, copy=False) for w in wires],  # only read here
             len(spec["feature_names"]),
             len(spec.get("label_names") or []),
         )

@@ -90,6 +90,7 @@ def cpu_seconds(pgid: int) -> dict[str, float]:
             continue
         name = name.split(".")[0] if name.startswith("ray::") else Path(name).name
         out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        out[" system"] = out.get(" system", 0.0) + int(fields[12]) / tick
     return out
 
 
@@ -465,8 +466,10 @@ def main() -> None:
             + ", ".join(f"{k} {v:.2f} s" for k, v in warm.items())
         )
         cpu = {k[9:]: v for k, v in r.items() if k.startswith("warm_cpu_")}
+        system = cpu.pop(" system", 0.0)
         print(
-            f"           CPU time in that tick: {sum(cpu.values()):.2f} s ("
+            f"           CPU time in that tick: {sum(cpu.values()):.2f} s, "
+            f"{system:.2f} s of it in the kernel ("
             + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
             + ")"
         )

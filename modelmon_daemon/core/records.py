@@ -111,20 +111,27 @@ class ColumnBatch:
         }
 
     @staticmethod
-    def from_wire(wire: dict[str, Any]) -> ColumnBatch:
+    def from_wire(wire: dict[str, Any], copy: bool = True) -> ColumnBatch:
+        """`copy=False`: numeric columns are read-only views of the wire's bytes (for a
+        reader that only reads them, as the writer does)."""
         n = int(wire["n"])
         n_features = int(wire["f"])
+
+        def f8(data: bytes) -> np.ndarray:
+            values = np.frombuffer(data, dtype="<f8")
+            return values.copy() if copy else values
+
         return ColumnBatch(
-            timestamps=np.frombuffer(wire["ts"], dtype="<f8").copy(),
-            features=np.frombuffer(wire["x"], dtype="<f8").reshape(n, n_features).copy(),
+            timestamps=f8(wire["ts"]),
+            features=f8(wire["x"]).reshape(n, n_features),
             outputs=[_column_from_wire(o) for o in wire["o"]],
             request_ids=np.asarray(wire["r"], dtype=object),
-            latency_us=np.frombuffer(wire["l"], dtype="<f8").copy(),
+            latency_us=f8(wire["l"]),
             errors=_object_array(wire["e"]),
             error_events=int(wire["ee"]),
             categorical={int(j): _object_array(v) for j, v in (wire.get("c") or {}).items()},
             unexpected=dict(wire.get("u") or {}),
-            weights=np.frombuffer(wire["w"], dtype="<f8").copy() if "w" in wire else None,
+            weights=f8(wire["w"]) if "w" in wire else None,
         )
 
 
