@@ -186,7 +186,10 @@ def profile_actors(pgid: int, out: Path) -> list[subprocess.Popen[bytes]]:
                 name = f.read().split(b"\0")[0].decode(errors="replace")
         except OSError:
             continue
-        for actor in ("WriterActor", "ControllerActor", "ApplicationActor"):
+        kinds = ["WriterActor", "ControllerActor", "ApplicationActor"]
+        if os.environ.get("BENCH_FLEET_PROFILE_STREAMS"):
+            kinds.append("StreamActor")
+        for actor in kinds:
             if name.startswith(f"ray::{actor}"):
                 target = out / f"{actor}-{pid}.txt"
                 spies.append(
