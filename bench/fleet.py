@@ -11,6 +11,12 @@ floor is the same windows' histogram drift (MLRun's numbers) computed in one in-
 numpy pass, measured in the same run; the ratio is tick / floor.
 BENCH_FLEET_REGISTER_ONLY=1 stops after registration (its rate and memory), so N=10000
 registers in about a minute without ingesting 10M rows.
+
+Diagnostics: BENCH_FLEET_DEBUG=1 (stages, tick reports, memory per process),
+BENCH_FLEET_PROFILE=<folder> (py-spy stacks of the actors during the first tick;
+BENCH_FLEET_PROFILE_STREAMS=1 adds the stream actors), BENCH_FLEET_TIMELINE=<file> (Ray's
+task spans, for chrome://tracing), BENCH_FLEET_KEEP=1 (keep the data dir). The CPU time
+of every daemon process during the warm tick is always printed.
 """
 
 from __future__ import annotations
