@@ -272,3 +272,98 @@ def test_clean_native_columns_take_the_one_pass_path():
     assert times is None  # one form per column
     times = events_module._event_times([NOW - 5, NOW - 1.5], NOW)
     assert times is not None and times.tolist() == [NOW - 5, NOW - 1.5]
+
+
+# -- one event per request: the scalar path ------------------------------------------------
+
+odd_numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**60), 2**60),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["1.5", "yes", " 2 ", "nan", "inf", ""]),
+)
+
+
+@st.composite
+def single_events(draw):
+    """One event of a known or unknown endpoint, mostly clean, sometimes with a field
+    MLRun's serving would not send (odd numbers, numeric strings, wrapped outputs, ints
+    as versions, sampling fields, errors)."""
+    clean = draw(st.integers(0, 2)) > 0
+    uid = "ep1" if clean else draw(st.sampled_from(["ep1", "ep2", "ep3", "new"]))
+    width = SHAPES.get(uid, (3, 1, ()))[0]
+    value = st.floats(-5, 5) if clean else st.one_of(st.floats(-5, 5), odd_numbers)
+    row = [draw(value) for _ in range(width)]
+    if not clean and draw(st.integers(0, 2)) == 0:
+        row = row[:-1] if draw(st.booleans()) else [*row, 1.0]
+    plain_outputs = st.one_of(
+        st.integers(0, 3), st.floats(-1, 1), st.sampled_from(["yes", "no", [1], [0.5]])
+    )
+    odd_outputs = st.sampled_from(["1.5", True, [1, 2], ["a"], [[1]], None, {}])
+    out = draw(plain_outputs if clean else st.one_of(plain_outputs, odd_outputs, odd_numbers))
+    event = {
+        "endpoint_id": uid,
+        "function_uri": "proj/serving:latest",
+        "model": "m",
+        "request": {"id": draw(st.sampled_from(["r1", 7, None])), "inputs": [row]},
+        "resp": {"id": "s1", "outputs": [out]},
+        "when": draw(st.one_of(valid_whens, st.none(), st.floats(-10, NOW + 10**6))),
+        "microsec": draw(st.one_of(st.none(), st.integers(0, 10**6), st.floats(0, 2))),
+    }
+    if clean:
+        return event
+    if draw(st.integers(0, 3)) == 0:
+        event["effective_sample_count"] = draw(st.one_of(st.integers(-1, 5), st.floats(0, 3)))
+        event["sampling_percentage"] = draw(st.one_of(st.integers(-1, 120), st.floats(0, 100)))
+    if draw(st.integers(0, 5)) == 0:
+        event["version"] = draw(st.sampled_from([1, 1.0, "1", True]))
+        event.pop("endpoint_id")
+    if draw(st.integers(0, 7)) == 0:
+        event["error"] = draw(st.sampled_from([None, "boom"]))
+    if draw(st.integers(0, 7)) == 0:
+        event["request"]["inputs"] = row  # a single row sent flat
+    return event
+
+
+@settings(max_examples=400, deadline=None)
+@given(single_events())
+def test_one_event_per_request_is_parsed_as_the_per_event_parser_parses_it(event):
+    """Whatever the event, the answer (batches, or the error naming index and field) is
+    the per-event parser's."""
+
+    def outcome(parse):
+        try:
+            parsed = parse([event], shape, NOW)
+        except InvalidEvent as exc:
+            return ("error", exc.details.get("index"), exc.details.get("field"))
+        return parsed
+
+    slow = outcome(events_module._parse_mlrun_per_event)
+    fast = outcome(parse_mlrun_events)
+    if isinstance(slow, tuple) or isinstance(fast, tuple):
+        assert slow == fast
+        return
+    assert list(fast.batches) == list(slow.batches) and fast.events == slow.events == 1
+    assert list(fast.new_endpoints) == list(slow.new_endpoints)
+    for uid in fast.batches:
+        if event["request"].get("id") is None:  # a fresh id each parse: compare the rest
+            fast.batches[uid].request_ids = slow.batches[uid].request_ids
+        assert_same(fast.batches[uid], slow.batches[uid])
+
+
+def test_a_plain_prediction_event_takes_the_scalar_path():
+    event = router_event(3)
+    single = events_module._parse_mlrun_single(event, shape, NOW)
+    assert single is not None
+    assert_same(single.batches["ep1"], _parse_mlrun_per_event([event], shape, NOW).batches["ep1"])
+    string_class = router_event(4, resp={"outputs": ["churn"]})
+    assert events_module._parse_mlrun_single(string_class, shape, NOW) is not None
+    for odd in (
+        router_event(5, resp={"outputs": ["1.5"]}),  # numpy reads it as a number
+        router_event(6, resp={"outputs": [True]}),
+        router_event(7, error="boom"),
+        router_event(8, uid="ep3"),  # categorical features
+        router_event(9, uid="unknown"),
+    ):
+        assert events_module._parse_mlrun_single(odd, shape, NOW) is None
