@@ -50,6 +50,7 @@ FEATURES = [f"f{j}" for j in range(20)]
 ROWS = 1000
 P = 30.0
 LATENESS = 5.0
+IDLE_PROBE_S = 3.0  # before the warm tick: the CPU the daemon uses doing nothing
 
 
 def free_port() -> int:
@@ -385,7 +386,10 @@ def run(n: int) -> dict[str, float]:
         asyncio.run(post_all(url, token, windows, current))
         wait_buffered(url, token, n * ROWS)
         time.sleep(max(0.0, current + P + LATENESS + 1.5 - time.time()))
+        idle_before = cpu_seconds(proc.pid)  # what the processes use doing nothing
+        time.sleep(IDLE_PROBE_S)
         cpu_before = cpu_seconds(proc.pid)
+        idle_cpu = {k: v - idle_before.get(k, 0.0) for k, v in cpu_before.items()}
         t0 = time.perf_counter()
         warm_report = tick_all(handles.controller)
         warm = time.perf_counter() - t0
@@ -418,6 +422,7 @@ def run(n: int) -> dict[str, float]:
             "rss_registered": rss_registered,
             "rss_analyzed": rss_analyzed,
             **{f"warm_cpu_{k}": v for k, v in warm_cpu.items() if v >= 0.01},
+            **{f"idle_cpu_{k}": v for k, v in idle_cpu.items() if v >= 0.01},
         }
     except BaseException:
         import traceback
@@ -476,6 +481,14 @@ def main() -> None:
         )
         cpu = {k[9:]: v for k, v in r.items() if k.startswith("warm_cpu_")}
         system = cpu.pop(" system", 0.0)
+        idle = {k[9:]: v for k, v in r.items() if k.startswith("idle_cpu_")}
+        idle.pop(" system", None)
+        print(
+            f"           CPU time of {IDLE_PROBE_S:g} s idle just before: "
+            f"{sum(idle.values()):.2f} s ("
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(idle.items(), key=lambda kv: -kv[1]))
+            + ")"
+        )
         print(
             f"           CPU time in that tick: {sum(cpu.values()):.2f} s, "
             f"{system:.2f} s of it in the kernel ("
