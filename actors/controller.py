@@ -286,13 +286,14 @@ class ControllerActor:
     ) -> dict[str, tuple[str, bytes | None]]:
         """`send` with every record present: those left out by _specs_of (an actor that
         restarted, or a chunk moved to another actor) are read now, and `specs` keeps
-        them for the tick's other chunks. An endpoint deleted meanwhile is dropped."""
+        them for the tick's other chunks. An endpoint deleted meanwhile leaves both."""
         lacking = sorted(uid for uid, (_, raw) in send.items() if raw is None)
         if lacking:
             raws = await asyncio.to_thread(self.store.get_endpoints_raw, lacking)
             for uid, raw in zip(lacking, raws, strict=True):
                 if raw is None:
                     send.pop(uid)
+                    specs.pop(uid, None)
                 else:
                     specs[uid] = send[uid] = (spec_version(raw), raw)
         return send
@@ -437,7 +438,14 @@ class ControllerActor:
         error = "no attempt"
         for _ in range(3):
             send = await self._complete(send, specs)
-            jobs = [(p, uid, specs[uid][0], meta) for p, uid, _, meta in jobs]
+            # an endpoint deleted meanwhile is left out, not the whole call failed for it
+            kept = [
+                (job, index) for job, index in zip(jobs, indexes, strict=True) if job[1] in specs
+            ]
+            jobs = [(p, uid, specs[uid][0], meta) for (p, uid, _, meta), _ in kept]
+            indexes = [index for _, index in kept]
+            if not jobs:
+                return li, [], None, [], None
             try:
                 outputs, missing_ref = (
                     handles[k].run_many.options(num_returns=2).remote(data, jobs, send)

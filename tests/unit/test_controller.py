@@ -266,3 +266,43 @@ async def test_route_many_routes_a_burst_and_persists_it(env):
     assert store.routes() == routes  # persisted (in one transaction)
     assert len(set(routes.values())) == 2  # stream.max_actors = 2 here
     assert await controller.route_many(uids) == routes  # idempotent
+
+
+async def test_an_endpoint_deleted_while_its_record_is_fetched_fails_no_other_window(
+    env, monkeypatch
+):
+    """An application actor lost its cache, and one endpoint's record is gone by the time
+    the controller reads it (deleted during the tick): the other endpoints of the same
+    call are analyzed as usual, not failed with it."""
+    controller, runtime, store = env
+    uids = [f"ep{i}" for i in range(4)]
+    rng = np.random.default_rng(5)
+    for uid in uids:
+        store.put_endpoint(make_spec(uid).to_dict())
+        ts = np.concatenate([np.linspace(0, 59, 30), [70.0]])
+        await log_and_forward(
+            controller, runtime, store, uid, make_batch(ts, rng.normal(size=(31, 2))), 1000.0
+        )
+    await controller.update(now=1000.0)
+    for uid in uids:
+        await log_and_forward(
+            controller, runtime, store, uid, make_batch([71.0, 130.0], np.zeros((2, 2))), 1001.0
+        )
+    for app in runtime.application_actors():
+        app._target.spec_cache.clear()  # as after a restart
+    gone = "ep1"
+    raw = store.get_endpoints_raw
+    monkeypatch.setattr(
+        store,
+        "get_endpoints_raw",
+        lambda asked: [None if u == gone else r for u, r in zip(asked, raw(asked), strict=True)],
+    )
+    report = await controller.update(now=1002.0)
+    assert not [f for f in report["failures"] if "application actor failed" in f]
+    for uid in uids:
+        drift = [
+            r
+            for r in runtime._writer._target.parquet.read_results(uid)
+            if r["name"] == "general_drift"
+        ]
+        assert len(drift) == (1 if uid == gone else 2), uid
