@@ -191,8 +191,11 @@ class LogOwnerClient:
             self._handle = get_actor(WRITER)
         return self._handle
 
-    def _call(self, method: str, *args: Any) -> Any:
-        return ray.get(getattr(self.handle, method).remote(*args))
+    def _call(self, method: str, *args: Any, group: str | None = None) -> Any:
+        call = getattr(self.handle, method)
+        if group is not None:
+            call = call.options(concurrency_group=group)
+        return ray.get(call.remote(*args))
 
     def routes(self) -> dict[str, str]:
         result: dict[str, str] = self._call("routes")
@@ -205,18 +208,19 @@ class LogOwnerClient:
         result: dict[str, Any] | None = self._call("get_endpoint", uid)
         return result
 
+    # endpoint records are read on the writer's state thread: during a tick its main
+    # thread is busy with stage_events
+
     def get_endpoints_raw(self, uids: list[str]) -> list[bytes | None]:
-        # on the writer's state thread: the tick's stage_events holds its main one
-        method = self.handle.get_endpoints_raw.options(concurrency_group=STATE_GROUP)
-        result: list[bytes | None] = ray.get(method.remote(uids))
+        result: list[bytes | None] = self._call("get_endpoints_raw", uids, group=STATE_GROUP)
         return result
 
     def get_endpoints_changed(
         self, uids: list[str], known: list[str | None]
     ) -> list[tuple[str, bytes | None] | None]:
-        # on the writer's state thread: the tick's stage_events holds its main one
-        method = self.handle.get_endpoints_changed.options(concurrency_group=STATE_GROUP)
-        result: list[tuple[str, bytes | None] | None] = ray.get(method.remote(uids, known))
+        result: list[tuple[str, bytes | None] | None] = self._call(
+            "get_endpoints_changed", uids, known, group=STATE_GROUP
+        )
         return result
 
     def get_state(self, uid: str) -> dict[str, Any]:
