@@ -533,7 +533,6 @@ def _parse_mlrun_columns(
 def _mlrun_column_batch(
     events: list[Any], shape: tuple[int, int, tuple[int, ...]], now: float
 ) -> ColumnBatch | None:
-    n_features, n_outputs, categorical = shape
     if any([e.get("error") is not None for e in events]):
         return None
     requests = [e["request"] for e in events]
@@ -544,6 +543,45 @@ def _mlrun_column_batch(
     outputs = [r["outputs"] for r in responses]
     if set(map(type, inputs)) != {list} or set(map(type, outputs)) != {list}:
         return None
+    return mlrun_columns(
+        EventFields(
+            inputs=inputs,
+            outputs=outputs,
+            whens=[e.get("when") for e in events],
+            micros=[e.get("microsec") for e in events],
+            sample_counts=[e.get("effective_sample_count", 1) for e in events],
+            percentages=[e.get("sampling_percentage", 100) for e in events],
+            request_ids=[r.get("id") for r in requests],
+            response_ids=lambda: [r.get("id") for r in responses],
+        ),
+        shape,
+        now,
+    )
+
+
+@dataclass
+class EventFields:
+    """The fields of a list of prediction events the column path reads, one list each
+    (gathered from dicts, or from a typed decoder's objects: ingest/mlrun_json.py).
+    `inputs` and `outputs` are lists, one per event."""
+
+    inputs: list[list[Any]]
+    outputs: list[list[Any]]
+    whens: list[Any]
+    micros: list[Any]
+    sample_counts: list[Any]
+    percentages: list[Any]
+    request_ids: list[Any]
+    response_ids: Callable[[], list[Any]]  # read only when a request id is missing
+
+
+def mlrun_columns(
+    fields: EventFields, shape: tuple[int, int, tuple[int, ...]], now: float
+) -> ColumnBatch | None:
+    """One endpoint's prediction events as columns, or None when they are not only the
+    common case (the per-event parser then decides and names a bad field)."""
+    n_features, n_outputs, categorical = shape
+    inputs, outputs = fields.inputs, fields.outputs
     counts = list(map(len, inputs))
     if counts != list(map(len, outputs)) or min(counts) < 1:
         return None
@@ -564,11 +602,10 @@ def _mlrun_column_batch(
             return None
     elif not value_types <= {list, tuple} or set(map(len, values)) != {n_outputs}:
         return None
-    n = len(events)
-    times = _event_times([e.get("when") for e in events], now)
-    latency = _event_latencies([e.get("microsec") for e in events])
-    sample_counts = [e.get("effective_sample_count", 1) for e in events]
-    percentages = [e.get("sampling_percentage", 100) for e in events]
+    n = len(inputs)
+    times = _event_times(fields.whens, now)
+    latency = _event_latencies(fields.micros)
+    sample_counts, percentages = fields.sample_counts, fields.percentages
     if times is None or latency is None:
         return None
     if not set(map(type, sample_counts)) <= _NUMBER or not set(map(type, percentages)) <= _NUMBER:
@@ -579,11 +616,11 @@ def _mlrun_column_batch(
         return None
     per_event = np.asarray(counts, dtype=np.float64)
     weight = count * 100.0 / percentage / per_event
-    ids = [r.get("id") for r in requests]
+    ids = fields.request_ids
     if not all(ids):
         ids = [
-            rid or resp.get("id") or uuid.uuid4().hex
-            for rid, resp in zip(ids, responses, strict=True)
+            rid or sid or uuid.uuid4().hex
+            for rid, sid in zip(ids, fields.response_ids(), strict=True)
         ]
     if set(map(type, ids)) != {str}:
         ids = [str(rid) for rid in ids]

@@ -20,6 +20,7 @@ from modelmon_daemon.ingest.events import (
     parse_native_events,
     split_by_window,
 )
+from modelmon_daemon.ingest.mlrun_json import parse_mlrun_json
 from modelmon_daemon.ingest.msgpack_columns import unpack, unpack_native
 from modelmon_daemon.server.state import INGEST, MSGPACK_TYPES, IngestServices, json_response
 from modelmon_daemon.storage.lmdb_store import StoreFull
@@ -57,16 +58,30 @@ def _as_is(payload: Any) -> Any:
     return payload
 
 
-async def read_payload(request: web.Request, parse: Callable[[Any], T], columns: bool = False) -> T:
+async def read_payload(
+    request: web.Request,
+    parse: Callable[[Any], T],
+    columns: bool = False,
+    parse_json: Callable[[bytes], T | None] | None = None,
+) -> T:
     """Read, decode and parse the body. A large body is decoded and parsed on a thread of
     its own (the event loop keeps answering), with at most daemon.max_large_requests at
-    once: more get 503 with Retry-After before their body is read."""
+    once: more get 503 with Retry-After before their body is read. `parse_json`: a JSON
+    body's bytes parsed directly (a typed decoder), or None to decode and `parse` them."""
     services = _ingest(request)
     daemon = services.settings.daemon
     content_type = request.content_type
+
+    def work(raw: bytes) -> T:
+        if parse_json is not None and content_type not in MSGPACK_TYPES:
+            parsed = parse_json(raw)
+            if parsed is not None:
+                return parsed
+        return parse(decode(raw, content_type, columns))
+
     length = request.content_length
     if length is not None and length <= daemon.large_body_size:
-        return parse(decode(await request.read(), content_type, columns))
+        return work(await request.read())
     if services.large_requests >= daemon.max_large_requests:
         raise Overloaded(
             f"{services.large_requests} large requests are being decoded "
@@ -79,11 +94,9 @@ async def read_payload(request: web.Request, parse: Callable[[Any], T], columns:
     try:
         raw = await request.read()
         if len(raw) <= daemon.large_body_size:
-            return parse(decode(raw, content_type, columns))
+            return work(raw)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            services.parse_executor, lambda: parse(decode(raw, content_type, columns))
-        )
+        return await loop.run_in_executor(services.parse_executor, work, raw)
     finally:
         services.large_requests -= 1
 
@@ -182,7 +195,9 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
         decoded.append(payload)
         return parse_mlrun_events(payload, shape, now)
 
-    parsed = await read_payload(request, parse)
+    parsed = await read_payload(
+        request, parse, parse_json=lambda raw: parse_mlrun_json(raw, shape, now)
+    )
     if parsed.new_endpoints and await services.fetch_specs(list(parsed.new_endpoints)):
         parsed = parse(decoded[0])  # registered elsewhere meanwhile: known now
     new_specs = []

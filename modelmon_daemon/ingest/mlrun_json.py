@@ -1,0 +1,137 @@
+"""A list of MLRun prediction events decoded straight from its JSON bytes into typed
+objects (msgspec): feature rows arrive as lists of floats, checked while decoding, and no
+dict is built per event. The common case only; anything else is None, and the body is
+decoded as plain JSON and parsed as before (ingest/events.py), which names a bad event's
+index and field. Results are equal to the per-event parser's (a property test holds
+them equal)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from modelmon_daemon.core.errors import InvalidEvent
+from modelmon_daemon.ingest.events import (
+    _COLUMN_PATH_ERRORS,
+    COLUMN_PATH_EVENTS,
+    EventFields,
+    ParsedRequest,
+    ShapeLookup,
+    _event_endpoint,
+    mlrun_columns,
+)
+
+# orjson (the plain decoder) reads integers outside [-2**63, 2**64) as floats; msgspec
+# keeps them as ints. Where that could differ (an object column), the body goes the plain way.
+_ORJSON_INTS = (-(2**63), 2**64)
+
+
+class _Request(msgspec.Struct, gc=False):
+    inputs: list[list[float]]  # ints become floats, as numpy makes them; bool, null: not here
+    id: str | None = None  # MLRun sends strings; anything else goes the plain way
+
+
+class _Response(msgspec.Struct, gc=False):
+    outputs: list[Any]
+    id: str | None = None
+
+
+class _Event(msgspec.Struct, gc=False):
+    """The fields the column path reads; other fields are ignored, as by the dict parser.
+    `headers`/`values` (a batched push) and `error` send the request the plain way."""
+
+    request: _Request
+    resp: _Response
+    endpoint_id: str | None = None
+    function_uri: str | None = None
+    model: str | None = None
+    version: str | None = None
+    when: Any = None
+    microsec: Any = None
+    effective_sample_count: Any = 1
+    sampling_percentage: Any = 100
+    error: Any = None
+    headers: Any = msgspec.UNSET
+    values: Any = msgspec.UNSET
+
+
+_DECODER = msgspec.json.Decoder(list[_Event])
+
+
+def looks_like_a_list(body: bytes) -> bool:
+    """A JSON array (the only form this path reads): the first byte that is not space."""
+    return body[:1] == b"[" or body.lstrip()[:1] == b"["
+
+
+def parse_mlrun_json(body: bytes, known_shape: ShapeLookup, now: float) -> ParsedRequest | None:
+    """The events of a JSON list body, or None when it is not only the common case: at
+    least COLUMN_PATH_EVENTS predictions without error of known endpoints without
+    categorical features, feature rows of numbers, string (or no) request ids."""
+    if not looks_like_a_list(body):
+        return None
+    try:
+        events = _DECODER.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if len(events) < COLUMN_PATH_EVENTS:
+        return None
+    for e in events:
+        if e.error is not None or e.headers is not msgspec.UNSET or e.values is not msgspec.UNSET:
+            return None
+    identities = [(e.endpoint_id, e.function_uri, e.model, e.version) for e in events]
+    groups: dict[Any, list[_Event]] = {}
+    if len(set(identities)) == 1:
+        groups[identities[0]] = events
+    else:
+        for identity, event in zip(identities, events, strict=True):
+            groups.setdefault(identity, []).append(event)
+    parsed = ParsedRequest(events=len(events))
+    for (endpoint_id, function_uri, model, version), subset in groups.items():
+        fields = {
+            "endpoint_id": endpoint_id,
+            "function_uri": function_uri,
+            "model": model,
+            "version": version,
+        }
+        try:
+            uid, _ = _event_endpoint(0, fields)
+        except InvalidEvent:
+            return None
+        shape = known_shape(uid)
+        if shape is None or shape[2] or uid in parsed.batches:
+            return None  # new, categorical features, or one uid spelled two ways
+        try:
+            batch = mlrun_columns(_fields(subset), shape, now)
+        except _COLUMN_PATH_ERRORS:
+            return None
+        if batch is None or _big_ints_as_objects(batch.outputs):
+            return None
+        parsed.batches[uid] = batch
+    return parsed
+
+
+def _fields(events: list[_Event]) -> EventFields:
+    requests = [e.request for e in events]
+    return EventFields(
+        inputs=[r.inputs for r in requests],
+        outputs=[e.resp.outputs for e in events],
+        whens=[e.when for e in events],
+        micros=[e.microsec for e in events],
+        sample_counts=[e.effective_sample_count for e in events],
+        percentages=[e.sampling_percentage for e in events],
+        request_ids=[r.id for r in requests],
+        response_ids=lambda: [e.resp.id for e in events],
+    )
+
+
+def _big_ints_as_objects(outputs: list[np.ndarray]) -> bool:
+    """An object output column (strings, booleans) holding an integer orjson would have
+    read as a float."""
+    low, high = _ORJSON_INTS
+    return any(
+        column.dtype == object
+        and any(type(v) is int and not low <= v < high for v in column.tolist())
+        for column in outputs
+    )
