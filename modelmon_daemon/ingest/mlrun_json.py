@@ -1,9 +1,10 @@
 """A list of MLRun prediction events decoded straight from its JSON bytes into typed
-objects (msgspec): feature rows arrive as lists of floats, checked while decoding, and no
-dict is built per event. The common case only; anything else is None, and the body is
-decoded as plain JSON and parsed as before (ingest/events.py), which names a bad event's
-index and field. Results are equal to the per-event parser's (a property test holds
-them equal)."""
+objects (msgspec), the fields the column path reads and no dict per event; the values in
+them are the ones the plain decoder (orjson) gives, and the same column builder as the
+dict path makes the batches. The common case only; anything else is None, and the body
+is decoded as plain JSON and parsed as before (ingest/events.py), which names a bad
+event's index and field. Results are equal to the per-event parser's (a property test
+holds them equal)."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ from modelmon_daemon.ingest.events import (
 )
 
 # orjson (the plain decoder) reads integers outside [-2**63, 2**64) as floats; msgspec
-# keeps them as ints. Where that could differ (an object column), the body goes the plain way.
+# keeps them as ints. As numbers both become the same float64 (each the nearest to the
+# exact value); where the value itself is kept (an object column), the body goes the
+# plain way.
 _ORJSON_INTS = (-(2**63), 2**64)
 
 
 class _Request(msgspec.Struct, gc=False):
-    inputs: list[list[float]]  # ints become floats, as numpy makes them; bool, null: not here
+    inputs: list[list[Any]]  # rows (a flat row goes the plain way, which unwraps it)
     id: str | None = None  # MLRun sends strings; anything else goes the plain way
 
 
@@ -67,8 +70,8 @@ def looks_like_a_list(body: bytes) -> bool:
 
 def parse_mlrun_json(body: bytes, known_shape: ShapeLookup, now: float) -> ParsedRequest | None:
     """The events of a JSON list body, or None when it is not only the common case: at
-    least COLUMN_PATH_EVENTS predictions without error of known endpoints without
-    categorical features, feature rows of numbers, string (or no) request ids."""
+    least COLUMN_PATH_EVENTS predictions without error of known endpoints, rows as lists,
+    string (or no) request ids and identity fields."""
     if not looks_like_a_list(body):
         return None
     try:
@@ -100,13 +103,13 @@ def parse_mlrun_json(body: bytes, known_shape: ShapeLookup, now: float) -> Parse
         except InvalidEvent:
             return None
         shape = known_shape(uid)
-        if shape is None or shape[2] or uid in parsed.batches:
-            return None  # new, categorical features, or one uid spelled two ways
+        if shape is None or uid in parsed.batches:
+            return None  # a new endpoint, or one uid spelled two ways
         try:
             batch = mlrun_columns(_fields(subset), shape, now)
         except _COLUMN_PATH_ERRORS:
             return None
-        if batch is None or _big_ints_as_objects(batch.outputs):
+        if batch is None or _big_ints_as_objects([*batch.outputs, *batch.categorical.values()]):
             return None
         parsed.batches[uid] = batch
     return parsed
@@ -126,12 +129,12 @@ def _fields(events: list[_Event]) -> EventFields:
     )
 
 
-def _big_ints_as_objects(outputs: list[np.ndarray]) -> bool:
-    """An object output column (strings, booleans) holding an integer orjson would have
-    read as a float."""
+def _big_ints_as_objects(columns: list[np.ndarray]) -> bool:
+    """An object column (outputs with strings or booleans, categorical values) holding an
+    integer orjson would have read as a float."""
     low, high = _ORJSON_INTS
     return any(
         column.dtype == object
         and any(type(v) is int and not low <= v < high for v in column.tolist())
-        for column in outputs
+        for column in columns
     )
