@@ -504,30 +504,52 @@ def _parse_mlrun_columns(
     decides, and is the one that names a bad event's index and field. Results are equal
     to the per-event parser's (a property test holds them equal)."""
     try:
-        identities = [
-            (e.get("endpoint_id"), e.get("function_uri"), e.get("model"), e.get("version"))
-            for e in events
-        ]
-        groups: dict[Any, list[int]] = {}
-        if len(set(identities)) == 1:
-            groups[identities[0]] = list(range(len(events)))
-        else:
-            for i, identity in enumerate(identities):
-                groups.setdefault(identity, []).append(i)
-        parsed = ParsedRequest(events=len(events))
-        for indices in groups.values():
-            subset = events if len(groups) == 1 else [events[i] for i in indices]
-            uid, _ = _event_endpoint(indices[0], subset[0])
-            shape = known_shape(uid)
-            if shape is None or uid in parsed.batches:
-                return None  # a new endpoint, or one uid spelled two ways
-            batch = _mlrun_column_batch(subset, shape, now)
-            if batch is None:
-                return None
-            parsed.batches[uid] = batch
-        return parsed
+        identities = [tuple(map(e.get, IDENTITY_FIELDS)) for e in events]
+        return batches_by_endpoint(
+            identities,
+            lambda i: events[i],
+            lambda indices, shape: _mlrun_column_batch(
+                events if len(indices) == len(events) else [events[i] for i in indices],
+                shape,
+                now,
+            ),
+            known_shape,
+        )
     except _COLUMN_PATH_ERRORS:
         return None
+
+
+Identity = tuple[Any, Any, Any, Any]  # the values of IDENTITY_FIELDS
+IDENTITY_FIELDS = ("endpoint_id", "function_uri", "model", "version")
+
+
+def batches_by_endpoint(
+    identities: list[Identity],
+    event_at: Callable[[int], dict[str, Any]],
+    batch_of: Callable[[list[int], tuple[int, int, tuple[int, ...]]], ColumnBatch | None],
+    known_shape: ShapeLookup,
+) -> ParsedRequest | None:
+    """Events grouped by their identity, each group's uid and shape looked up and its
+    batch built by `batch_of(indices, shape)`; None when an endpoint is new, one uid is
+    spelled two ways, or a batch is not the common case. `event_at(i)`: the event's
+    identity fields as a dict (for _event_endpoint, which may raise InvalidEvent)."""
+    groups: dict[Identity, list[int]] = {}
+    if len(set(identities)) == 1:
+        groups[identities[0]] = list(range(len(identities)))
+    else:
+        for i, identity in enumerate(identities):
+            groups.setdefault(identity, []).append(i)
+    parsed = ParsedRequest(events=len(identities))
+    for indices in groups.values():
+        uid, _ = _event_endpoint(indices[0], event_at(indices[0]))
+        shape = known_shape(uid)
+        if shape is None or uid in parsed.batches:
+            return None  # a new endpoint, or one uid spelled two ways
+        batch = batch_of(indices, shape)
+        if batch is None:
+            return None
+        parsed.batches[uid] = batch
+    return parsed
 
 
 def _mlrun_column_batch(

@@ -13,14 +13,14 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from modelmon_daemon.core.errors import InvalidEvent
 from modelmon_daemon.ingest.events import (
     _COLUMN_PATH_ERRORS,
     COLUMN_PATH_EVENTS,
+    IDENTITY_FIELDS,
     EventFields,
     ParsedRequest,
     ShapeLookup,
-    _event_endpoint,
+    batches_by_endpoint,
     mlrun_columns,
 )
 
@@ -83,36 +83,24 @@ def parse_mlrun_json(body: bytes, known_shape: ShapeLookup, now: float) -> Parse
     for e in events:
         if e.error is not None or e.headers is not msgspec.UNSET or e.values is not msgspec.UNSET:
             return None
-    identities = [(e.endpoint_id, e.function_uri, e.model, e.version) for e in events]
-    groups: dict[Any, list[_Event]] = {}
-    if len(set(identities)) == 1:
-        groups[identities[0]] = events
-    else:
-        for identity, event in zip(identities, events, strict=True):
-            groups.setdefault(identity, []).append(event)
-    parsed = ParsedRequest(events=len(events))
-    for (endpoint_id, function_uri, model, version), subset in groups.items():
-        fields = {
-            "endpoint_id": endpoint_id,
-            "function_uri": function_uri,
-            "model": model,
-            "version": version,
-        }
-        try:
-            uid, _ = _event_endpoint(0, fields)
-        except InvalidEvent:
-            return None
-        shape = known_shape(uid)
-        if shape is None or uid in parsed.batches:
-            return None  # a new endpoint, or one uid spelled two ways
-        try:
-            batch = mlrun_columns(_fields(subset), shape, now)
-        except _COLUMN_PATH_ERRORS:
-            return None
+    identities = [
+        (e.endpoint_id, e.function_uri, e.model, e.version) for e in events
+    ]  # as IDENTITY_FIELDS
+
+    def event_at(i: int) -> dict[str, Any]:
+        return dict(zip(IDENTITY_FIELDS, identities[i], strict=True))
+
+    def batch_of(indices: list[int], shape: tuple[int, int, tuple[int, ...]]) -> Any:
+        subset = events if len(indices) == len(events) else [events[i] for i in indices]
+        batch = mlrun_columns(_fields(subset), shape, now)
         if batch is None or _big_ints_as_objects([*batch.outputs, *batch.categorical.values()]):
             return None
-        parsed.batches[uid] = batch
-    return parsed
+        return batch
+
+    try:
+        return batches_by_endpoint(identities, event_at, batch_of, known_shape)
+    except _COLUMN_PATH_ERRORS:
+        return None
 
 
 def _fields(events: list[_Event]) -> EventFields:
