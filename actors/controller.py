@@ -77,6 +77,26 @@ class TickBatch:
 OutputsAt = tuple[int, int] | list[AppOutput]
 
 
+class WindowDataLost(RuntimeError):
+    """A stream actor's window data is gone (it died during the tick)."""
+
+
+DATA_CHECK_SECONDS = 30.0
+
+
+async def _data_lost(ref: Any) -> bool:
+    """Whether a window-data ref can no longer be read (checked only after a failed
+    application call: it fetches the data here)."""
+    try:
+        async with asyncio.timeout(DATA_CHECK_SECONDS):
+            await ref
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # lost with its actor, or not readable in time: the tick is redone
+        return True
+    return False
+
+
 @dataclass
 class TickReport:
     started: float = 0.0
@@ -412,7 +432,14 @@ class ControllerActor:
         placed: dict[tuple[int, int], OutputsAt] = {}
         refs: list[Any] = []
         ready: list[Any] = []
-        for li, held, ref, failed, made in await asyncio.gather(*calls):
+        # every call finishes (and has made its writer calls) before a failure fails the
+        # tick, so nothing of this tick reaches the writer after the next one began
+        answers = []
+        for answer in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(answer, BaseException):
+                raise answer
+            answers.append(answer)
+        for li, held, ref, failed, made in answers:
             if ref is None:
                 placed.update({(li, index): failed for index in held})
                 continue
@@ -452,6 +479,11 @@ class ControllerActor:
                 )
                 missing = await missing_ref
             except Exception as exc:  # the actor died; Ray restarts it: try the next one
+                if await _data_lost(data):
+                    # the stream actor died with its windows' data: no application can
+                    # analyze them, and committing them as failed would lose them; the
+                    # tick fails and the restarted actor's replay brings them back
+                    raise WindowDataLost(f"window data of stream {li} lost: {exc!r}") from exc
                 error = repr(exc)
                 self._sent.pop(k, None)
                 k = (k + 1) % len(handles)
