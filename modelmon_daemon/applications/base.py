@@ -126,7 +126,7 @@ class MonitoringContext:
         ):
             data[name] = col
         data["timestamp"] = pd.to_datetime(self.batch.timestamps, unit="s", utc=True)
-        data["request_id"] = self.batch.request_ids
+        data["request_id"] = np.asarray(self.batch.request_ids)
         return pd.DataFrame(data)
 
     # -- what MLRun's MonitoringApplicationContext offers, by the same names ------------

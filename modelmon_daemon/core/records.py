@@ -18,6 +18,48 @@ import numpy as np
 
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
+# "0", "1", ...: the row numbers of generated request ids, made once (up to 64k rows)
+_ROW_NUMBERS: list[str] = []
+_ROW_NUMBERS_CACHED = 1 << 16
+
+
+@dataclass(frozen=True)
+class GeneratedIds:
+    """Request ids the daemon made for rows sent without one: `prefix` and the row number
+    ("<prefix>0", "<prefix>1", ...). Kept as the pair until something reads them (the
+    events file, a label join), so the ingest path, the log record and the hand-off to
+    the stream actor carry two values instead of n strings. Reads like an object array."""
+
+    prefix: str
+    n: int
+
+    def __len__(self) -> int:
+        return self.n
+
+    def tolist(self) -> list[str]:
+        cached = min(self.n, _ROW_NUMBERS_CACHED)
+        if len(_ROW_NUMBERS) < cached:
+            _ROW_NUMBERS.extend(str(r) for r in range(len(_ROW_NUMBERS), cached))
+        prefix = self.prefix
+        ids = [prefix + r for r in _ROW_NUMBERS[:cached]]
+        ids.extend(f"{prefix}{r}" for r in range(cached, self.n))
+        return ids
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.empty(self.n, dtype=object)
+        out[:] = self.tolist()
+        return out if dtype is None else out.astype(dtype)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return np.asarray(self)[index]
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(object)
+
+
+RequestIds = np.ndarray | GeneratedIds
+
 
 @dataclass
 class ColumnBatch:
@@ -29,7 +71,7 @@ class ColumnBatch:
     timestamps: np.ndarray
     features: np.ndarray
     outputs: list[np.ndarray]
-    request_ids: np.ndarray
+    request_ids: RequestIds  # an object array of strings, or ids the daemon generated
     latency_us: np.ndarray
     errors: np.ndarray
     error_events: int = 0
@@ -102,7 +144,7 @@ class ColumnBatch:
             "x": _f8(self.features),
             "f": int(self.features.shape[1]),
             "o": [_column_to_wire(o) for o in self.outputs],
-            "r": [str(r) for r in self.request_ids.tolist()],
+            **_ids_to_wire(self.request_ids),
             "l": _f8(self.latency_us),
             "e": [None if e is None else str(e) for e in self.errors.tolist()],
             "ee": self.error_events,
@@ -126,7 +168,7 @@ class ColumnBatch:
             timestamps=f8(wire["ts"]),
             features=f8(wire["x"]).reshape(n, n_features),
             outputs=[_column_from_wire(o) for o in wire["o"]],
-            request_ids=np.asarray(wire["r"], dtype=object),
+            request_ids=_ids_from_wire(wire),
             latency_us=f8(wire["l"]),
             errors=_object_array(wire["e"]),
             error_events=int(wire["ee"]),
@@ -134,6 +176,19 @@ class ColumnBatch:
             unexpected=dict(wire.get("u") or {}),
             weights=f8(wire["w"]) if "w" in wire else None,
         )
+
+
+def _ids_to_wire(ids: RequestIds) -> dict[str, Any]:
+    if isinstance(ids, GeneratedIds):
+        return {"rg": [ids.prefix, ids.n]}
+    return {"r": [str(r) for r in ids.tolist()]}
+
+
+def _ids_from_wire(wire: dict[str, Any]) -> RequestIds:
+    if "rg" in wire:
+        prefix, n = wire["rg"]
+        return GeneratedIds(str(prefix), int(n))
+    return np.asarray(wire["r"], dtype=object)
 
 
 def _add_counts(parts: Any) -> dict[str, int]:

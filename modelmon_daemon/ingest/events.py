@@ -23,7 +23,7 @@ from modelmon_daemon.core.identity import (
     endpoint_uid,
     split_versioned_model,
 )
-from modelmon_daemon.core.records import ColumnBatch
+from modelmon_daemon.core.records import ColumnBatch, GeneratedIds, RequestIds
 from modelmon_daemon.core.times import MAX_FUTURE_S, event_time, iso, parse_time, query_time
 
 __all__ = ["event_time", "iso", "parse_time", "query_time"]
@@ -961,7 +961,7 @@ def parse_native_events(
     latency = _per_row(payload, "latency_us", n, math.nan, _latency_value, _latencies)
     rids_raw = payload.get("request_ids")
     if rids_raw is None:
-        request_ids = _generated_ids(n)
+        request_ids: RequestIds = _generated_ids(n)
     else:
         if not isinstance(rids_raw, list) or len(rids_raw) != n:
             raise InvalidEvent(None, "request_ids", f"must be a list of {n} ids")
@@ -992,21 +992,10 @@ def parse_native_events(
     )
 
 
-# "0", "1", ...: the row numbers of generated request ids, made once (up to 64k rows)
-_ROW_NUMBERS: list[str] = []
-_ROW_NUMBERS_CACHED = 1 << 16
-
-
-def _generated_ids(n: int) -> np.ndarray:
-    """Request ids for rows sent without one: a fresh prefix and the row number (a third
-    of the cost of formatting each id)."""
-    cached = min(n, _ROW_NUMBERS_CACHED)
-    if len(_ROW_NUMBERS) < cached:
-        _ROW_NUMBERS.extend(str(r) for r in range(len(_ROW_NUMBERS), cached))
-    prefix = uuid.uuid4().hex + "-"
-    ids = [prefix + r for r in _ROW_NUMBERS[:cached]]
-    ids.extend(f"{prefix}{r}" for r in range(cached, n))
-    return _objects(ids)
+def _generated_ids(n: int) -> GeneratedIds:
+    """Request ids for rows sent without one: a fresh prefix and the row number, made
+    into strings only when read (see GeneratedIds)."""
+    return GeneratedIds(uuid.uuid4().hex + "-", n)
 
 
 def _is_latency(value: Any) -> bool:

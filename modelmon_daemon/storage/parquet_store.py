@@ -131,7 +131,7 @@ def events_table(
     `by_feature`: the features already column-major (features x rows), if at hand."""
     columns: dict[str, pa.Array] = {
         "timestamp": _to_ts(batch.timestamps),
-        "request_id": _object_column(batch.request_ids),
+        "request_id": _object_column(np.asarray(batch.request_ids)),
         "latency_us": _float_column(batch.latency_us),
         "error": _object_column(batch.errors),
     }

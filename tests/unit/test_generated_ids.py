@@ -1,0 +1,76 @@
+"""Request ids the daemon generates stay a (prefix, count) pair through parsing, the log
+record and the hand-off to stream actors, and read as the same strings everywhere."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pyarrow as pa
+
+from modelmon_daemon.core.records import ColumnBatch, GeneratedIds
+from modelmon_daemon.ingest.events import parse_native_events
+from modelmon_daemon.storage.parquet_store import events_table
+from tests.helpers import make_batch
+
+NOW = 1_700_000_000.0
+
+
+def generated(n: int) -> ColumnBatch:
+    payload = {"inputs": [[float(i), 1.0] for i in range(n)], "outputs": [0.5] * n}
+    batch = parse_native_events(payload, ["a", "b"], 1, NOW)
+    assert isinstance(batch.request_ids, GeneratedIds)
+    return batch
+
+
+def test_generated_ids_read_as_prefix_and_row_number():
+    batch = generated(5)
+    prefix = batch.request_ids.prefix
+    expected = [f"{prefix}{i}" for i in range(5)]
+    assert batch.request_ids.tolist() == expected
+    assert np.asarray(batch.request_ids).tolist() == expected
+    assert np.asarray(batch.request_ids).dtype == object
+    assert batch.request_ids[3] == expected[3]
+    assert batch.request_ids[np.array([4, 0])].tolist() == [expected[4], expected[0]]
+    assert len(batch.request_ids) == 5
+
+
+def test_the_log_record_carries_the_pair_not_the_strings():
+    batch = generated(1000)
+    wire = batch.to_wire()
+    assert "r" not in wire and wire["rg"] == [batch.request_ids.prefix, 1000]
+    back = ColumnBatch.from_wire(wire)
+    assert back.request_ids == batch.request_ids  # still the pair
+    assert back.request_ids.tolist() == batch.request_ids.tolist()
+    # what a stream actor receives is small: the ids are not pickled as 1000 strings
+    assert len(pickle.dumps(batch.request_ids)) < 200
+    assert len(pickle.dumps(np.asarray(batch.request_ids))) > 30_000
+
+
+def test_records_written_with_string_ids_read_as_before():
+    b = make_batch([1.0, 2.0], [[1, 2], [3, 4]])
+    wire = b.to_wire()
+    assert wire["r"] == ["r0", "r1"] and "rg" not in wire
+    assert ColumnBatch.from_wire(wire).request_ids.tolist() == ["r0", "r1"]
+
+
+def test_window_batches_mix_generated_and_sent_ids():
+    sent = make_batch([1.0, 2.0], [[1, 2], [3, 4]], rids=["x", "y"])
+    gen = generated(3)
+    both = ColumnBatch.concat([sent, gen, generated(2)], 2, 1)
+    last = both.request_ids.tolist()[5:]
+    assert both.request_ids.tolist() == ["x", "y", *gen.request_ids.tolist(), *last]
+    assert len(set(both.request_ids.tolist())) == 7 and last[1].endswith("-1")
+    assert both.request_ids.dtype == object
+    taken = gen.take(np.array([True, False, True]))
+    assert taken.request_ids.tolist() == [gen.request_ids.tolist()[0], gen.request_ids.tolist()[2]]
+
+
+def test_events_file_holds_the_generated_strings():
+    batch = generated(70_000)  # past the cached row numbers
+    table = events_table(batch, ["a", "b"], ["output"])
+    ids = table.column("request_id")
+    assert ids.type == pa.string()
+    prefix = batch.request_ids.prefix
+    assert ids[0].as_py() == f"{prefix}0" and ids[69_999].as_py() == f"{prefix}69999"
+    assert len(set(ids.to_pylist())) == 70_000
