@@ -187,6 +187,8 @@ def _ids_to_wire(ids: RequestIds) -> dict[str, Any]:
 def _ids_from_wire(wire: dict[str, Any]) -> RequestIds:
     if "rg" in wire:
         prefix, n = wire["rg"]
+        if int(n) != int(wire["n"]):
+            raise ValueError(f"generated ids for {n} rows in a record of {wire['n']}")
         return GeneratedIds(str(prefix), int(n))
     return np.asarray(wire["r"], dtype=object)
 

@@ -7,6 +7,7 @@ import pickle
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from modelmon_daemon.core.records import ColumnBatch, GeneratedIds
 from modelmon_daemon.ingest.events import parse_native_events
@@ -45,6 +46,13 @@ def test_the_log_record_carries_the_pair_not_the_strings():
     # what a stream actor receives is small: the ids are not pickled as 1000 strings
     assert len(pickle.dumps(batch.request_ids)) < 200
     assert len(pickle.dumps(np.asarray(batch.request_ids))) > 30_000
+
+
+def test_a_record_whose_id_count_differs_from_its_rows_is_refused():
+    wire = generated(4).to_wire()
+    wire["rg"][1] = 5
+    with pytest.raises(ValueError, match="5 rows in a record of 4"):
+        ColumnBatch.from_wire(wire)
 
 
 def test_records_written_with_string_ids_read_as_before():
