@@ -67,7 +67,9 @@ def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
     """count, mean, std (ddof=1, as pandas), min, quartiles, max per column; NaN = missing.
 
     All columns at once: one sort of the matrix (NaN sort last), quartiles by numpy's
-    linear method on each column's valid prefix, so the numbers equal np.percentile's."""
+    linear method on each column's valid prefix, so the numbers equal np.percentile's.
+    With no value missing: partitioned at the quartiles' positions only, min and max
+    read directly, mean and std per contiguous column (pandas' numbers, to the bit)."""
     n_rows, n_cols = matrix.shape
     if n_rows == 0:
         return [{"count": 0} for _ in range(n_cols)]
@@ -82,14 +84,19 @@ def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
     # at those (the values there are the sorted ones), 40% less time than a full sort
     rows = np.ascontiguousarray(matrix.T)
     complete = bool(valid.all())
+    extremes = None
     if complete:
-        ordered = np.partition(rows, np.unique(np.concatenate([lo[:, 0], hi[:, 0]])), axis=1).T
+        # min and max read directly (a pass each), not as two more partition points
+        # (and right where a column holds an infinity, which interpolation makes NaN)
+        extremes = rows.min(axis=1), rows.max(axis=1)
+        points = np.unique(np.concatenate([lo[1:4, 0], hi[1:4, 0]]))
+        ordered = np.partition(rows, points, axis=1).T
     else:
         ordered = np.sort(rows, axis=1).T
     with np.errstate(invalid="ignore", divide="ignore"):
-        if complete:
-            mean = matrix.mean(axis=0)
-            std = matrix.std(axis=0, ddof=1) if n_rows > 1 else np.full(n_cols, np.nan)
+        if complete:  # per contiguous column, summed pairwise as pandas sums a column
+            mean = rows.mean(axis=1)
+            std = rows.std(axis=1, ddof=1) if n_rows > 1 else np.full(n_cols, np.nan)
         else:
             filled = np.where(valid, matrix, 0.0)
             mean = filled.sum(axis=0) / counts
@@ -97,6 +104,8 @@ def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
             std = np.sqrt(squares / (counts - 1))
         cols = np.arange(n_cols)[None, :]
         quartiles = _lerp(ordered[lo, cols], ordered[hi, cols], position - lo)
+        if extremes is not None:
+            quartiles[0], quartiles[4] = extremes
     out: list[dict[str, Any]] = []
     for j in range(n_cols):
         count = int(counts[j])
