@@ -131,3 +131,12 @@ def test_describe_columns_of_complete_columns_equals_pandas_describe_bit_for_bit
         middle = [float(v) for v in np.percentile(col, [25, 50, 75])]
         expected = [float(col.min()), *middle, float(col.max())]
         assert [d[k] for k in ("min", "25%", "50%", "75%", "max")] == expected
+
+
+def test_describe_columns_reports_an_infinite_min_or_max_with_values_missing():
+    from modelmon_daemon.analytics.stats import describe_columns
+
+    x = np.array([[1.0, np.nan], [-np.inf, 2.0], [np.nan, np.inf], [3.0, 0.5]])
+    first, second = describe_columns(x)
+    assert (first["count"], first["min"], first["max"]) == (3, -np.inf, 3.0)
+    assert (second["count"], second["min"], second["max"]) == (3, 0.5, np.inf)
