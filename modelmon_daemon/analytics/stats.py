@@ -50,7 +50,7 @@ def _finite_or_none(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-QUANTILES = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+QUARTILES = np.array([0.25, 0.5, 0.75])  # interpolated; min and max are order statistics
 
 
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -76,24 +76,24 @@ def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
     valid = ~np.isnan(matrix)
     counts = valid.sum(axis=0)
     last = np.maximum(counts - 1, 0)
-    position = QUANTILES[:, None] * last[None, :]  # (5, n_cols)
+    position = QUARTILES[:, None] * last[None, :]  # (3, n_cols)
     lo = np.floor(position).astype(np.int64)
     hi = np.minimum(lo + 1, last[None, :])
+    cols = np.arange(n_cols)
     # each column ordered as one contiguous row (down strided columns took 1.6x); with
     # no value missing, every column needs the same few order statistics: partitioned
-    # at those (the values there are the sorted ones), 40% less time than a full sort
+    # at those (the values there are the sorted ones), 40% less time than a full sort,
+    # and min and max read directly (a pass each, right where a column holds an
+    # infinity, which interpolation would make NaN)
     rows = np.ascontiguousarray(matrix.T)
     complete = bool(valid.all())
     if complete:
-        # min and max read directly (a pass each), not as two more partition points
-        # (and right where a column holds an infinity, which interpolation makes NaN)
-        extremes = rows.min(axis=1), rows.max(axis=1)
-        points = np.unique(np.concatenate([lo[1:4, 0], hi[1:4, 0]]))
+        low, high = rows.min(axis=1), rows.max(axis=1)
+        points = np.unique(np.concatenate([lo[:, 0], hi[:, 0]]))
         ordered = np.partition(rows, points, axis=1).T
     else:
         ordered = np.sort(rows, axis=1).T
-        every = np.arange(n_cols)
-        extremes = ordered[0], ordered[last, every]  # each column's valid prefix
+        low, high = ordered[0], ordered[last, cols]  # each column's valid prefix
     with np.errstate(invalid="ignore", divide="ignore"):
         if complete:  # per contiguous column, summed pairwise as pandas sums a column
             mean = rows.mean(axis=1)
@@ -103,9 +103,7 @@ def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
             mean = filled.sum(axis=0) / counts
             squares = np.where(valid, (matrix - mean) ** 2, 0.0).sum(axis=0)
             std = np.sqrt(squares / (counts - 1))
-        cols = np.arange(n_cols)[None, :]
         quartiles = _lerp(ordered[lo, cols], ordered[hi, cols], position - lo)
-        quartiles[0], quartiles[4] = extremes  # order statistics, not interpolated
     out: list[dict[str, Any]] = []
     for j in range(n_cols):
         count = int(counts[j])
@@ -118,11 +116,11 @@ def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
                 "count": count,
                 "mean": _finite_or_none(float(mean[j])),
                 "std": _finite_or_none(float(std[j])) if count > 1 else None,
-                "min": float(q[0]),
-                "25%": float(q[1]),
-                "50%": float(q[2]),
-                "75%": float(q[3]),
-                "max": float(q[4]),
+                "min": float(low[j]),
+                "25%": float(q[0]),
+                "50%": float(q[1]),
+                "75%": float(q[2]),
+                "max": float(high[j]),
             }
         )
     return out
