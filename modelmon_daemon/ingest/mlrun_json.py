@@ -8,6 +8,7 @@ holds them equal)."""
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -29,6 +30,7 @@ from modelmon_daemon.ingest.events import (
 # exact value); where the value itself is kept (an object column), the body goes the
 # plain way.
 _ORJSON_INTS = (-(2**63), 2**64)
+_IDENTITY = attrgetter(*IDENTITY_FIELDS)  # an event's identity, as the dict path reads it
 
 
 class _Request(msgspec.Struct, gc=False):
@@ -83,9 +85,7 @@ def parse_mlrun_json(body: bytes, known_shape: ShapeLookup, now: float) -> Parse
     for e in events:
         if e.error is not None or e.headers is not msgspec.UNSET or e.values is not msgspec.UNSET:
             return None
-    identities = [
-        (e.endpoint_id, e.function_uri, e.model, e.version) for e in events
-    ]  # as IDENTITY_FIELDS
+    identities = list(map(_IDENTITY, events))
 
     def event_at(i: int) -> dict[str, Any]:
         return dict(zip(IDENTITY_FIELDS, identities[i], strict=True))
