@@ -53,10 +53,6 @@ class GeneratedIds:
     def __getitem__(self, index: Any) -> np.ndarray:
         return np.asarray(self)[index]
 
-    @property
-    def dtype(self) -> np.dtype[Any]:
-        return np.dtype(object)
-
 
 RequestIds = np.ndarray | GeneratedIds
 
