@@ -33,7 +33,13 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from modelmon_daemon.core.records import ColumnBatch, ResultRecord, WindowMeta
+from modelmon_daemon.core.records import (
+    ColumnBatch,
+    GeneratedIds,
+    RequestIds,
+    ResultRecord,
+    WindowMeta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +123,16 @@ def _object_column(values: np.ndarray) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values.tolist()], type=pa.string())
 
 
+def request_id_column(ids: RequestIds) -> pa.Array:
+    """Request ids as Arrow strings. Ids the daemon generated are joined by Arrow from
+    their prefix and row numbers (the same strings as `GeneratedIds.tolist`), so a tick's
+    events file makes no Python string for them."""
+    if isinstance(ids, GeneratedIds):
+        rows = pc.cast(pa.array(np.arange(ids.n, dtype=np.int64)), pa.string())
+        return pc.binary_join_element_wise(pa.scalar(ids.prefix), rows, "")
+    return _object_column(np.asarray(ids))
+
+
 def _column(values: np.ndarray) -> pa.Array:
     return _object_column(values) if values.dtype == object else _float_column(values)
 
@@ -126,12 +142,14 @@ def events_table(
     feature_names: list[str],
     output_names: list[str],
     by_feature: np.ndarray | None = None,
+    request_ids: pa.Array | None = None,
 ) -> pa.Table:
     """One column per feature and output, plus timestamp, request id, latency and error.
-    `by_feature`: the features already column-major (features x rows), if at hand."""
+    `by_feature`: the features already column-major (features x rows), if at hand;
+    `request_ids`: the request-id column, if already made (else from the batch)."""
     columns: dict[str, pa.Array] = {
         "timestamp": _to_ts(batch.timestamps),
-        "request_id": _object_column(np.asarray(batch.request_ids)),
+        "request_id": request_id_column(batch.request_ids) if request_ids is None else request_ids,
         "latency_us": _float_column(batch.latency_us),
         "error": _object_column(batch.errors),
     }
@@ -261,9 +279,17 @@ class ParquetStore:
         for b in batches:
             by_feature[:, offset : offset + len(b)] = b.features.T
             offset += len(b)
-        no_features = [replace(b, features=b.features[:, :0]) for b in batches]
+        # request ids made per window (generated ones by Arrow), not concatenated as
+        # Python strings: the batch below carries none
+        request_ids = pa.concat_arrays([request_id_column(b.request_ids) for b in batches])
+        no_features = [
+            replace(b, features=b.features[:, :0], request_ids=np.empty(len(b), dtype=object))
+            for b in batches
+        ]
         batch = ColumnBatch.concat(no_features, 0, len(first.batch.outputs))
-        table = events_table(batch, first.feature_names, first.output_names, by_feature)
+        table = events_table(
+            batch, first.feature_names, first.output_names, by_feature, request_ids
+        )
         owner = np.repeat(np.arange(len(windows), dtype=np.int32), counts)
         uids = pa.array([w.meta.uid for w in windows], type=pa.string())
         ids = pa.DictionaryArray.from_arrays(pa.array(owner), uids).cast(pa.string())

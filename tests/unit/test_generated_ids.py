@@ -11,7 +11,7 @@ import pytest
 
 from modelmon_daemon.core.records import ColumnBatch, GeneratedIds
 from modelmon_daemon.ingest.events import parse_native_events
-from modelmon_daemon.storage.parquet_store import events_table
+from modelmon_daemon.storage.parquet_store import events_table, request_id_column
 from tests.helpers import make_batch
 
 NOW = 1_700_000_000.0
@@ -82,3 +82,40 @@ def test_events_file_holds_the_generated_strings():
     prefix = batch.request_ids.prefix
     assert ids[0].as_py() == f"{prefix}0" and ids[69_999].as_py() == f"{prefix}69999"
     assert len(set(ids.to_pylist())) == 70_000
+
+
+def test_arrow_makes_the_same_strings_as_tolist():
+    for n in (0, 1, 9, 10, 1001, 70_000):
+        ids = generated(n).request_ids if n else GeneratedIds("p-", 0)
+        column = request_id_column(ids)
+        assert column.type == pa.string() and column.null_count == 0
+        assert column.to_pylist() == ids.tolist()
+    sent = np.array(["x", None, "z"], dtype=object)
+    assert request_id_column(sent).to_pylist() == ["x", None, "z"]
+
+
+def test_a_shared_events_file_holds_each_windows_ids_in_order(tmp_path):
+    from modelmon_daemon.core.records import WindowMeta
+    from modelmon_daemon.storage.parquet_store import ParquetStore, WindowEvents
+
+    start = NOW - NOW % 3600
+    gen_a, gen_c = generated(3), generated(1200)
+    sent = make_batch([NOW, NOW], [[1, 2], [3, 4]], rids=["x", "y"])
+    mixed = ColumnBatch.concat([generated(2), sent], 2, 1)  # ids materialized: an array
+    for b in (gen_a, gen_c, mixed):
+        b.timestamps[:] = start + 1
+    windows = [
+        WindowEvents(
+            WindowMeta(uid, start, start + 60, [i], rows=len(b)), b, ["a", "b"], ["output"]
+        )
+        for i, (uid, b) in enumerate([("c", gen_c), ("a", gen_a), ("b", mixed)])
+    ]
+    (file,) = ParquetStore(str(tmp_path)).events_files(windows)
+    expected = [
+        *gen_a.request_ids.tolist(),
+        *mixed.request_ids.tolist(),
+        *gen_c.request_ids.tolist(),
+    ]
+    assert file.table.column("request_id").to_pylist() == expected
+    assert file.table.column("endpoint_id").to_pylist() == ["a"] * 3 + ["b"] * 4 + ["c"] * 1200
+    assert file.table.column("a").to_pylist()[:3] == gen_a.features[:, 0].tolist()
