@@ -6,7 +6,9 @@ Rows (each posted by an aiohttp client with 32 connections for a few seconds):
 - 1000-event MLRun-format JSON list per POST vs a server that only decodes the JSON
   (target >= 150k events/s);
 - 1000 endpoints x one 1000-row native batch each, vs the single-endpoint batch rate.
-Every daemon 202 means the events are durable in the LMDB log.
+Every daemon 202 means the events are durable in the LMDB log. For each daemon row the
+CPU time of the daemon's processes (its own and Ray's) per request is printed too: a
+figure that depends less on the shared machine's speed than the rates do.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ import msgpack
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fleet import cpu_seconds  # noqa: E402  (the daemon's processes' CPU time, by name)
+
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 CONNECTIONS = 32
 
@@ -153,7 +159,23 @@ def payloads() -> dict[str, tuple[bytes, int, str]]:
 FLEET = 1000
 
 
-async def measure(ports: dict[str, int], daemon_url: str, token_file: Path) -> None:
+def daemon_cpu(pgid: int) -> float:
+    """CPU seconds so far of the daemon's processes (its own and Ray's), all together."""
+    return sum(v for k, v in cpu_seconds(pgid).items() if k != " system")
+
+
+async def measure(
+    ports: dict[str, int], daemon_url: str, token_file: Path, daemon_pid: int
+) -> None:
+    async def ours(
+        url: str | list[str], body: bytes, token: str, content_type: str = "application/json"
+    ) -> tuple[float, int, float]:
+        """The daemon's rate, failures and CPU microseconds per request."""
+        before, t0 = daemon_cpu(daemon_pid), time.perf_counter()
+        rate, failed = await load(url, body, SECONDS, token, content_type)
+        used, elapsed = daemon_cpu(daemon_pid) - before, time.perf_counter() - t0
+        return rate, failed, 1e6 * used / max(1.0, rate * elapsed)
+
     for port in ports.values():
         await wait_up(f"http://127.0.0.1:{port}/")
     await wait_up(daemon_url + "/healthz")
@@ -182,29 +204,43 @@ async def measure(ports: dict[str, int], daemon_url: str, token_file: Path) -> N
     rows = payloads()
     body, _, path = rows["single MLRun event"]
     base, _ = await load(f"http://127.0.0.1:{ports['noop']}{path}", body, SECONDS)
-    ours, failed = await load(daemon_url + path, body, SECONDS, token)
-    report("single MLRun event per POST", ours, 1, base, "no-op aiohttp server", failed)
+    rate, failed, cpu = await ours(daemon_url + path, body, token)
+    report("single MLRun event per POST", rate, 1, base, "no-op aiohttp server", failed, cpu)
     body, events, path = rows["1000-event native msgpack batch"]
     msgpack_type = "application/msgpack"
     base, _ = await load(
         f"http://127.0.0.1:{ports['decode']}{path}", body, SECONDS, content_type=msgpack_type
     )
-    single, failed = await load(daemon_url + path, body, SECONDS, token, msgpack_type)
-    report("1000-event native msgpack batch", single, events, base, "msgpack decode-only", failed)
+    single, failed, cpu = await ours(daemon_url + path, body, token, msgpack_type)
+    report(
+        "1000-event native msgpack batch", single, events, base, "msgpack decode-only", failed, cpu
+    )
     body, events, path = rows["1000-event MLRun list"]
     base, _ = await load(f"http://127.0.0.1:{ports['json']}{path}", body, SECONDS)
-    ours, failed = await load(daemon_url + path, body, SECONDS, token)
-    report("1000-event MLRun JSON list", ours, events, base, "JSON decode-only", failed)
+    rate, failed, cpu = await ours(daemon_url + path, body, token)
+    report("1000-event MLRun JSON list", rate, events, base, "JSON decode-only", failed, cpu)
     body, events, _ = rows["1000-event native msgpack batch"]
     urls = [f"{daemon_url}/v1/endpoints/fleet{i}/events" for i in range(FLEET)]
-    ours, failed = await load(urls, body, SECONDS, token, msgpack_type)
+    rate, failed, cpu = await ours(urls, body, token, msgpack_type)
     report(
-        f"{FLEET} endpoints x 1000-row batch", ours, events, single, "single-endpoint batch", failed
+        f"{FLEET} endpoints x 1000-row batch",
+        rate,
+        events,
+        single,
+        "single-endpoint batch",
+        failed,
+        cpu,
     )
 
 
 def report(
-    name: str, rate: float, events: int, base: float | None, baseline: str, failed: int
+    name: str,
+    rate: float,
+    events: int,
+    base: float | None,
+    baseline: str,
+    failed: int,
+    cpu_us: float | None = None,
 ) -> None:
     note = f"   ({failed} non-202)" if failed else ""
     against = (
@@ -212,7 +248,10 @@ def report(
         if base
         else baseline
     )
-    print(f"  {name:<34} {rate * events:10.0f} events/s ({rate:7.0f} req/s)   {against}{note}")
+    cost = f"   daemon CPU {cpu_us:7.0f} us/request" if cpu_us is not None else ""
+    print(
+        f"  {name:<34} {rate * events:10.0f} events/s ({rate:7.0f} req/s)   {against}{cost}{note}"
+    )
 
 
 def main() -> None:
@@ -241,7 +280,11 @@ def main() -> None:
             argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
         )
     try:
-        asyncio.run(measure(ports, f"http://127.0.0.1:{daemon_port}", tmp / "data" / "auth_token"))
+        asyncio.run(
+            measure(
+                ports, f"http://127.0.0.1:{daemon_port}", tmp / "data" / "auth_token", daemon.pid
+            )
+        )
     finally:
         for proc in (daemon, *baselines):
             proc.send_signal(signal.SIGTERM)
