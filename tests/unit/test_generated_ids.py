@@ -119,3 +119,53 @@ def test_a_shared_events_file_holds_each_windows_ids_in_order(tmp_path):
     assert file.table.column("request_id").to_pylist() == expected
     assert file.table.column("endpoint_id").to_pylist() == ["a"] * 3 + ["b"] * 4 + ["c"] * 1200
     assert file.table.column("a").to_pylist()[:3] == gen_a.features[:, 0].tolist()
+
+
+async def test_a_group_commit_keeps_large_generated_id_batches_as_records_of_their_own(tmp_path):
+    """Requests committed together are merged per (endpoint, window), except batches of
+    many generated ids: merged, their ids would become strings in the log record. The
+    window's rows keep their order of arrival."""
+    import asyncio
+
+    from modelmon_daemon.core.records import from_log_value
+    from modelmon_daemon.storage.lmdb_store import LmdbStore
+    from modelmon_daemon.storage.wal import MERGE_MAX_GENERATED_IDS, GroupCommitLog, store_append
+
+    store = LmdbStore(tmp_path, 64 << 20)
+    forwarded: list[tuple[str, int, float, bytes]] = []
+
+    async def forward(records):
+        forwarded.extend(records)
+
+    log = GroupCommitLog(store_append(store, None), forward)
+    await log.start()
+    small0, large0, small1, large1 = (
+        generated(1),
+        generated(MERGE_MAX_GENERATED_IDS),
+        generated(MERGE_MAX_GENERATED_IDS - 1),
+        generated(500),
+    )
+    sent = make_batch([NOW, NOW], [[1, 2], [3, 4]])
+    arrived = [small0, large0, small1, sent, large1]
+    try:
+        # queued before the flusher runs: one commit for all five requests
+        await asyncio.gather(*(log.append([("ep", NOW, b)], []) for b in arrived))
+    finally:
+        await log.stop()
+    assert log.commits == 1
+    records = sorted(
+        (seq, ColumnBatch.from_wire(from_log_value(v)[1])) for _, seq, _, v in forwarded
+    )
+    assert [seq for seq, *_ in store.wal_records("ep")] == [seq for seq, _ in records]
+    batches = [b for _, b in records]
+    # small0 alone (large0 follows it), large0, small1 + sent merged, large1
+    big = MERGE_MAX_GENERATED_IDS
+    assert [len(b) for b in batches] == [1, big, big + 1, 500]
+    for got, original in ((batches[1], large0), (batches[3], large1)):
+        assert got.request_ids == original.request_ids  # the pair, not the strings
+        np.testing.assert_array_equal(got.features, original.features)
+    assert not isinstance(batches[2].request_ids, GeneratedIds)
+    in_log = [r for b in batches for r in b.request_ids.tolist()]
+    assert in_log == [r for b in arrived for r in b.request_ids.tolist()]
+    assert store.wal_rows() == sum(map(len, arrived))
+    store.close()
