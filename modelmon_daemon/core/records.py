@@ -142,7 +142,7 @@ class ColumnBatch:
             "o": [_column_to_wire(o) for o in self.outputs],
             **_ids_to_wire(self.request_ids),
             "l": _f8(self.latency_us),
-            "e": [None if e is None else str(e) for e in self.errors.tolist()],
+            **_errors_to_wire(self.errors),
             "ee": self.error_events,
             "c": {int(j): c.tolist() for j, c in self.categorical.items()},
             "u": self.unexpected,
@@ -166,12 +166,20 @@ class ColumnBatch:
             outputs=[_column_from_wire(o) for o in wire["o"]],
             request_ids=_ids_from_wire(wire),
             latency_us=f8(wire["l"]),
-            errors=_object_array(wire["e"]),
+            errors=_nones(n) if wire.get("e") is None else _object_array(wire["e"]),
             error_events=int(wire["ee"]),
             categorical={int(j): _object_array(v) for j, v in (wire.get("c") or {}).items()},
             unexpected=dict(wire.get("u") or {}),
             weights=f8(wire["w"]) if "w" in wire else None,
         )
+
+
+def _errors_to_wire(errors: np.ndarray) -> dict[str, Any]:
+    """Rows without an error (most batches: all of them) write no list of nils."""
+    values = errors.tolist()
+    if values.count(None) == len(values):
+        return {}
+    return {"e": [None if e is None else str(e) for e in values]}
 
 
 def _ids_to_wire(ids: RequestIds) -> dict[str, Any]:

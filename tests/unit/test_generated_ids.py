@@ -169,3 +169,20 @@ async def test_a_group_commit_keeps_large_generated_id_batches_as_records_of_the
     assert in_log == [r for b in arrived for r in b.request_ids.tolist()]
     assert store.wal_rows() == sum(map(len, arrived))
     store.close()
+
+
+def test_a_record_without_errors_carries_no_list_of_nils():
+    clean = generated(1000)
+    wire = clean.to_wire()
+    assert "e" not in wire
+    back = ColumnBatch.from_wire(wire)
+    assert back.errors.dtype == object and back.errors.tolist() == [None] * 1000
+    error = make_batch([NOW], [[1, 2]])
+    error.errors[0] = "boom"
+    failing = ColumnBatch.concat([generated(2), error], 2, 1)
+    wire = failing.to_wire()
+    assert wire["e"] == [None, None, "boom"]
+    assert ColumnBatch.from_wire(wire).errors.tolist() == [None, None, "boom"]
+    # records logged before (a list of nils) read the same
+    old = {**clean.to_wire(), "e": [None] * 1000}
+    assert ColumnBatch.from_wire(old).errors.tolist() == [None] * 1000
