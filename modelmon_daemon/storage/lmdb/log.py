@@ -90,7 +90,9 @@ class LogTable(LmdbEnvironment):
         """The batch wires of logged records, in the order asked (a spilled window's rows
         are read back from here)."""
         out = []
-        with self.env.begin(db=self.db["wal"]) as txn:
+        # buffers: each value is read where the map holds it, not copied first (the
+        # decoder copies what it keeps)
+        with self.env.begin(db=self.db["wal"], buffers=True) as txn:
             for seq in seqs:
                 raw = txn.get(wal_key(uid, seq))
                 if raw is None:
