@@ -261,8 +261,9 @@ def spec_version(raw: bytes) -> str:
     return hashlib.sha1(raw).hexdigest()[:16]
 
 
-def unpack(data: bytes) -> Any:
-    """A stored record; malformed bytes raise ValueError (msgspec.DecodeError)."""
+def unpack(data: bytes | memoryview) -> Any:
+    """A stored record (bytes, or a buffer of them); malformed bytes raise ValueError
+    (msgspec.DecodeError)."""
     return _DECODER.decode(data)
 
 
