@@ -186,3 +186,18 @@ def test_a_record_without_errors_carries_no_list_of_nils():
     # records logged before (a list of nils) read the same
     old = {**clean.to_wire(), "e": [None] * 1000}
     assert ColumnBatch.from_wire(old).errors.tolist() == [None] * 1000
+
+
+def test_many_windows_generated_ids_are_joined_in_one_call_as_the_same_strings():
+    from modelmon_daemon.storage.parquet_store import request_ids_column
+
+    windows = [generated(3), generated(1), generated(70_000), generated(2)]
+    expected = [r for w in windows for r in w.request_ids.tolist()]
+    joined = request_ids_column([w.request_ids for w in windows])
+    assert joined.type == pa.string() and joined.to_pylist() == expected
+    mixed = [*windows[:2], make_batch([NOW], [[1, 2]], rids=["sent"])]
+    assert request_ids_column([w.request_ids for w in mixed]).to_pylist() == [
+        *expected[:4],
+        "sent",
+    ]
+    assert request_ids_column([]).to_pylist() == []
