@@ -124,25 +124,30 @@ def _object_column(values: np.ndarray) -> pa.Array:
 
 
 def request_id_column(ids: RequestIds) -> pa.Array:
-    """Request ids as Arrow strings. Ids the daemon generated are joined by Arrow from
-    their prefix and row numbers (the same strings as `GeneratedIds.tolist`), so a tick's
-    events file makes no Python string for them."""
-    if isinstance(ids, GeneratedIds):
-        rows = pc.cast(pa.array(np.arange(ids.n, dtype=np.int64)), pa.string())
-        return pc.binary_join_element_wise(pa.scalar(ids.prefix), rows, "")
-    return _object_column(np.asarray(ids))
+    """Request ids as Arrow strings (`request_ids_column` of one window)."""
+    return request_ids_column([ids])
 
 
 def request_ids_column(ids: list[RequestIds]) -> pa.Array:
-    """`request_id_column` of several windows' ids, concatenated. When every window's ids
-    were generated, all of them are joined in one Arrow call (the prefix of each row
-    taken from a dictionary of the windows' prefixes, the row numbers cast to strings
-    once) instead of a join per window."""
+    """Several windows' request ids as one Arrow string column. Ids the daemon generated
+    are joined by Arrow from their prefixes and row numbers (the same strings as
+    `GeneratedIds.tolist`), so a tick's events file makes no Python string for them:
+    when every window's ids were generated, in one call for all of them."""
     if not ids:
         return pa.array([], type=pa.string())
-    if not all(isinstance(i, GeneratedIds) for i in ids):
-        return pa.concat_arrays([request_id_column(i) for i in ids])
-    generated = cast("list[GeneratedIds]", ids)
+    if all(isinstance(i, GeneratedIds) for i in ids):
+        return _joined_ids(cast("list[GeneratedIds]", ids))
+    return pa.concat_arrays(
+        [
+            _joined_ids([i]) if isinstance(i, GeneratedIds) else _object_column(np.asarray(i))
+            for i in ids
+        ]
+    )
+
+
+def _joined_ids(generated: list[GeneratedIds]) -> pa.Array:
+    """prefix + row number of each row: the prefix of each row from a dictionary of the
+    windows' prefixes, the row numbers (from 0 in each window) cast to strings once."""
     counts = np.fromiter((g.n for g in generated), dtype=np.int64, count=len(generated))
     starts = np.cumsum(counts) - counts
     rows = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
