@@ -10,7 +10,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field, fields
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import msgpack
 import msgspec
@@ -23,26 +23,44 @@ _ROW_NUMBERS: list[str] = []
 _ROW_NUMBERS_CACHED = 1 << 16
 
 
-@dataclass(frozen=True)
-class GeneratedIds:
-    """Request ids the daemon made for rows sent without one: `prefix` and the row number
-    ("<prefix>0", "<prefix>1", ...). Kept as the pair until something reads them (the
-    events file, a label join), so the ingest path, the log record and the hand-off to
-    the stream actor carry two values instead of n strings. Reads like an object array."""
+class IdRun(NamedTuple):
+    """Rows `first` .. `first + n - 1` of one prefix's generated ids."""
 
     prefix: str
+    first: int
     n: int
+
+
+@dataclass(frozen=True)
+class GeneratedIds:
+    """Request ids the daemon made for rows sent without one: a prefix and the row number
+    ("<prefix>0", "<prefix>1", ...). Kept as runs of (prefix, first row, rows) until
+    something reads them (the events file, a label join), so the ingest path, the log
+    record, a window joined from many records and the hand-off to the actors carry a few
+    values instead of n strings. Reads like an object array."""
+
+    runs: tuple[IdRun, ...]
+
+    @staticmethod
+    def new(prefix: str, n: int) -> GeneratedIds:
+        return GeneratedIds((IdRun(prefix, 0, n),))
+
+    @cached_property
+    def n(self) -> int:
+        return sum(run.n for run in self.runs)
 
     def __len__(self) -> int:
         return self.n
 
     def tolist(self) -> list[str]:
-        cached = min(self.n, _ROW_NUMBERS_CACHED)
-        if len(_ROW_NUMBERS) < cached:
-            _ROW_NUMBERS.extend(str(r) for r in range(len(_ROW_NUMBERS), cached))
-        prefix = self.prefix
-        ids = [prefix + r for r in _ROW_NUMBERS[:cached]]
-        ids.extend(f"{prefix}{r}" for r in range(cached, self.n))
+        ids: list[str] = []
+        for prefix, first, count in self.runs:
+            end = first + count
+            cached = max(first, min(end, _ROW_NUMBERS_CACHED))
+            if len(_ROW_NUMBERS) < cached:
+                _ROW_NUMBERS.extend(str(r) for r in range(len(_ROW_NUMBERS), cached))
+            ids.extend([prefix + r for r in _ROW_NUMBERS[first:cached]])
+            ids.extend(f"{prefix}{r}" for r in range(cached, end))
         return ids
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
@@ -52,6 +70,46 @@ class GeneratedIds:
 
     def __getitem__(self, index: Any) -> np.ndarray:
         return np.asarray(self)[index]
+
+    def take(self, index: np.ndarray) -> RequestIds:
+        """The ids at `index` (an index array or boolean mask): still runs when the rows
+        are consecutive (a batch split at a window's end), else strings."""
+        rows = np.flatnonzero(index) if index.dtype == bool else np.asarray(index)
+        if rows.size == 0:
+            return GeneratedIds(())
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        if hi - lo != rows.size or (rows.size > 1 and not bool(np.all(np.diff(rows) == 1))):
+            return np.asarray(self)[rows]
+        return self.slice(lo, hi)
+
+    def slice(self, lo: int, hi: int) -> GeneratedIds:
+        """Rows lo .. hi - 1, as runs."""
+        runs, at = [], 0
+        for prefix, first, count in self.runs:
+            a, b = max(lo, at), min(hi, at + count)
+            if a < b:
+                runs.append(IdRun(prefix, first + a - at, b - a))
+            at += count
+        return GeneratedIds(tuple(runs))
+
+    @staticmethod
+    def join(parts: list[GeneratedIds]) -> GeneratedIds:
+        """One after the other; a run that continues the one before it is joined to it."""
+        runs: list[IdRun] = []
+        for part in parts:
+            for run in part.runs:
+                if run.n == 0:
+                    continue
+                if (
+                    runs
+                    and runs[-1].prefix == run.prefix
+                    and (runs[-1].first + runs[-1].n == run.first)
+                ):
+                    last = runs[-1]
+                    runs[-1] = IdRun(last.prefix, last.first, last.n + run.n)
+                else:
+                    runs.append(run)
+        return GeneratedIds(tuple(runs))
 
 
 RequestIds = np.ndarray | GeneratedIds
@@ -91,7 +149,7 @@ class ColumnBatch:
             timestamps=self.timestamps[index],
             features=self.features[index],
             outputs=[o[index] for o in self.outputs],
-            request_ids=self.request_ids[index],
+            request_ids=_take_ids(self.request_ids, index),
             latency_us=self.latency_us[index],
             errors=errors_taken,
             error_events=0,
@@ -116,7 +174,7 @@ class ColumnBatch:
             timestamps=np.concatenate([b.timestamps for b in batches]),
             features=np.concatenate([b.features for b in batches]),
             outputs=outputs,
-            request_ids=np.concatenate([b.request_ids for b in batches]),
+            request_ids=_concat_ids([b.request_ids for b in batches]),
             latency_us=np.concatenate([b.latency_us for b in batches]),
             errors=np.concatenate([b.errors for b in batches]),
             error_events=sum(b.error_events for b in batches),
@@ -182,19 +240,41 @@ def _errors_to_wire(errors: np.ndarray) -> dict[str, Any]:
     return {"e": [None if e is None else str(e) for e in values]}
 
 
+def _take_ids(ids: RequestIds, index: np.ndarray) -> RequestIds:
+    return ids.take(index) if isinstance(ids, GeneratedIds) else ids[index]
+
+
+def _concat_ids(parts: list[RequestIds]) -> RequestIds:
+    """Generated ids stay runs when every part's are generated; else strings."""
+    if all(isinstance(p, GeneratedIds) for p in parts):
+        return GeneratedIds.join(cast("list[GeneratedIds]", parts))
+    return np.concatenate([np.asarray(p, dtype=object) for p in parts])
+
+
 def _ids_to_wire(ids: RequestIds) -> dict[str, Any]:
     if isinstance(ids, GeneratedIds):
-        return {"rg": [ids.prefix, ids.n]}
+        if len(ids.runs) == 1 and ids.runs[0].first == 0:
+            return {"rg": [ids.runs[0].prefix, ids.n]}
+        return {"rgs": [list(run) for run in ids.runs]}
     return {"r": [str(r) for r in ids.tolist()]}
 
 
 def _ids_from_wire(wire: dict[str, Any]) -> RequestIds:
     if "rg" in wire:
         prefix, n = wire["rg"]
-        if int(n) != int(wire["n"]):
-            raise ValueError(f"generated ids for {n} rows in a record of {wire['n']}")
-        return GeneratedIds(str(prefix), int(n))
-    return np.asarray(wire["r"], dtype=object)
+        ids = GeneratedIds.new(str(prefix), int(n))
+    elif "rgs" in wire:
+        runs = []
+        for prefix, first, count in wire["rgs"]:
+            if not isinstance(prefix, str) or int(first) < 0 or int(count) < 0:
+                raise ValueError(f"bad run of generated ids: {[prefix, first, count]!r}")
+            runs.append(IdRun(prefix, int(first), int(count)))
+        ids = GeneratedIds(tuple(runs))
+    else:
+        return np.asarray(wire["r"], dtype=object)
+    if ids.n != int(wire["n"]):
+        raise ValueError(f"generated ids for {ids.n} rows in a record of {wire['n']}")
+    return ids
 
 
 def _add_counts(parts: Any) -> dict[str, int]:

@@ -995,7 +995,7 @@ def parse_native_events(
 def _generated_ids(n: int) -> GeneratedIds:
     """Request ids for rows sent without one: a fresh prefix and the row number, made
     into strings only when read (see GeneratedIds)."""
-    return GeneratedIds(uuid.uuid4().hex + "-", n)
+    return GeneratedIds.new(uuid.uuid4().hex + "-", n)
 
 
 def _is_latency(value: Any) -> bool:

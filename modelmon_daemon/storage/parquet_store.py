@@ -147,13 +147,15 @@ def request_ids_column(ids: list[RequestIds]) -> pa.Array:
 
 def _joined_ids(generated: list[GeneratedIds]) -> pa.Array:
     """prefix + row number of each row: the prefix of each row from a dictionary of the
-    windows' prefixes, the row numbers (from 0 in each window) cast to strings once."""
-    counts = np.fromiter((g.n for g in generated), dtype=np.int64, count=len(generated))
+    runs' prefixes, the row numbers (each run's from its first) cast to strings once."""
+    runs = [run for g in generated for run in g.runs]
+    counts = np.fromiter((r.n for r in runs), dtype=np.int64, count=len(runs))
+    firsts = np.fromiter((r.first for r in runs), dtype=np.int64, count=len(runs))
     starts = np.cumsum(counts) - counts
-    rows = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
-    owner = np.repeat(np.arange(len(generated), dtype=np.int32), counts)
+    rows = np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(firsts - starts, counts)
+    owner = np.repeat(np.arange(len(runs), dtype=np.int32), counts)
     prefixes = pa.DictionaryArray.from_arrays(
-        pa.array(owner), pa.array([g.prefix for g in generated], type=pa.string())
+        pa.array(owner), pa.array([r.prefix for r in runs], type=pa.string())
     ).cast(pa.string())
     return pc.binary_join_element_wise(prefixes, pc.cast(pa.array(rows), pa.string()), "")
 

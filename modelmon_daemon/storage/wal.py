@@ -19,7 +19,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from modelmon_daemon.core.records import ColumnBatch, GeneratedIds
+from modelmon_daemon.core.records import ColumnBatch
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 
 log = logging.getLogger(__name__)
@@ -168,31 +168,14 @@ class GroupCommitLog:
                 self._idle.set()
 
 
-# a batch with at least this many generated request ids stays a log record of its own:
-# merged, its ids would become strings (in the log record, the hand-off and the stream
-# actor), where on its own they stay a prefix and a count
-MERGE_MAX_GENERATED_IDS = 64
-
-
 def _merge(records: list[tuple[str, float, ColumnBatch]]) -> list[tuple[str, float, ColumnBatch]]:
-    """One record per (endpoint, window): fewer log entries, fewer messages to actors.
-    A batch of many generated ids stays whole (MERGE_MAX_GENERATED_IDS); the rows of each
-    (endpoint, window) keep their order of arrival either way."""
-    parts: list[tuple[str, float, list[ColumnBatch]]] = []
-    open_part: dict[tuple[str, float], list[ColumnBatch]] = {}
+    """One record per (endpoint, window), rows in their order of arrival: fewer log
+    entries, fewer messages to actors (generated request ids stay runs when joined)."""
+    parts: dict[tuple[str, float], list[ColumnBatch]] = {}
     for uid, start, batch in records:
-        ids = batch.request_ids
-        if isinstance(ids, GeneratedIds) and ids.n >= MERGE_MAX_GENERATED_IDS:
-            parts.append((uid, start, [batch]))
-            open_part.pop((uid, start), None)  # later rows go after this batch
-            continue
-        part = open_part.get((uid, start))
-        if part is None:
-            part = open_part[(uid, start)] = []
-            parts.append((uid, start, part))
-        part.append(batch)
+        parts.setdefault((uid, start), []).append(batch)
     out = []
-    for uid, start, batches in parts:
+    for (uid, start), batches in parts.items():
         first = batches[0]
         out.append(
             (uid, start, ColumnBatch.concat(batches, first.features.shape[1], len(first.outputs)))

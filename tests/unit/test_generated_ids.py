@@ -1,5 +1,6 @@
-"""Request ids the daemon generates stay a (prefix, count) pair through parsing, the log
-record and the hand-off to stream actors, and read as the same strings everywhere."""
+"""Request ids the daemon generates stay runs of (prefix, first row, count) through
+parsing, the log record, windows joined from many records and the hand-off to actors,
+and read as the same strings everywhere."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from modelmon_daemon.core.records import ColumnBatch, GeneratedIds
+from modelmon_daemon.core.records import ColumnBatch, GeneratedIds, IdRun
 from modelmon_daemon.ingest.events import parse_native_events
 from modelmon_daemon.storage.parquet_store import events_table, request_id_column
 from tests.helpers import make_batch
@@ -24,9 +25,14 @@ def generated(n: int) -> ColumnBatch:
     return batch
 
 
+def prefix_of(batch: ColumnBatch) -> str:
+    assert isinstance(batch.request_ids, GeneratedIds) and len(batch.request_ids.runs) == 1
+    return batch.request_ids.runs[0].prefix
+
+
 def test_generated_ids_read_as_prefix_and_row_number():
     batch = generated(5)
-    prefix = batch.request_ids.prefix
+    prefix = prefix_of(batch)
     expected = [f"{prefix}{i}" for i in range(5)]
     assert batch.request_ids.tolist() == expected
     assert np.asarray(batch.request_ids).tolist() == expected
@@ -39,7 +45,7 @@ def test_generated_ids_read_as_prefix_and_row_number():
 def test_the_log_record_carries_the_pair_not_the_strings():
     batch = generated(1000)
     wire = batch.to_wire()
-    assert "r" not in wire and wire["rg"] == [batch.request_ids.prefix, 1000]
+    assert "r" not in wire and wire["rg"] == [prefix_of(batch), 1000]
     back = ColumnBatch.from_wire(wire)
     assert back.request_ids == batch.request_ids  # still the pair
     assert back.request_ids.tolist() == batch.request_ids.tolist()
@@ -79,14 +85,14 @@ def test_events_file_holds_the_generated_strings():
     table = events_table(batch, ["a", "b"], ["output"])
     ids = table.column("request_id")
     assert ids.type == pa.string()
-    prefix = batch.request_ids.prefix
+    prefix = prefix_of(batch)
     assert ids[0].as_py() == f"{prefix}0" and ids[69_999].as_py() == f"{prefix}69999"
     assert len(set(ids.to_pylist())) == 70_000
 
 
 def test_arrow_makes_the_same_strings_as_tolist():
     for n in (0, 1, 9, 10, 1001, 70_000):
-        ids = generated(n).request_ids if n else GeneratedIds("p-", 0)
+        ids = generated(n).request_ids if n else GeneratedIds.new("p-", 0)
         column = request_id_column(ids)
         assert column.type == pa.string() and column.null_count == 0
         assert column.to_pylist() == ids.tolist()
@@ -121,15 +127,15 @@ def test_a_shared_events_file_holds_each_windows_ids_in_order(tmp_path):
     assert file.table.column("a").to_pylist()[:3] == gen_a.features[:, 0].tolist()
 
 
-async def test_a_group_commit_keeps_large_generated_id_batches_as_records_of_their_own(tmp_path):
-    """Requests committed together are merged per (endpoint, window), except batches of
-    many generated ids: merged, their ids would become strings in the log record. The
-    window's rows keep their order of arrival."""
+async def test_a_group_commit_merges_a_windows_requests_keeping_generated_ids_as_runs(tmp_path):
+    """Requests committed together are merged per (endpoint, window) in their order of
+    arrival; generated ids stay runs in the merged record (not strings), and only a
+    window mixing sent and generated ids is written as strings."""
     import asyncio
 
     from modelmon_daemon.core.records import from_log_value
     from modelmon_daemon.storage.lmdb_store import LmdbStore
-    from modelmon_daemon.storage.wal import MERGE_MAX_GENERATED_IDS, GroupCommitLog, store_append
+    from modelmon_daemon.storage.wal import GroupCommitLog, store_append
 
     store = LmdbStore(tmp_path, 64 << 20)
     forwarded: list[tuple[str, int, float, bytes]] = []
@@ -139,36 +145,86 @@ async def test_a_group_commit_keeps_large_generated_id_batches_as_records_of_the
 
     log = GroupCommitLog(store_append(store, None), forward)
     await log.start()
-    small0, large0, small1, large1 = (
-        generated(1),
-        generated(MERGE_MAX_GENERATED_IDS),
-        generated(MERGE_MAX_GENERATED_IDS - 1),
-        generated(500),
-    )
+    gen = [generated(1), generated(64), generated(63), generated(500)]
     sent = make_batch([NOW, NOW], [[1, 2], [3, 4]])
-    arrived = [small0, large0, small1, sent, large1]
+    mixed = [generated(3), make_batch([NOW], [[5, 6]], rids=["s"]), generated(2)]
+    arrived = [("ep", gen[0]), ("ep", gen[1]), ("other", sent), ("ep", gen[2])]
+    arrived += [("mixed", mixed[0]), ("ep", gen[3]), ("mixed", mixed[1]), ("mixed", mixed[2])]
     try:
-        # queued before the flusher runs: one commit for all five requests
-        await asyncio.gather(*(log.append([("ep", NOW, b)], []) for b in arrived))
+        # queued before the flusher runs: one commit for all the requests
+        await asyncio.gather(*(log.append([(uid, NOW, b)], []) for uid, b in arrived))
     finally:
         await log.stop()
     assert log.commits == 1
-    records = sorted(
-        (seq, ColumnBatch.from_wire(from_log_value(v)[1])) for _, seq, _, v in forwarded
-    )
-    assert [seq for seq, *_ in store.wal_records("ep")] == [seq for seq, _ in records]
-    batches = [b for _, b in records]
-    # small0 alone (large0 follows it), large0, small1 + sent merged, large1
-    big = MERGE_MAX_GENERATED_IDS
-    assert [len(b) for b in batches] == [1, big, big + 1, 500]
-    for got, original in ((batches[1], large0), (batches[3], large1)):
-        assert got.request_ids == original.request_ids  # the pair, not the strings
-        np.testing.assert_array_equal(got.features, original.features)
-    assert not isinstance(batches[2].request_ids, GeneratedIds)
-    in_log = [r for b in batches for r in b.request_ids.tolist()]
-    assert in_log == [r for b in arrived for r in b.request_ids.tolist()]
-    assert store.wal_rows() == sum(map(len, arrived))
+    records = {uid: ColumnBatch.from_wire(from_log_value(v)[1]) for uid, _, _, v in forwarded}
+    assert sorted(records) == ["ep", "mixed", "other"]
+    ep = records["ep"]
+    assert isinstance(ep.request_ids, GeneratedIds)
+    assert ep.request_ids.runs == tuple(g.request_ids.runs[0] for g in gen)
+    assert ep.request_ids.tolist() == [r for g in gen for r in g.request_ids.tolist()]
+    np.testing.assert_array_equal(ep.features, np.concatenate([g.features for g in gen]))
+    assert records["other"].request_ids.tolist() == ["r0", "r1"]
+    assert not isinstance(records["mixed"].request_ids, GeneratedIds)
+    assert records["mixed"].request_ids.tolist() == [
+        r for b in mixed for r in b.request_ids.tolist()
+    ]
+    assert store.wal_rows() == sum(len(b) for _, b in arrived)
     store.close()
+
+
+def test_a_window_joined_from_many_records_keeps_its_ids_as_runs():
+    """What a stream actor sends the application actors for a window of 200 records: a
+    few hundred values, not 20,000 strings; the same strings when read."""
+    parts = [generated(100) for _ in range(200)]
+    window = ColumnBatch.concat(parts, 2, 1)
+    assert isinstance(window.request_ids, GeneratedIds) and len(window.request_ids.runs) == 200
+    expected = [r for p in parts for r in p.request_ids.tolist()]
+    assert window.request_ids.tolist() == expected
+    assert request_id_column(window.request_ids).to_pylist() == expected
+    assert len(pickle.dumps(window.request_ids)) < 200 * 80
+    back = ColumnBatch.from_wire(window.to_wire())
+    assert back.request_ids == window.request_ids
+    assert "rg" not in window.to_wire() and len(window.to_wire()["rgs"]) == 200
+
+
+def test_runs_are_sliced_taken_and_joined_as_the_strings_would_be():
+    ids = GeneratedIds((IdRun("a-", 0, 5), IdRun("b-", 70_000, 3), IdRun("a-", 5, 4)))
+    strings = ids.tolist()
+    assert strings[4:7] == ["a-4", "b-70000", "b-70001"] and strings[-1] == "a-8"
+    for lo in range(len(strings) + 1):
+        for hi in range(lo, len(strings) + 1):
+            part = ids.slice(lo, hi)
+            assert part.tolist() == strings[lo:hi] and part.n == hi - lo
+    mask = np.zeros(12, dtype=bool)
+    mask[3:9] = True
+    taken = ids.take(mask)  # consecutive rows: still runs
+    assert isinstance(taken, GeneratedIds) and taken.tolist() == strings[3:9]
+    assert isinstance(ids.take(np.array([2, 3, 4])), GeneratedIds)
+    scattered = ids.take(np.array([0, 2, 11]))  # not consecutive: strings
+    assert not isinstance(scattered, GeneratedIds)
+    assert scattered.tolist() == [strings[0], strings[2], strings[11]]
+    assert ids.take(np.zeros(12, dtype=bool)).tolist() == []
+    # a run that continues the one before it is joined to it
+    joined = GeneratedIds.join([ids.slice(0, 2), ids.slice(2, 5), ids.slice(5, 12)])
+    assert joined == ids and joined.tolist() == strings
+    # a batch split at a window's end keeps runs in both parts
+    batch = generated(10)
+    batch.timestamps[:] = np.r_[np.full(6, NOW), np.full(4, NOW + 60)]
+    from modelmon_daemon.ingest.events import split_by_window
+
+    (_, first), (_, second) = split_by_window(batch, 60.0)
+    assert isinstance(second.request_ids, GeneratedIds)
+    assert first.request_ids.tolist() + second.request_ids.tolist() == batch.request_ids.tolist()
+
+
+def test_a_record_with_bad_runs_is_refused():
+    wire = ColumnBatch.concat([generated(2), generated(3)], 2, 1).to_wire()
+    bad_count = {**wire, "rgs": [[*wire["rgs"][0]], [wire["rgs"][1][0], 0, 4]]}
+    with pytest.raises(ValueError, match="6 rows in a record of 5"):
+        ColumnBatch.from_wire(bad_count)
+    negative = {**wire, "rgs": [[wire["rgs"][0][0], -1, 2], [*wire["rgs"][1]]]}
+    with pytest.raises(ValueError, match="bad run"):
+        ColumnBatch.from_wire(negative)
 
 
 def test_a_record_without_errors_carries_no_list_of_nils():
