@@ -8,7 +8,8 @@ Rows (each posted by an aiohttp client with 32 connections for a few seconds):
 - 1000 endpoints x one 1000-row native batch each, vs the single-endpoint batch rate.
 Every daemon 202 means the events are durable in the LMDB log. For each daemon row the
 CPU time of the daemon's processes (its own and Ray's) per request is printed too: a
-figure that depends less on the shared machine's speed than the rates do.
+figure that depends less on the shared machine's speed than the rates do
+(BENCH_INGEST_BREAKDOWN=1: by process, " system" being the kernel's part of them all).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet import cpu_seconds  # noqa: E402  (the daemon's processes' CPU time, by name)
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
+BREAKDOWN = bool(os.environ.get("BENCH_INGEST_BREAKDOWN"))  # CPU per request by process
 CONNECTIONS = 32
 
 NOOP = textwrap.dedent(
@@ -68,13 +70,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_up(url: str, wait_s: float = 120) -> None:
+async def wait_up(url: str, wait_s: float = 120, ok: tuple[int, ...] = (200, 404, 405)) -> None:
+    """Until `url` answers with one of `ok` (the daemon's /healthz: 200 only, so a port
+    another process took meanwhile is not mistaken for it)."""
     deadline = time.time() + wait_s
     async with aiohttp.ClientSession() as session:
         while time.time() < deadline:
             try:
                 async with session.get(url) as resp:
-                    if resp.status in (200, 404, 405):
+                    if resp.status in ok:
                         return
             except aiohttp.ClientError:
                 pass
@@ -159,11 +163,6 @@ def payloads() -> dict[str, tuple[bytes, int, str]]:
 FLEET = 1000
 
 
-def daemon_cpu(pgid: int) -> float:
-    """CPU seconds so far of the daemon's processes (its own and Ray's), all together."""
-    return sum(v for k, v in cpu_seconds(pgid).items() if k != " system")
-
-
 async def measure(
     ports: dict[str, int], daemon_url: str, token_file: Path, daemon_pid: int
 ) -> None:
@@ -171,14 +170,25 @@ async def measure(
         url: str | list[str], body: bytes, token: str, content_type: str = "application/json"
     ) -> tuple[float, int, float]:
         """The daemon's rate, failures and CPU microseconds per request."""
-        before, t0 = daemon_cpu(daemon_pid), time.perf_counter()
+        before, t0 = cpu_seconds(daemon_pid), time.perf_counter()
         rate, failed = await load(url, body, SECONDS, token, content_type)
-        used, elapsed = daemon_cpu(daemon_pid) - before, time.perf_counter() - t0
-        return rate, failed, 1e6 * used / max(1.0, rate * elapsed)
+        after, elapsed = cpu_seconds(daemon_pid), time.perf_counter() - t0
+        requests = max(1.0, rate * elapsed)
+        used = {k: v - before.get(k, 0.0) for k, v in after.items()}
+        if BREAKDOWN:
+            print(
+                "    CPU us/request by process:",
+                ", ".join(
+                    f"{k.strip()} {1e6 * v / requests:.0f}"
+                    for k, v in sorted(used.items(), key=lambda kv: -kv[1])
+                    if 1e6 * v / requests >= 5
+                ),
+            )
+        return rate, failed, 1e6 * sum(v for k, v in used.items() if k != " system") / requests
 
     for port in ports.values():
         await wait_up(f"http://127.0.0.1:{port}/")
-    await wait_up(daemon_url + "/healthz")
+    await wait_up(daemon_url + "/healthz", ok=(200,))
     token = (await asyncio.to_thread(token_file.read_text)).strip()
     features = [f"f{j}" for j in range(8)]
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session:
