@@ -43,6 +43,8 @@ class DaemonSettings:
     large_body_size: int = 1024 * 1024
     max_large_requests: int = 2
     event_loop: str = "uvloop"  # "uvloop" (when installed) or "asyncio"
+    # malloc asks for transparent huge pages (glibc >= 2.35 and a kernel that gives them)
+    huge_pages: bool = True
     # on a Ray cluster, an ingestion server on every other node (same event routes, same
     # token), listening on node_port (-1: the daemon's port; 0: any free port)
     node_ingestion: bool = True

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from modelmon_daemon.cli.huge_pages import restart_with_huge_pages
 from modelmon_daemon.cli.progress import terminal_progress
 from modelmon_daemon.client import DEFAULT_URL, Client, ClientError
 from modelmon_daemon.config import ConfigError, Settings, load_settings
@@ -59,6 +60,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.detach:
         return _start_detached(args, settings)
+    if settings.daemon.huge_pages:
+        restart_with_huge_pages()
     from modelmon_daemon.server.daemon import run
 
     try:

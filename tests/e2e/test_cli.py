@@ -9,10 +9,11 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, cli, free_port, http
+from tests.e2e.conftest import ROOT, Daemon, cli, free_port, http
 
 pytestmark = pytest.mark.e2e
 
@@ -172,3 +173,50 @@ def test_alerts_from_the_command_line(daemon, tmp_path):
     assert daemon.cli("alerts", "events", "cli-alert").returncode == 0
     assert daemon.cli("alerts", "delete", "cli-alert").returncode == 0
     assert "cli-alert" not in daemon.cli("alerts").stdout
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode(errors="replace").partition("=")[::2] for item in raw if item)
+
+
+def _session_pids(sid: int) -> list[int]:
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.getsid(int(name)) == sid:
+                    pids.append(int(name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_huge_pages_reach_the_daemon_and_its_ray_processes_unless_turned_off(daemon, short_tmp):
+    from modelmon_daemon.cli.huge_pages import (
+        glibc_version,
+        thp_mode,
+        tunables_with_huge_pages,
+    )
+
+    expected = tunables_with_huge_pages(os.environ, glibc_version(), thp_mode())
+    own = os.environ.get("GLIBC_TUNABLES")
+    # the shared daemon runs with the default (on): same pid, the tunable in its environment
+    assert daemon.proc is not None
+    info = json.loads((daemon.data_dir / "daemon.json").read_text())
+    assert info["pid"] == daemon.proc.pid
+    pids = _session_pids(daemon.proc.pid)
+    assert len(pids) > 3  # the daemon, its raylet, GCS and workers
+    for pid in pids:
+        try:
+            env = _environ(pid)
+        except OSError:
+            continue
+        assert env.get("GLIBC_TUNABLES") == (expected or own), pid
+    off = Daemon(short_tmp / "no-huge-pages", free_port(), ["--set", "daemon.huge_pages=false"])
+    try:
+        off.start()
+        assert off.proc is not None
+        assert _environ(off.proc.pid).get("GLIBC_TUNABLES") == own
+    finally:
+        off.stop()

@@ -1,0 +1,48 @@
+"""When `start` asks malloc for transparent huge pages, and when it leaves the environment alone."""
+
+from __future__ import annotations
+
+from modelmon_daemon.cli.huge_pages import glibc_version, thp_mode, tunables_with_huge_pages
+
+GLIBC = (2, 36)
+
+
+def test_sets_the_tunable_when_glibc_and_kernel_can():
+    assert tunables_with_huge_pages({}, GLIBC, "madvise") == "glibc.malloc.hugetlb=1"
+    assert tunables_with_huge_pages({}, (2, 35), "always") == "glibc.malloc.hugetlb=1"
+
+
+def test_keeps_other_tunables_the_user_set():
+    env = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+    assert (
+        tunables_with_huge_pages(env, GLIBC, "always")
+        == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    )
+
+
+def test_the_users_own_choice_of_the_tunable_stands():
+    for value in ("glibc.malloc.hugetlb=0", "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=2"):
+        assert tunables_with_huge_pages({"GLIBC_TUNABLES": value}, GLIBC, "always") is None
+
+
+def test_nothing_changes_without_glibc_support_or_kernel_huge_pages():
+    assert tunables_with_huge_pages({}, None, "always") is None  # musl and others
+    assert tunables_with_huge_pages({}, (2, 34), "always") is None  # before malloc.hugetlb
+    assert tunables_with_huge_pages({}, GLIBC, "never") is None
+    assert tunables_with_huge_pages({}, GLIBC, None) is None  # no THP file
+
+
+def test_thp_mode_reads_the_bracketed_choice(tmp_path):
+    path = tmp_path / "enabled"
+    path.write_text("always [madvise] never\n")
+    assert thp_mode(path) == "madvise"
+    path.write_text("[always] madvise never\n")
+    assert thp_mode(path) == "always"
+    path.write_text("garbage\n")
+    assert thp_mode(path) is None
+    assert thp_mode(tmp_path / "missing") is None
+
+
+def test_glibc_version_is_a_pair_or_none():
+    version = glibc_version()
+    assert version is None or (len(version) == 2 and all(isinstance(v, int) for v in version))
