@@ -37,6 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fleet import cpu_seconds  # noqa: E402  (the daemon's processes' CPU time, by name)
 
+from modelmon_daemon.cli.huge_pages import (  # noqa: E402
+    glibc_version,
+    thp_mode,
+    tunables_with_huge_pages,
+)
+
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 BREAKDOWN = bool(os.environ.get("BENCH_INGEST_BREAKDOWN"))  # CPU per request by process
 CONNECTIONS = 32
@@ -269,8 +275,14 @@ def main() -> None:
     ports = {"noop": free_port(), "decode": free_port(), "json": free_port()}
     daemon_port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # the baseline servers run with the malloc the daemon gives itself (daemon.huge_pages)
+    tunables = tunables_with_huge_pages(env, glibc_version(), thp_mode())
+    baseline_env = dict(env, GLIBC_TUNABLES=tunables) if tunables else env
+    print(f"GLIBC_TUNABLES (daemon and baselines): {tunables or env.get('GLIBC_TUNABLES')}")
     baselines = [
-        subprocess.Popen([sys.executable, "-c", NOOP, str(port), kind], start_new_session=True)
+        subprocess.Popen(
+            [sys.executable, "-c", NOOP, str(port), kind], start_new_session=True, env=baseline_env
+        )
         for kind, port in ports.items()
     ]
     argv = [
