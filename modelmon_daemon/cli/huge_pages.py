@@ -21,6 +21,7 @@ from pathlib import Path
 TUNABLE = "glibc.malloc.hugetlb"
 MIN_GLIBC = (2, 35)  # the first glibc with malloc.hugetlb
 THP_MODE_FILE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+RESTARTED = "MODELMON_HUGE_PAGES_RESTARTED"
 
 
 def glibc_version() -> tuple[int, int] | None:
@@ -63,11 +64,14 @@ def tunables_with_huge_pages(
 def restart_with_huge_pages() -> None:
     """Replace this process by the same command with the tunable set, when it would
     change anything; returns only when it would not."""
+    if os.environ.get(RESTARTED) == "1":  # once, whatever the C library did with the variable
+        return
     value = tunables_with_huge_pages(os.environ, glibc_version(), thp_mode())
     if value is None:
         return
     env = dict(os.environ, GLIBC_TUNABLES=value)
+    env[RESTARTED] = "1"
     sys.stdout.flush()
     sys.stderr.flush()
-    argv = [sys.executable, "-m", "modelmon_daemon", *sys.argv[1:]]
-    os.execve(sys.executable, argv, env)
+    # the command exactly as started (interpreter options, `-m` or the console script)
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from modelmon_daemon.cli.huge_pages import glibc_version, thp_mode, tunables_with_huge_pages
+import os
+import subprocess
+import sys
+
+from modelmon_daemon.cli.huge_pages import (
+    RESTARTED,
+    glibc_version,
+    thp_mode,
+    tunables_with_huge_pages,
+)
 
 GLIBC = (2, 36)
 
@@ -46,3 +55,27 @@ def test_thp_mode_reads_the_bracketed_choice(tmp_path):
 def test_glibc_version_is_a_pair_or_none():
     version = glibc_version()
     assert version is None or (len(version) == 2 and all(isinstance(v, int) for v in version))
+
+
+def test_restart_replaces_the_process_once_with_the_same_command():
+    """`python -c` with an interpreter option: the restarted process runs the same code
+    (orig_argv kept) under the same pid, and does not restart again."""
+    code = (
+        "import os, sys\n"
+        "from modelmon_daemon.cli.huge_pages import restart_with_huge_pages\n"
+        "print('run', os.getpid(), sys.flags.dont_write_bytecode, flush=True)\n"
+        "restart_with_huge_pages()\n"
+        "print('tunables', os.environ.get('GLIBC_TUNABLES'), flush=True)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", RESTARTED)}
+    out = subprocess.run(
+        [sys.executable, "-B", "-c", code], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    expected = tunables_with_huge_pages(env, glibc_version(), thp_mode())
+    runs = [line for line in lines if line.startswith("run ")]
+    assert len(runs) == (2 if expected else 1)
+    assert len({line.split()[1] for line in runs}) == 1  # same pid
+    assert all(line.endswith(" 1") for line in runs)  # -B kept
+    assert lines[-1] == f"tunables {expected}"
