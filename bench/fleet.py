@@ -85,11 +85,20 @@ def tree_pids(pgid: int) -> list[int]:
     return sorted(found)
 
 
-def cpu_seconds(pgid: int) -> dict[str, float]:
-    """CPU time (user + system) so far of each of the daemon's processes, summed by
-    process name: compared before and after a tick, where the tick's CPU went."""
+def process_name(cmdline: str) -> str:
+    """A stable name for a daemon process: Ray retitles a worker with the task it runs
+    ("ray::StreamActor", "ray::stream:ep21:StreamActor.ingest_many"), so actors are
+    named by their class alone."""
+    if cmdline.startswith("ray::"):
+        return "ray::" + cmdline[5:].split(".")[0].split(":")[-1]
+    return Path(cmdline).name
+
+
+def cpu_seconds(pgid: int) -> dict[int, tuple[str, float, float]]:
+    """CPU time so far of each of the daemon's processes: pid -> (name, user + system,
+    system). Compare two with `cpu_used`."""
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
+    out: dict[int, tuple[str, float, float]] = {}
     for pid in tree_pids(pgid):
         try:
             with open(f"/proc/{pid}/stat") as f:
@@ -98,9 +107,22 @@ def cpu_seconds(pgid: int) -> dict[str, float]:
                 name = f.read().split(b"\0")[0].decode(errors="replace")
         except OSError:
             continue
-        name = name.split(".")[0] if name.startswith("ray::") else Path(name).name
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-        out[" system"] = out.get(" system", 0.0) + int(fields[12]) / tick
+        user, system = int(fields[11]) / tick, int(fields[12]) / tick
+        out[pid] = (process_name(name), user + system, system)
+    return out
+
+
+def cpu_used(
+    before: dict[int, tuple[str, float, float]], after: dict[int, tuple[str, float, float]]
+) -> dict[str, float]:
+    """CPU seconds used between two snapshots, summed by process name (per pid, so a
+    process that changes its title or starts in between is counted once, from zero),
+    with " system" the kernel's part of them all."""
+    out: dict[str, float] = {}
+    for pid, (name, total, system) in after.items():
+        _, total_before, system_before = before.get(pid, (name, 0.0, 0.0))
+        out[name] = out.get(name, 0.0) + total - total_before
+        out[" system"] = out.get(" system", 0.0) + system - system_before
     return out
 
 
@@ -397,12 +419,12 @@ def run(n: int) -> dict[str, float]:
         idle_before = cpu_seconds(proc.pid)  # what the processes use doing nothing
         time.sleep(IDLE_PROBE_S)
         cpu_before = cpu_seconds(proc.pid)
-        idle_cpu = {k: v - idle_before.get(k, 0.0) for k, v in cpu_before.items()}
+        idle_cpu = cpu_used(idle_before, cpu_before)
         t0 = time.perf_counter()
         warm_report = tick_all(handles.controller)
         warm = time.perf_counter() - t0
         cpu_after = cpu_seconds(proc.pid)
-        warm_cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
+        warm_cpu = cpu_used(cpu_before, cpu_after)
         if os.environ.get("BENCH_FLEET_DEBUG"):
             print(tree_breakdown(proc.pid))
         if os.environ.get("BENCH_FLEET_TIMELINE"):  # Ray's task spans, for chrome://tracing

@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fleet import cpu_seconds  # noqa: E402  (the daemon's processes' CPU time, by name)
+from fleet import cpu_seconds, cpu_used  # noqa: E402  (the daemon's processes' CPU time)
 
 from modelmon_daemon.cli.huge_pages import (  # noqa: E402
     glibc_version,
@@ -180,7 +180,7 @@ async def measure(
         rate, failed = await load(url, body, SECONDS, token, content_type)
         after, elapsed = cpu_seconds(daemon_pid), time.perf_counter() - t0
         requests = max(1.0, rate * elapsed)
-        used = {k: v - before.get(k, 0.0) for k, v in after.items()}
+        used = cpu_used(before, after)
         if BREAKDOWN:
             print(
                 "    CPU us/request by process:",
