@@ -74,7 +74,8 @@ class GeneratedIds:
     def take(self, index: np.ndarray) -> RequestIds:
         """The ids at `index` (an index array or boolean mask): still runs when the rows
         are consecutive (a batch split at a window's end), else strings."""
-        rows = np.flatnonzero(index) if index.dtype == bool else np.asarray(index)
+        index = np.asarray(index)
+        rows = np.flatnonzero(index) if index.dtype == bool else index
         if rows.size == 0:
             return GeneratedIds(())
         lo, hi = int(rows[0]), int(rows[-1]) + 1
@@ -265,10 +266,15 @@ def _ids_from_wire(wire: dict[str, Any]) -> RequestIds:
         ids = GeneratedIds.new(str(prefix), int(n))
     elif "rgs" in wire:
         runs = []
-        for prefix, first, count in wire["rgs"]:
-            if not isinstance(prefix, str) or int(first) < 0 or int(count) < 0:
-                raise ValueError(f"bad run of generated ids: {[prefix, first, count]!r}")
-            runs.append(IdRun(prefix, int(first), int(count)))
+        for run in wire["rgs"]:
+            if not (
+                isinstance(run, list)
+                and len(run) == 3
+                and isinstance(run[0], str)
+                and all(type(v) is int and v >= 0 for v in run[1:])
+            ):
+                raise ValueError(f"bad run of generated ids: {run!r}")
+            runs.append(IdRun(run[0], run[1], run[2]))
         ids = GeneratedIds(tuple(runs))
     else:
         return np.asarray(wire["r"], dtype=object)

@@ -222,9 +222,18 @@ def test_a_record_with_bad_runs_is_refused():
     bad_count = {**wire, "rgs": [[*wire["rgs"][0]], [wire["rgs"][1][0], 0, 4]]}
     with pytest.raises(ValueError, match="6 rows in a record of 5"):
         ColumnBatch.from_wire(bad_count)
-    negative = {**wire, "rgs": [[wire["rgs"][0][0], -1, 2], [*wire["rgs"][1]]]}
-    with pytest.raises(ValueError, match="bad run"):
-        ColumnBatch.from_wire(negative)
+    prefix = wire["rgs"][0][0]
+    for run in (
+        [prefix, -1, 2],
+        [None, 0, 2],
+        [prefix, "0", 2],
+        [prefix, 0.5, 2],
+        [prefix, 0],
+        "x",
+    ):
+        malformed = {**wire, "rgs": [run, [*wire["rgs"][1]]]}
+        with pytest.raises(ValueError, match="bad run"):
+            ColumnBatch.from_wire(malformed)
 
 
 def test_a_record_without_errors_carries_no_list_of_nils():
