@@ -118,9 +118,11 @@ class ControllerActor:
     ) -> None:
         """`store`: the log owner's state; by default the writer actor's, over Ray (the
         controller holds no LMDB handle)."""
-        from modelmon_daemon.actors.remote import LogOwnerClient, RayRuntime
+        from modelmon_daemon.actors.remote import LogOwnerClient, RayRuntime, stream_actor_limit
 
         self.settings = Settings.from_dict(settings)
+        # 0 (the default) resolved here too, for a controller made without the daemon
+        self.settings.stream.max_actors = stream_actor_limit(self.settings)
         self.runtime = runtime or RayRuntime(settings)
         self.store: LogView = store or LogOwnerClient(self.runtime.writer())
         self.routes: dict[str, str] = self.store.routes()
@@ -129,8 +131,8 @@ class ControllerActor:
         for actor in self.routes.values():
             self._load[actor] = self._load.get(actor, 0) + 1
         self.streams: dict[str, Any] = {}
-        for name in sorted(set(self.routes.values())):
-            self.streams[name] = self.runtime.stream_actor(name)
+        for index, name in enumerate(sorted(set(self.routes.values()))):
+            self.streams[name] = self.runtime.stream_actor(name, index)
         # endpoint -> actor by a hash of its uid, so its reference stats stay cached there
         self.app_actors: list[Any] = list(self.runtime.application_actors())
         self.writer = self.runtime.writer()
@@ -194,7 +196,7 @@ class ControllerActor:
                 name = min(sorted(self._load), key=lambda n: self._load[n])
             self._load[name] = self._load.get(name, 0) + 1
             if name not in self.streams:
-                self.streams[name] = self.runtime.stream_actor(name)
+                self.streams[name] = self.runtime.stream_actor(name, len(self.streams))
         try:
             await self._persist_route(uid, name)
             await self.streams[name].add_endpoint.remote(uid)
@@ -575,6 +577,7 @@ class ControllerActor:
             "tick_errors": self.tick_errors,
             "endpoints": len(self.routes),
             "stream_actors": sorted(self.streams),
+            "stream_actor_limit": self.settings.stream.max_actors,
             "application_actors": len(self.app_actors),
             "applications": self.applications,
             "last_tick": self.last_report.__dict__,

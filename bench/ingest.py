@@ -42,6 +42,7 @@ from modelmon_daemon.cli.huge_pages import (  # noqa: E402
     thp_mode,
     tunables_with_huge_pages,
 )
+from modelmon_daemon.config import load_settings  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 BREAKDOWN = bool(os.environ.get("BENCH_INGEST_BREAKDOWN"))  # CPU per request by process
@@ -275,8 +276,10 @@ def main() -> None:
     ports = {"noop": free_port(), "decode": free_port(), "json": free_port()}
     daemon_port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    # the baseline servers run with the malloc the daemon gives itself (daemon.huge_pages)
-    tunables = tunables_with_huge_pages(env, glibc_version(), thp_mode())
+    # the baseline servers run with the malloc the daemon gives itself (daemon.huge_pages,
+    # resolved as the daemon resolves it: config file, then MODELMON_DAEMON_HUGE_PAGES)
+    huge_pages = load_settings(env=env).daemon.huge_pages
+    tunables = tunables_with_huge_pages(env, glibc_version(), thp_mode()) if huge_pages else None
     baseline_env = dict(env, GLIBC_TUNABLES=tunables) if tunables else env
     print(f"GLIBC_TUNABLES (daemon and baselines): {tunables or env.get('GLIBC_TUNABLES')}")
     baselines = [

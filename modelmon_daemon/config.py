@@ -79,7 +79,8 @@ class ControllerSettings:
 
 @dataclass
 class StreamSettings:
-    max_actors: int = 16
+    # 0 = two per CPU of the Ray cluster at start, at least 2 and at most 16
+    max_actors: int = 0
     # rows a stream actor holds in memory; past it, the oldest windows' rows stay in the
     # durability log only and are read back when their window is analyzed
     max_buffered_rows: int = 1_000_000
@@ -332,8 +333,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("controller.tick_interval", "must be positive")
     if c.max_tick_rows < 1:
         raise ConfigError("controller.max_tick_rows", "must be at least 1")
-    if settings.stream.max_actors < 1:
-        raise ConfigError("stream.max_actors", "must be at least 1")
+    if settings.stream.max_actors < 0:
+        raise ConfigError("stream.max_actors", "must be 0 (two per CPU) or more")
     if settings.daemon.event_loop not in ("uvloop", "asyncio"):
         raise ConfigError("daemon.event_loop", "uvloop or asyncio")
     if settings.stream.max_buffered_rows < 1:

@@ -79,12 +79,14 @@ class FakeRuntime:
 
         self.settings, self.store = settings, store
         self.streams: dict[str, Any] = {}
+        self.stream_indexes: dict[str, int | None] = {}
         self._writer = FakeHandle(WriterActor(settings, store=store))
         self._apps = [FakeHandle(ApplicationActor(i, settings)) for i in range(2)]
 
-    def stream_actor(self, name: str) -> FakeHandle:
+    def stream_actor(self, name: str, index: int | None = None) -> FakeHandle:
         from modelmon_daemon.actors.stream import StreamActor
 
+        self.stream_indexes[name] = index  # the placement slot asked for (round robin)
         if name not in self.streams:
             self.streams[name] = StreamActor(name, self.settings, store=self.store)
         return FakeHandle(self.streams[name])

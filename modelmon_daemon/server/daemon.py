@@ -147,6 +147,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
             for name in remote.all_actor_names():  # a previous run's actors on the cluster
                 ray.kill(remote.get_actor(name), no_restart=True)
         settings.applications.pool_size = remote.pool_size(settings)
+        settings.stream.max_actors = remote.stream_actor_limit(settings)
         settings_dict = settings.to_dict()
         runtime = remote.RayRuntime(settings_dict)
         writer = runtime.writer()

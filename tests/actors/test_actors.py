@@ -101,8 +101,18 @@ def test_crashed_stream_actor_restarts_and_replays_the_log(daemon_actors):
             assert time.time() < deadline
             time.sleep(0.5)
     assert ops["ep1"]["buffered_events"] == 30
-    report = ray.get(controller.update.remote(time.time() + 10))
-    assert report["windows"] == 1, report["failures"]
+    # the controller's own handle may still see the actor restarting for a moment: that
+    # tick fails the endpoint's collect, and the next one analyzes the window, once
+    windows = 0
+    for _ in range(20):
+        report = ray.get(controller.update.remote(time.time() + 10))
+        windows += report["windows"]
+        if windows:
+            break
+        assert all("restarting" in f or "unavailable" in f for f in report["failures"]), report
+        time.sleep(0.5)
+    assert windows == 1, report["failures"]
+    assert ray.get(controller.update.remote(time.time() + 10))["windows"] == 0
     assert store.get_state("ep1")["events"] == 30
 
 

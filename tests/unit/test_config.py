@@ -50,7 +50,7 @@ def test_precedence_file_env_cli(tmp_path):
         ({"drift.potential_threshold": 0}, "drift.potential_threshold"),
         ({"windows.base_period": "soon"}, "windows.base_period"),
         ({"daemon.port": "eighty"}, "daemon.port"),
-        ({"stream.max_actors": 0}, "stream.max_actors"),
+        ({"stream.max_actors": -1}, "stream.max_actors"),
         ({"applications.builtin": ["nope"]}, "applications.builtin"),
     ],
 )

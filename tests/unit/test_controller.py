@@ -93,6 +93,29 @@ async def test_endpoints_share_stream_actors_past_max_actors(env):
     assert store.routes() == controller.routes
 
 
+async def test_stream_actors_take_placement_slots_in_order_and_keep_them_on_restart(tmp_path):
+    controller, runtime, store = build_env(tmp_path, max_actors=3)
+    for i in range(5):
+        store.put_endpoint(make_spec(f"ep{i}").to_dict())
+        await controller.route(f"ep{i}")
+    made = [controller.routes[f"ep{i}"] for i in range(3)]  # one actor each, in order
+    assert [runtime.stream_indexes[name] for name in made] == [0, 1, 2]
+    # a new controller (the daemon restarted) asks for the same actors, slots by name
+    again = ControllerActor(controller.settings.to_dict(), runtime=runtime, store=store)
+    assert sorted(again.streams) == sorted(made)
+    assert [runtime.stream_indexes[name] for name in sorted(made)] == [0, 1, 2]
+
+
+def test_stream_actor_limit_is_two_per_cpu_within_bounds_unless_set():
+    from modelmon_daemon.actors.remote import stream_actor_limit
+
+    s = Settings()
+    assert s.stream.max_actors == 0  # the default: from the cluster's CPUs
+    assert [stream_actor_limit(s, cpus) for cpus in (1, 2, 3, 8, 64)] == [2, 4, 6, 16, 16]
+    s.stream.max_actors = 5
+    assert stream_actor_limit(s, 64) == 5
+
+
 async def test_a_lost_stream_actor_is_rebuilt_from_the_log(env):
     controller, runtime, store = env
     store.put_endpoint(make_spec("ep1").to_dict())
