@@ -68,6 +68,13 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
             name = daemon.wait_for(
                 lambda k=k: daemon.get(f"/v1/endpoints/cl{k}")[1]["stream_actor"], timeout=60
             )
+            # its node, once the actor has started and answers
+            daemon.wait_for(
+                lambda name=name: daemon.get("/v1/status")[1]["controller"]["stream_nodes"].get(
+                    name
+                ),
+                timeout=60,
+            )
             _, st = daemon.get("/v1/status")
             placed = st["controller"]["stream_nodes"]
             if uid is None and placed.get(name) == doomed:
