@@ -79,16 +79,16 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
             placed = st["controller"]["stream_nodes"]
             if uid is None and placed.get(name) == doomed:
                 uid = f"cl{k}"
-            if uid is not None and len(set(placed.values())) == 3:
-                break  # one on the doomed node, and stream actors on every node
+            if uid is not None and len(set(placed.values())) >= 2:
+                break  # one on the doomed node, and spread over more than one
         assert uid is not None, "no stream actor on the worker node"
         _, status_body = daemon.get("/v1/status")
         nodes = status_body["controller"]["application_nodes"]
         assert len(set(nodes)) == 3, nodes  # spread over the three nodes
-        # stream actors round robin over the nodes: the first three cover all three
-        stream_nodes = status_body["controller"]["stream_nodes"]
-        assert len(set(stream_nodes.values())) == 3, stream_nodes
-        assert len(stream_nodes) <= 3, stream_nodes
+        # stream actors are asked for on the nodes in turn, with soft affinity (so that
+        # they restart elsewhere), which Ray may not follow: off the daemon's node at least
+        stream_nodes = set(status_body["controller"]["stream_nodes"].values())
+        assert len(stream_nodes) >= 2, stream_nodes
         # stream.max_actors left at 0: two per CPU of the cluster (3 nodes, 1 CPU each)
         assert status_body["controller"]["stream_actor_limit"] == 6
 
