@@ -433,10 +433,12 @@ def run(n: int) -> dict[str, float]:
         for window in windows:
             histogram_drift(window, FEATURES, stats)
         floor = time.perf_counter() - t0
+        controller_status = ray.get(handles.controller.status.remote())
         ray.get(handles.controller.pause.remote(0))
         ray.shutdown()
         return {
             "n": n,
+            "stream_actors": float(len(controller_status["stream_actors"])),
             "registration_per_s": reg_rate,
             "ingest_rows_per_s": ingest_rate,
             "windows": float(report["windows"]),
@@ -499,6 +501,7 @@ def main() -> None:
             f"ratio {r['tick_s'] / r['floor_s']:6.1f}x   "
             f"register {r['registration_per_s']:6.0f}/s   "
             f"ingest {r['ingest_rows_per_s']:8.0f} rows/s   "
+            f"stream actors {r['stream_actors']:.0f}   "
             f"memory (PSS) {r['rss_idle']:.0f} -> {r['rss_registered']:.0f} -> "
             f"{r['rss_analyzed']:.0f} MiB ({per_endpoint * 1024:.0f} KiB per endpoint)"
         )
