@@ -21,7 +21,7 @@ from modelmon_daemon.server.middleware import (
     timing_middleware,
 )
 from modelmon_daemon.server.state import INGEST, SERVICES, Services
-from modelmon_daemon.storage.wal import GroupCommitLog, store_append
+from modelmon_daemon.storage.wal import ThreadedCommitLog
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,11 @@ def build_app(services: Services) -> web.Application:
     async def durability_log(app: web.Application) -> AsyncIterator[None]:
         # its own thread: nothing slow (a mail server, a webhook, a Parquet read) ever
         # queues in front of a log commit
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelmon-log")
-        wal = GroupCommitLog(store_append(services.store, executor), services.directory.forward)
+        wal = ThreadedCommitLog(services.store.wal_append_values, services.directory.forward)
         services.log = wal
         await wal.start()
         yield
         await wal.stop()
-        executor.shutdown(wait=True)
 
     async def parse_pool(app: web.Application) -> AsyncIterator[None]:
         services.parse_executor = ThreadPoolExecutor(

@@ -14,7 +14,7 @@ from modelmon_daemon.ingest.events import parse_native_events
 from modelmon_daemon.server.ingest_routes import check_capacity
 from modelmon_daemon.server.state import IngestServices
 from modelmon_daemon.storage.lmdb_store import LmdbStore
-from modelmon_daemon.storage.wal import GroupCommitLog, store_append
+from modelmon_daemon.storage.wal import ThreadedCommitLog
 
 NOW = 1_800_000_000.0
 
@@ -35,7 +35,7 @@ async def test_rows_stuck_on_their_way_to_stream_actors_answer_503(tmp_path):
         # records reach the stream actors as the log stores them
         delivered.extend(len(ColumnBatch.from_wire(from_log_value(v)[1])) for *_, v in records)
 
-    log = GroupCommitLog(store_append(store, None), stream_actors_behind)
+    log = ThreadedCommitLog(store.wal_append_values, stream_actors_behind)
     settings = Settings()
     settings.daemon.max_forwarding_rows = 1000
     settings.daemon.max_pending_rows = 10**9

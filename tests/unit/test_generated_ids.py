@@ -135,7 +135,7 @@ async def test_a_group_commit_merges_a_windows_requests_keeping_generated_ids_as
 
     from modelmon_daemon.core.records import from_log_value
     from modelmon_daemon.storage.lmdb_store import LmdbStore
-    from modelmon_daemon.storage.wal import GroupCommitLog, store_append
+    from modelmon_daemon.storage.wal import ThreadedCommitLog
 
     store = LmdbStore(tmp_path, 64 << 20)
     forwarded: list[tuple[str, int, float, bytes]] = []
@@ -143,7 +143,7 @@ async def test_a_group_commit_merges_a_windows_requests_keeping_generated_ids_as
     async def forward(records):
         forwarded.extend(records)
 
-    log = GroupCommitLog(store_append(store, None), forward)
+    log = ThreadedCommitLog(store.wal_append_values, forward)
     await log.start()
     gen = [generated(1), generated(64), generated(63), generated(500)]
     sent = make_batch([NOW, NOW], [[1, 2], [3, 4]])

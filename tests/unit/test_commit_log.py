@@ -1,0 +1,89 @@
+"""The durability log's own thread (ThreadedCommitLog), on a real LMDB store, no Ray: a
+failed commit answers every request of its group with the error and the log goes on;
+stop writes what is queued; requests queued while a commit runs share the next one."""
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from modelmon_daemon.core.records import ColumnBatch, from_log_value
+from modelmon_daemon.ingest.events import parse_native_events
+from modelmon_daemon.storage.lmdb_store import LmdbStore
+from modelmon_daemon.storage.wal import ThreadedCommitLog
+
+NOW = 1_800_000_000.0
+
+
+def rows(n: int, value: float = 1.0) -> ColumnBatch:
+    return parse_native_events(
+        {"inputs": np.full((n, 2), value).tolist(), "timestamps": [NOW - 5] * n},
+        ["a", "b"],
+        1,
+        NOW,
+    )
+
+
+async def test_a_failed_commit_fails_its_requests_and_the_log_goes_on(tmp_path):
+    store = LmdbStore(tmp_path, 64 << 20)
+    forwarded: list[tuple[str, int, float, bytes]] = []
+    fail_next = [True]
+
+    def commit(records, specs, registered):
+        if fail_next[0]:
+            fail_next[0] = False
+            raise OSError("disk on fire")
+        return store.wal_append_values(records, specs, registered)
+
+    async def forward(records):
+        forwarded.extend(records)
+
+    log = ThreadedCommitLog(commit, forward)
+    await log.start()
+    try:
+        results = await asyncio.gather(
+            log.append([("ep", NOW - 5, rows(3))], []),
+            log.append([("ep", NOW - 5, rows(4))], []),
+            return_exceptions=True,
+        )
+        assert [type(r) for r in results] == [OSError, OSError]  # one group, both refused
+        assert log.queued_rows == 0 and store.wal_rows() == 0 and not forwarded
+        await log.append([("ep", NOW - 5, rows(5))], [])  # the thread is still there
+    finally:
+        await log.stop()
+    assert store.wal_rows() == 5 and log.committed_rows == 5 and log.commits == 1
+    assert [len(ColumnBatch.from_wire(from_log_value(v)[1])) for *_, v in forwarded] == [5]
+    store.close()
+
+
+async def test_requests_queued_during_a_commit_share_the_next_and_stop_writes_them(tmp_path):
+    store = LmdbStore(tmp_path, 64 << 20)
+    inside, release = threading.Event(), threading.Event()
+    groups: list[int] = []
+
+    def commit(records, specs, registered):
+        groups.append(sum(int(wire["n"]) for _, _, wire in records))
+        if len(groups) == 1:
+            inside.set()
+            release.wait(10)
+        return store.wal_append_values(records, specs, registered)
+
+    async def forward(records):
+        pass
+
+    log = ThreadedCommitLog(commit, forward)
+    await log.start()
+    first = asyncio.ensure_future(log.append([("ep", NOW - 5, rows(1))], []))
+    assert await asyncio.to_thread(inside.wait, 10)
+    later = [asyncio.ensure_future(log.append([("ep", NOW - 5, rows(2))], [])) for _ in range(5)]
+    await asyncio.sleep(0.05)  # all five queued behind the running commit
+    stopping = asyncio.ensure_future(log.stop())
+    await asyncio.sleep(0.05)
+    with pytest.raises(RuntimeError, match="not running"):  # stopping: no new requests
+        await log.append([("ep", NOW - 5, rows(1))], [])
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, *later, stopping), 10)
+    assert groups == [1, 10]  # the queued five in one transaction, before the thread ended
+    assert store.wal_rows() == 11 and log.queued_rows == 0
+    store.close()
