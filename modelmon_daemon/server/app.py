@@ -16,9 +16,7 @@ from modelmon_daemon.server.background import running
 from modelmon_daemon.server.delivery import OutboxDelivery
 from modelmon_daemon.server.middleware import (
     allowed_hosts,
-    error_middleware,
-    security_middleware,
-    timing_middleware,
+    api_middleware,
 )
 from modelmon_daemon.server.state import INGEST, SERVICES, Services
 from modelmon_daemon.storage.wal import ThreadedCommitLog
@@ -31,7 +29,7 @@ __all__ = ["Services", "allowed_hosts", "build_app"]
 def build_app(services: Services) -> web.Application:
     app = web.Application(
         client_max_size=services.settings.daemon.max_body_size,
-        middlewares=[timing_middleware, error_middleware, security_middleware],
+        middlewares=[api_middleware],
     )
     app[SERVICES] = services
     app[INGEST] = services

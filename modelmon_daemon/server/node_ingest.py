@@ -23,9 +23,7 @@ from modelmon_daemon.server.background import running
 from modelmon_daemon.server.directory import ActorDirectory
 from modelmon_daemon.server.middleware import (
     allowed_hosts,
-    error_middleware,
-    security_middleware,
-    timing_middleware,
+    api_middleware,
 )
 from modelmon_daemon.server.state import INGEST, IngestServices, Services, json_response
 from modelmon_daemon.storage.wal import GroupCommitLog, WireRecord
@@ -97,7 +95,7 @@ def build_node_app(settings: Settings, token: str) -> web.Application:
     )
     app = web.Application(
         client_max_size=settings.daemon.max_body_size,
-        middlewares=[timing_middleware, error_middleware, security_middleware],
+        middlewares=[api_middleware],
     )
     app[INGEST] = services
 

@@ -132,7 +132,9 @@ class GroupCommitLog:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.queued_rows += sum(len(batch) for _, _, batch in records)
         self._enqueue(_Request(records, new_endpoints, future, registered or []))
-        await asyncio.shield(future)
+        # not shielded: a handler cancelled meanwhile cancels only its own future, which
+        # the commit then leaves alone (its records are written all the same)
+        await future
 
     def _enqueue(self, request: _Request) -> None:
         self._queue.append(request)

@@ -67,13 +67,13 @@ async def test_label_requests_waiting_for_their_owner_are_bounded():
     from aiohttp.test_utils import TestClient, TestServer
 
     from modelmon_daemon.server.ingest_routes import MAX_LABEL_REQUESTS, post_labels
-    from modelmon_daemon.server.middleware import error_middleware, security_middleware
+    from modelmon_daemon.server.middleware import api_middleware
     from modelmon_daemon.server.state import INGEST
     from tests.helpers import make_spec
 
     services = IngestServices(settings=Settings(), token="t", specs={"ep": make_spec("ep")})
     services.labels_in_flight = MAX_LABEL_REQUESTS  # as many as the owner is working on
-    app = web.Application(middlewares=[error_middleware, security_middleware])
+    app = web.Application(middlewares=[api_middleware])
     app[INGEST] = services
     app.router.add_post("/v1/endpoints/{uid}/labels", post_labels)
     async with TestClient(TestServer(app)) as client:

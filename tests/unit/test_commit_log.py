@@ -87,3 +87,34 @@ async def test_requests_queued_during_a_commit_share_the_next_and_stop_writes_th
     assert groups == [1, 10]  # the queued five in one transaction, before the thread ended
     assert store.wal_rows() == 11 and log.queued_rows == 0
     store.close()
+
+
+async def test_a_request_cancelled_while_it_waits_leaves_its_group_alone(tmp_path):
+    """A handler cancelled while its commit runs (the daemon stopping) cancels only its
+    own wait: the others of the group are answered, and every record is written."""
+    store = LmdbStore(tmp_path, 64 << 20)
+    inside, release = threading.Event(), threading.Event()
+
+    def commit(records, specs, registered):
+        inside.set()
+        release.wait(10)
+        return store.wal_append_values(records, specs, registered)
+
+    forwarded: list[int] = []
+
+    async def forward(records):
+        forwarded.extend(len(ColumnBatch.from_wire(from_log_value(v)[1])) for *_, v in records)
+
+    log = ThreadedCommitLog(commit, forward)
+    await log.start()
+    try:
+        waits = [asyncio.ensure_future(log.append([("ep", NOW - 5, rows(n))], [])) for n in (2, 3)]
+        assert await asyncio.to_thread(inside.wait, 10)
+        waits[0].cancel()
+        release.set()
+        await asyncio.wait_for(waits[1], 10)
+        assert waits[0].cancelled()
+    finally:
+        await log.stop()
+    assert forwarded == [5] and store.wal_rows() == 5 and log.queued_rows == 0
+    store.close()
