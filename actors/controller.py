@@ -119,10 +119,15 @@ class ControllerActor:
         """`store`: the log owner's state; by default the writer actor's, over Ray (the
         controller holds no LMDB handle)."""
         from modelmon_daemon.actors.remote import LogOwnerClient, RayRuntime, stream_actor_limit
+        from modelmon_daemon.config import stream_row_budget
 
         self.settings = Settings.from_dict(settings)
-        # 0 (the default) resolved here too, for a controller made without the daemon
-        self.settings.stream.max_actors = stream_actor_limit(self.settings)
+        # 0 (the defaults) resolved here too, for a controller made without the daemon;
+        # the stream actors it makes get the resolved settings
+        stream = self.settings.stream
+        stream.max_actors = stream_actor_limit(self.settings)
+        stream.max_buffered_rows = stream_row_budget(self.settings, stream.max_actors)
+        settings = self.settings.to_dict()
         self.runtime = runtime or RayRuntime(settings)
         self.store: LogView = store or LogOwnerClient(self.runtime.writer())
         self.routes: dict[str, str] = self.store.routes()

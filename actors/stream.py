@@ -11,7 +11,7 @@ from typing import Any
 
 from modelmon_daemon.actors import ray_metrics
 from modelmon_daemon.analytics.opsmetrics import ArrivalRing, CumulativeHistogram
-from modelmon_daemon.config import Settings
+from modelmon_daemon.config import Settings, stream_row_budget
 from modelmon_daemon.core.records import ColumnBatch, WindowMeta, from_log_value
 from modelmon_daemon.core.windows import EndpointWindows
 from modelmon_daemon.storage.log_view import LogView
@@ -37,7 +37,8 @@ class StreamActor:
         self.predictions: dict[str, float] = {}
         self.committed: dict[str, dict[str, Any]] = {}
         self.started = time.time()
-        self.max_held = self.settings.stream.max_buffered_rows
+        # resolved by the controller that made this actor; alone, the smallest share
+        self.max_held = stream_row_budget(self.settings, self.settings.stream.max_actors)
         self.held_estimate = 0  # rows taken since memory was last counted exactly
         self.spilled_rows = 0
         self.ray_rows = ray_metrics.counter(

@@ -83,7 +83,7 @@ class StreamSettings:
     max_actors: int = 0
     # rows a stream actor holds in memory; past it, the oldest windows' rows stay in the
     # durability log only and are read back when their window is analyzed
-    max_buffered_rows: int = 1_000_000
+    max_buffered_rows: int = 0  # 0: STREAM_ROWS_IN_MEMORY shared by the stream actors
 
 
 @dataclass
@@ -337,8 +337,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("stream.max_actors", "must be 0 (two per CPU) or more")
     if settings.daemon.event_loop not in ("uvloop", "asyncio"):
         raise ConfigError("daemon.event_loop", "uvloop or asyncio")
-    if settings.stream.max_buffered_rows < 1:
-        raise ConfigError("stream.max_buffered_rows", "must be at least 1")
+    if settings.stream.max_buffered_rows < 0:
+        raise ConfigError("stream.max_buffered_rows", "must be 0 (automatic) or more")
     if settings.applications.pool_size < 0:
         raise ConfigError("applications.pool_size", "must be 0 (one per CPU) or more")
     if settings.ray.num_cpus < 0:
@@ -445,6 +445,25 @@ def application_settings(settings: Settings) -> dict[str, Any]:
         **dataclasses.asdict(settings.data_quality),
         **dataclasses.asdict(settings.performance),
     }
+
+
+# rows all stream actors together hold in memory by default (~150 B a row at 20 features:
+# ~2.3 GiB); each gets its share, at least MIN_ROWS_PER_STREAM_ACTOR
+STREAM_ROWS_IN_MEMORY = 16_000_000
+MIN_ROWS_PER_STREAM_ACTOR = 1_000_000
+
+
+def stream_row_budget(settings: Settings, actors: int) -> int:
+    """stream.max_buffered_rows, or when 0, STREAM_ROWS_IN_MEMORY divided among the
+    `actors` stream actors: the daemon's bound stays the same whether it runs few large
+    actors or many small ones (with a per-actor default, four actors held a quarter of
+    what sixteen did, and a 10,000-endpoint tick read most rows back from the log).
+    `actors` 0 (not known yet): the smallest share."""
+    if settings.stream.max_buffered_rows:
+        return settings.stream.max_buffered_rows
+    if actors < 1:
+        return MIN_ROWS_PER_STREAM_ACTOR
+    return max(MIN_ROWS_PER_STREAM_ACTOR, STREAM_ROWS_IN_MEMORY // actors)
 
 
 def load_settings(

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from modelmon_daemon.config import Settings
+from modelmon_daemon.config import Settings, stream_row_budget
 from modelmon_daemon.core import gc_policy
 from modelmon_daemon.core.auth import load_or_create_token
 
@@ -148,6 +148,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
                 ray.kill(remote.get_actor(name), no_restart=True)
         settings.applications.pool_size = remote.pool_size(settings)
         settings.stream.max_actors = remote.stream_actor_limit(settings)
+        settings.stream.max_buffered_rows = stream_row_budget(settings, settings.stream.max_actors)
         settings_dict = settings.to_dict()
         runtime = remote.RayRuntime(settings_dict)
         writer = runtime.writer()

@@ -51,6 +51,7 @@ def test_precedence_file_env_cli(tmp_path):
         ({"windows.base_period": "soon"}, "windows.base_period"),
         ({"daemon.port": "eighty"}, "daemon.port"),
         ({"stream.max_actors": -1}, "stream.max_actors"),
+        ({"stream.max_buffered_rows": -1}, "stream.max_buffered_rows"),
         ({"applications.builtin": ["nope"]}, "applications.builtin"),
     ],
 )

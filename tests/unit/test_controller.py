@@ -116,6 +116,20 @@ def test_stream_actor_limit_is_two_per_cpu_within_bounds_unless_set():
     assert stream_actor_limit(s, 64) == 5
 
 
+def test_the_rows_held_in_memory_are_shared_by_the_stream_actors_unless_set(env):
+    from modelmon_daemon.config import stream_row_budget
+
+    s = Settings()
+    assert s.stream.max_buffered_rows == 0  # the default: a share of 16M rows
+    budgets = [stream_row_budget(s, actors) for actors in (0, 2, 4, 16, 64)]
+    assert budgets == [1_000_000, 8_000_000, 4_000_000, 1_000_000, 1_000_000]
+    s.stream.max_buffered_rows = 5000
+    assert stream_row_budget(s, 4) == 5000
+    controller, runtime, _ = env  # two stream actors: each holds up to 8M rows
+    assert controller.settings.stream.max_buffered_rows == 8_000_000
+    assert runtime.settings["stream"]["max_buffered_rows"] == 0  # resolved, not changed
+
+
 async def test_a_lost_stream_actor_is_rebuilt_from_the_log(env):
     controller, runtime, store = env
     store.put_endpoint(make_spec("ep1").to_dict())
