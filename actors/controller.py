@@ -583,6 +583,7 @@ class ControllerActor:
             "endpoints": len(self.routes),
             "stream_actors": sorted(self.streams),
             "stream_actor_limit": self.settings.stream.max_actors,
+            "stream_rows_per_actor": self.settings.stream.max_buffered_rows,
             "application_actors": len(self.app_actors),
             "applications": self.applications,
             "last_tick": self.last_report.__dict__,

@@ -91,6 +91,8 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
         assert len(stream_nodes) >= 2, stream_nodes
         # stream.max_actors left at 0: two per CPU of the cluster (3 nodes, 1 CPU each)
         assert status_body["controller"]["stream_actor_limit"] == 6
+        # stream.max_buffered_rows left at 0: 16M rows in memory shared by those six
+        assert status_body["controller"]["stream_rows_per_actor"] == 16_000_000 // 6
 
         first = (math.floor(time.time() / P) - 30) * P  # 30 windows of history, in order
         acked: list[str] = []
