@@ -18,7 +18,7 @@ from modelmon_daemon.server.directory import ActorDirectory
 from modelmon_daemon.server.prometheus import MetricsExporter
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 from modelmon_daemon.storage.parquet_store import ParquetStore
-from modelmon_daemon.storage.wal import GroupCommitLog
+from modelmon_daemon.storage.wal import CommitLog
 
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 
@@ -40,7 +40,7 @@ class IngestServices:
     the ingestion server of every other node alike."""
 
     settings: Settings
-    log: GroupCommitLog | None = None
+    log: CommitLog | None = None
     specs: dict[str, EndpointSpec] = field(default_factory=dict)
     counters: IngestCounters = field(default_factory=IngestCounters)
     exporter: MetricsExporter = field(default_factory=MetricsExporter)

@@ -76,17 +76,14 @@ class _Group:
         return [(uid, start, batch.to_wire()) for uid, start, batch in self.merged]
 
 
-class GroupCommitLog:
-    """Group commit by an async `append` (a call to the log owner on another node): one
-    transaction in flight, everything queued meanwhile goes in the next."""
+class CommitLog:
+    """What both ways of committing share: the requests' futures, the row counts the
+    backpressure reads, and the hand-off of committed records to `forward`. A subclass
+    queues requests (`_enqueue`) and reports each group on the event loop
+    (`_committed` or `_failed`)."""
 
-    def __init__(self, append: Append | None, forward: Forward) -> None:
-        self._append = append
+    def __init__(self, forward: Forward) -> None:
         self.forward = forward
-        self._queue: list[_Request] = []
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._forwards: set[asyncio.Task[None]] = set()
         self.commits = 0
         self.records_logged = 0
@@ -95,24 +92,17 @@ class GroupCommitLog:
         self.forwarding_rows = 0  # committed, their hand-off to stream actors under way
 
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        raise NotImplementedError
 
     async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        raise NotImplementedError
 
     async def stop(self) -> None:
         """Write what is queued, then stop; forwards in flight are awaited."""
-        if self._task is not None:
-            if self._queue:
-                self._idle.clear()
-                await self._idle.wait()
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        await self._drain_forwards()
+        raise NotImplementedError
+
+    def _enqueue(self, request: _Request) -> None:
+        raise NotImplementedError
 
     async def _drain_forwards(self) -> None:
         if self._forwards:
@@ -135,10 +125,6 @@ class GroupCommitLog:
         # not shielded: a handler cancelled meanwhile cancels only its own future, which
         # the commit then leaves alone (its records are written all the same)
         await future
-
-    def _enqueue(self, request: _Request) -> None:
-        self._queue.append(request)
-        self._wake.set()
 
     def _forwarded(self, rows: int, task: asyncio.Task[None]) -> None:
         self._forwards.discard(task)
@@ -174,8 +160,43 @@ class GroupCommitLog:
             self._forwards.add(task)
             task.add_done_callback(functools.partial(self._forwarded, rows))
 
+
+class GroupCommitLog(CommitLog):
+    """Group commit by an async `append` (a call to the log owner on another node): one
+    transaction in flight, everything queued meanwhile goes in the next."""
+
+    def __init__(self, append: Append, forward: Forward) -> None:
+        super().__init__(forward)
+        self._append = append
+        self._queue: list[_Request] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            if self._queue:
+                self._idle.clear()
+                await self._idle.wait()
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self._drain_forwards()
+
+    def _enqueue(self, request: _Request) -> None:
+        self._queue.append(request)
+        self._wake.set()
+
     async def _run(self) -> None:
-        assert self._append is not None
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -199,7 +220,7 @@ class GroupCommitLog:
                 self._idle.set()
 
 
-class ThreadedCommitLog(GroupCommitLog):
+class ThreadedCommitLog(CommitLog):
     """Group commit by the log in this process, on a thread of its own that never waits
     for the event loop: while it commits, requests queue; when it is done it hands the
     results to the loop and takes the next group at once. (Handing each commit to an
@@ -207,7 +228,7 @@ class ThreadedCommitLog(GroupCommitLog):
     busy log's time.) Requests queued in one turn of the loop share a commit."""
 
     def __init__(self, commit: Commit, forward: Forward) -> None:
-        super().__init__(None, forward)
+        super().__init__(forward)
         self._commit = commit
         self._lock = threading.Condition()
         self._pending: list[_Request] = []  # guarded by _lock
@@ -225,7 +246,6 @@ class ThreadedCommitLog(GroupCommitLog):
         self._thread.start()
 
     async def stop(self) -> None:
-        """Write what is queued, then stop; forwards in flight are awaited."""
         if self._thread is None:
             return
         with self._lock:
