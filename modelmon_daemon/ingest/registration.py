@@ -7,7 +7,7 @@ import itertools
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -283,21 +283,76 @@ def allowed_reference_path(value: Any, reference_dirs: Sequence[Path]) -> str:
     return str(resolved)
 
 
+# What a re-registration keeps of the stored record when its body does not name it: an
+# update (reference stats for an endpoint MLRun's serving registered, say) changes what it
+# says and nothing else. Stats and the performance estimator go with what made them.
+_KEPT_WHEN_ABSENT = (
+    "model",
+    "function_uri",
+    "label_names",
+    "model_type",
+    "reference_performance",
+    "calibrate",
+)
+
+
+def _with_previous(body: dict[str, Any], previous: EndpointSpec) -> dict[str, Any]:
+    """`body` with the stored record's values for the keys it leaves out."""
+    kept = {k: getattr(previous, k) for k in _KEPT_WHEN_ABSENT if k not in body}
+    model = body.get("model", previous.model)
+    if "version" not in body and not (isinstance(model, str) and ":" in model):
+        kept["version"] = previous.version
+    if "reference" not in body and "categorical_features" not in body:
+        kept["categorical_features"] = previous.categorical_features
+    same_features = body.get("feature_names") == previous.feature_names  # else 409
+    if "reference" not in body and "feature_stats" not in body and same_features:
+        # the stored stats are padded already (padding twice changes nothing)
+        kept["feature_stats"] = previous.feature_stats
+    return {**kept, **body}
+
+
+def _keep_fitted(spec: EndpointSpec, body: dict[str, Any], previous: EndpointSpec) -> None:
+    """What the stored record fitted on its reference, when the update gives none."""
+    if "reference" not in body:
+        if "feature_stats" not in body:
+            spec.multivariate = previous.multivariate
+            spec.prediction_stats = previous.prediction_stats
+        if "score_output" not in body and "score_outputs" not in body:
+            spec.score_outputs = previous.score_outputs
+            spec.performance_estimator = previous.performance_estimator
+    spec.model_class = previous.model_class
+
+
 def build_spec(
     body: Any,
     now: float,
     reference_dirs: Sequence[Path] | None = None,
     max_calibration_error: float = 0.1,
+    stored: Callable[[str], dict[str, Any] | None] | None = None,
 ) -> EndpointSpec:
     """`reference_dirs`: where a reference.path may point (None: anywhere, for local use);
-    `max_calibration_error`: performance.max_calibration_error."""
+    `max_calibration_error`: performance.max_calibration_error; `stored`: uid -> the
+    stored record, whose values a re-registration keeps for the keys it leaves out."""
     if not isinstance(body, dict):
         raise ApiError("body must be a JSON object", {"field": "body"}, code="invalid_endpoint")
+    uid = _uid(body)
+    record = stored(uid) if stored is not None else None
+    previous = EndpointSpec.from_dict(record) if record is not None else None
+    given = body
+    if previous is not None:
+        body = _with_previous(body, previous)
+    spec = _build(body, uid, now, reference_dirs, max_calibration_error)
+    if previous is not None:
+        _keep_fitted(spec, given, previous)
+    return spec
+
+
+def _uid(body: dict[str, Any]) -> str:
+    """The endpoint's uid: given, or MLRun's from function_uri (or project and name),
+    model and version."""
     for key in ("project", "name"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise _bad(key, "missing or not a string")
-    feature_names = _string_list(body, "feature_names", required=True)
-    label_names = _string_list(body, "label_names", required=False) or ["output"]
     model = body.get("model") or body["name"]
     if not isinstance(model, str):
         raise _bad("model", "must be a string")
@@ -314,15 +369,31 @@ def build_spec(
     if uid is not None:
         if not isinstance(uid, str) or not UID_PATTERN.match(uid):
             raise _bad("uid", "must be 1-128 letters, digits, '_', '.', '-'")
-    else:
-        if function_uri:
-            try:
-                fn = FunctionUri.parse(function_uri)
-            except ValueError as exc:
-                raise _bad("function_uri", str(exc)) from None
-            uid = endpoint_uid(fn.project, fn.function, fn.ref, name, version)
-        else:
-            uid = endpoint_uid(body["project"], body["name"], None, name, version)
+        return uid
+    if function_uri:
+        try:
+            fn = FunctionUri.parse(function_uri)
+        except ValueError as exc:
+            raise _bad("function_uri", str(exc)) from None
+        return endpoint_uid(fn.project, fn.function, fn.ref, name, version)
+    return endpoint_uid(body["project"], body["name"], None, name, version)
+
+
+def _build(
+    body: dict[str, Any],
+    uid: str,
+    now: float,
+    reference_dirs: Sequence[Path] | None,
+    max_calibration_error: float,
+) -> EndpointSpec:
+    feature_names = _string_list(body, "feature_names", required=True)
+    label_names = _string_list(body, "label_names", required=False) or ["output"]
+    model = body.get("model") or body["name"]
+    function_uri = body.get("function_uri") or ""
+    given_version = body.get("version")
+    _, version = split_versioned_model(
+        model, str(given_version) if given_version not in (None, "") else None
+    )
     stats: dict[str, Any] = {}
     multivariate: dict[str, Any] = {}
     prediction: dict[str, Any] = {}

@@ -39,6 +39,7 @@ async def register_endpoint(request: web.Request) -> web.Response:
         time.time(),
         services.settings.reference_paths,
         services.settings.performance.max_calibration_error,
+        services.store.get_endpoint,
     )
     existing = services.store.get_endpoint(spec.uid)
     status = 201

@@ -154,6 +154,60 @@ def test_mlrun_events_give_exact_results_over_http_and_parquet(daemon):
     }
 
 
+def test_reference_for_an_endpoint_mlrun_serving_registered_keeps_its_identity(daemon):
+    """MLRun's serving registers an endpoint with its first event (no stats); reference
+    rows posted later under its uid keep function_uri, version and model class, and the
+    next window's drift is computed against them."""
+    import hashlib
+
+    rng = np.random.default_rng(7)
+    first = (math.floor(time.time() / P) - 4) * P
+    fn, features = "shop/late-ref:prod", ["f0", "f1", "f2"]
+    uid = hashlib.sha1(b"shop_late-ref_prod_fraud_v1").hexdigest()
+    status, _ = daemon.post(
+        "/v1/events", [mlrun_event("fraud", fn, "a0", [0.1, 0.2, 0.3], 0, first)]
+    )
+    assert status == 202
+    _, record = daemon.get(f"/v1/endpoints/{uid}")
+    assert record["auto_registered"] and record["feature_stats"] == {}
+    reference = rng.normal(0, 1, size=(1000, 3))
+    status, record = daemon.post(
+        "/v1/endpoints",
+        {
+            "uid": uid,
+            "project": "shop",
+            "name": "fraud",
+            "feature_names": features,
+            "reference": {"rows": reference.tolist()},
+        },
+    )
+    assert status == 200, record
+    assert (record["function_uri"], record["version"], record["model"]) == (fn, "v1", "fraud")
+    assert record["model_class"] == "Model" and not record["auto_registered"]
+    assert len(record["feature_stats"]["f0"]["hist"][1]) == 23
+    values = rng.normal(1.5, 1, size=(100, 3))
+    events = [
+        mlrun_event("fraud", fn, f"b{i}", row.tolist(), 1, first + P + i * 0.1)
+        for i, row in enumerate(values)
+    ]
+    status, _ = daemon.post("/v1/events", events)
+    assert status == 202
+
+    second = datetime.fromtimestamp(first + P, tz=UTC).isoformat().replace("+00:00", "Z")
+
+    def drift():  # the first window may be analyzed too, if it closed after the update
+        _, res = daemon.get(
+            f"/v1/endpoints/{uid}/results?application=histogram-data-drift&name=general_drift"
+        )
+        return [r for r in res["results"] if r["start"] == second] or None
+
+    (result,) = daemon.wait_for(drift)
+    stats = record["feature_stats"]
+    per_feature = [expected_feature_drift(values[:, j], stats[n]) for j, n in enumerate(features)]
+    tvds, hels, _ = (list(v) for v in zip(*per_feature, strict=True))
+    assert result["value"] == pytest.approx((np.mean(tvds) + np.mean(hels)) / 2, abs=1e-9)
+
+
 def test_native_form_in_msgpack_and_late_events(daemon):
     status, record = daemon.post(
         "/v1/endpoints",

@@ -108,3 +108,59 @@ def test_mlrun_feature_stats_with_the_label_column_are_accepted():
     with pytest.raises(ApiError) as err:
         build_spec(body(feature_stats=stats), 0.0)
     assert err.value.details["field"] == "feature_stats.label"
+
+
+def test_an_update_keeps_what_its_body_leaves_out():
+    """Reference rows posted for an endpoint MLRun's serving registered (function_uri,
+    version, model class, no stats) keep its identity; a later update of the thresholds
+    alone keeps the stats and what was fitted on the reference."""
+    rng = np.random.default_rng(3)
+    auto = build_spec(body(uid="u1", function_uri="p/serving:prod", model="m", version="v1"), 0.0)
+    auto.model_class = "ChurnModel"
+    auto.auto_registered = True
+    store = {"u1": auto.to_dict()}
+    rows = np.column_stack([rng.normal(size=200), rng.normal(size=200)]).round(6)
+    scores = rng.uniform(size=200).round(4)
+    labels = (rng.uniform(size=200) < scores).astype(int)
+    update = body(
+        uid="u1",
+        label_names=["prediction", "score"],
+        score_output="score",
+        reference={
+            "rows": rows.tolist(),
+            "scores": scores.tolist(),
+            "predictions": (scores >= 0.5).astype(int).tolist(),
+            "labels": labels.tolist(),
+        },
+    )
+    spec = build_spec(update, 1.0, stored=store.get)
+    assert (spec.function_uri, spec.version, spec.model, spec.model_class) == (
+        "p/serving:prod",
+        "v1",
+        "m",
+        "ChurnModel",
+    )
+    assert not spec.auto_registered
+    assert spec.feature_stats["a"]["hist"][1][0] == -FLOAT_MAX
+    assert spec.score_outputs and spec.performance_estimator and spec.multivariate
+    store["u1"] = spec.to_dict()
+
+    again = build_spec(body(uid="u1", calibrate=True), 2.0, stored=store.get)
+    assert again.calibrate and again.model_type == "classification"
+    assert again.label_names == ["prediction", "score"]
+    assert again.feature_stats == spec.feature_stats
+    assert again.multivariate == spec.multivariate
+    assert again.prediction_stats == spec.prediction_stats
+    assert again.score_outputs == spec.score_outputs
+    assert again.performance_estimator == spec.performance_estimator
+    store["u1"] = again.to_dict()
+
+    # what the body says wins: new stats, an explicit version, a version in the model
+    given = {"a": {"hist": [[1, 2, 3], [0.0, 1.0, 2.0, 3.0]]}}
+    changed = build_spec(body(uid="u1", feature_stats=given, version="v2"), 3.0, stored=store.get)
+    assert set(changed.feature_stats) == {"a"} and changed.version == "v2"
+    assert changed.multivariate == {} and changed.calibrate  # stats given, calibrate kept
+    assert build_spec(body(uid="u1", model="m:v3"), 3.0, stored=store.get).version == "v3"
+    # nothing stored under the uid: a registration as before
+    fresh = build_spec(body(uid="u2"), 4.0, stored=store.get)
+    assert fresh.function_uri == "" and fresh.feature_stats == {} and fresh.version == ""
