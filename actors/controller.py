@@ -20,6 +20,7 @@ from typing import Any
 from modelmon_daemon.actors import ray_metrics
 from modelmon_daemon.config import Settings
 from modelmon_daemon.core.records import AppOutput, WindowMeta, spec_version
+from modelmon_daemon.core.tasks import cancel_and_wait
 from modelmon_daemon.storage.log_view import LogView
 
 log = logging.getLogger(__name__)
@@ -533,11 +534,7 @@ class ControllerActor:
 
     async def stop_loop(self) -> None:
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            try:
-                await self._loop_task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._loop_task)
             self._loop_task = None
 
     async def _loop(self) -> None:

@@ -25,6 +25,7 @@ from aiohttp import web
 from modelmon_daemon.config import Settings, stream_row_budget
 from modelmon_daemon.core import gc_policy
 from modelmon_daemon.core.auth import load_or_create_token
+from modelmon_daemon.core.tasks import cancel_and_wait
 
 log = logging.getLogger("modelmon_daemon")
 
@@ -211,7 +212,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("shutting down")
-        collector.cancel()
+        await cancel_and_wait(collector)
         await controller.stop_loop.remote()
         await runner.cleanup()  # stops HTTP, then flushes the durability log
         services.executor.shutdown(wait=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelmon_daemon.core.records import ColumnBatch
+from modelmon_daemon.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +185,7 @@ class GroupCommitLog(CommitLog):
             if self._queue:
                 self._idle.clear()
                 await self._idle.wait()
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
             self._task = None
         await self._drain_forwards()
 
