@@ -67,9 +67,9 @@ def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
     """count, mean, std (ddof=1, as pandas), min, quartiles, max per column; NaN = missing.
 
     All columns at once: one sort of the matrix (NaN sort last), quartiles by numpy's
-    linear method on each column's valid prefix, so the numbers equal np.percentile's.
-    With no value missing: partitioned at the quartiles' positions only, min and max
-    read directly, mean and std per contiguous column (pandas' numbers, to the bit)."""
+    linear method on each column's valid prefix, so the numbers equal np.percentile's;
+    min and max are each column's first and last valid value. With no value missing,
+    mean and std per contiguous column (pandas' numbers, to the bit)."""
     n_rows, n_cols = matrix.shape
     if n_rows == 0:
         return [{"count": 0} for _ in range(n_cols)]
@@ -80,20 +80,14 @@ def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
     lo = np.floor(position).astype(np.int64)
     hi = np.minimum(lo + 1, last[None, :])
     cols = np.arange(n_cols)
-    # each column ordered as one contiguous row (down strided columns took 1.6x); with
-    # no value missing, every column needs the same few order statistics: partitioned
-    # at those (the values there are the sorted ones), 40% less time than a full sort,
-    # and min and max read directly (a pass each, right where a column holds an
-    # infinity, which interpolation would make NaN)
+    # each column ordered as one contiguous row (down strided columns took 1.6x). A
+    # full sort, not np.partition at the quartiles' six positions: numpy's vectorized
+    # sort of a 1000 x 20 window takes 0.24 ms, the partition 0.54 ms (with more than
+    # one position it takes the scalar path)
     rows = np.ascontiguousarray(matrix.T)
     complete = bool(valid.all())
-    if complete:
-        low, high = rows.min(axis=1), rows.max(axis=1)
-        points = np.unique(np.concatenate([lo[:, 0], hi[:, 0]]))
-        ordered = np.partition(rows, points, axis=1).T
-    else:
-        ordered = np.sort(rows, axis=1).T
-        low, high = ordered[0], ordered[last, cols]  # each column's valid prefix
+    ordered = np.sort(rows, axis=1).T
+    low, high = ordered[0], ordered[last, cols]  # each column's valid prefix
     with np.errstate(invalid="ignore", divide="ignore"):
         if complete:  # per contiguous column, summed pairwise as pandas sums a column
             mean = rows.mean(axis=1)

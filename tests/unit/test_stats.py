@@ -78,9 +78,9 @@ def test_reference_feature_without_values_is_refused():
 
 
 def test_describe_columns_equals_numpy_percentile_bit_for_bit():
-    """The vectorized quartiles (one partition, or one sort when values are missing, for
-    all columns) against np.percentile, column by column, with missing values, ties and
-    extreme scales, on small windows and 1000-row ones."""
+    """The vectorized quartiles (one sort for all columns) against np.percentile, column
+    by column, with missing values, ties and extreme scales, on small windows and
+    1000-row ones."""
     from modelmon_daemon.analytics.stats import describe_columns
 
     rng = np.random.default_rng(0)
@@ -107,7 +107,7 @@ def test_describe_columns_equals_numpy_percentile_bit_for_bit():
 def test_describe_columns_of_complete_columns_equals_pandas_describe_bit_for_bit():
     """With no value missing (the common window): every number equals pandas' describe
     of the same column to the bit, the mean and std too (summed per contiguous column,
-    as pandas does); min and max are read directly, and a column holding an infinity
+    as pandas does); min and max are the sorted ends, and a column holding an infinity
     still gives np.percentile's quartiles and its true min and max."""
     import pandas as pd
 
