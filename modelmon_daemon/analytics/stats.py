@@ -63,6 +63,24 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.where(a == b, a, out)
 
 
+def percentile(values: np.ndarray, q: float) -> float:
+    """np.percentile(values, q) bit for bit (its linear method), from one vectorized sort:
+    np.percentile partitions at two positions, numpy's scalar path (10x the time of the
+    sort for a 1000-value window). `values` 1-d, without NaN, not empty."""
+    ordered = np.sort(values)
+    n = ordered.size
+    quantile = q / 100
+    virtual = (n - 1) * quantile  # numpy's virtual index for its linear method
+    if virtual >= n - 1:
+        return float(ordered[-1])
+    if virtual < 0:
+        return float(ordered[0])
+    previous = math.floor(virtual)
+    a, b = float(ordered[previous]), float(ordered[previous + 1])
+    gamma, diff = virtual - previous, b - a
+    return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+
+
 def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
     """count, mean, std (ddof=1, as pandas), min, quartiles, max per column; NaN = missing.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from modelmon_daemon.analytics.stats import percentile
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
@@ -64,7 +65,7 @@ class OperationalHealthApplication:
                         s.get("latency_potential_us", 0.0),
                         s.get("latency_detected_us", 0.0),
                     ),
-                    {"unit": "us", "p95": float(np.percentile(known, 95))},
+                    {"unit": "us", "p95": percentile(known, 95)},
                 )
             )
         if s.get("no_traffic_after", 0.0):
