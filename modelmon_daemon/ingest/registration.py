@@ -297,7 +297,8 @@ _KEPT_WHEN_ABSENT = (
 
 
 def _with_previous(body: dict[str, Any], previous: EndpointSpec) -> dict[str, Any]:
-    """`body` with the stored record's values for the keys it leaves out."""
+    """`body` (its null values dropped) with the stored record's values for the keys it
+    leaves out."""
     kept = {k: getattr(previous, k) for k in _KEPT_WHEN_ABSENT if k not in body}
     model = body.get("model", previous.model)
     if "version" not in body and not (isinstance(model, str) and ":" in model):
@@ -340,7 +341,8 @@ def build_spec(
     previous = EndpointSpec.from_dict(record) if record is not None else None
     given = body
     if previous is not None:
-        body = _with_previous(body, previous)
+        given = {k: v for k, v in body.items() if v is not None}  # null: left out
+        body = _with_previous(given, previous)
     spec = _build(body, uid, now, reference_dirs, max_calibration_error)
     if previous is not None:
         _keep_fitted(spec, given, previous)

@@ -145,8 +145,13 @@ def test_an_update_keeps_what_its_body_leaves_out():
     assert spec.score_outputs and spec.performance_estimator and spec.multivariate
     store["u1"] = spec.to_dict()
 
-    again = build_spec(body(uid="u1", calibrate=True), 2.0, stored=store.get)
+    again = build_spec(
+        body(uid="u1", calibrate=True, feature_stats=None, version=None, function_uri=None),
+        2.0,
+        stored=store.get,
+    )  # null is left out: MLRun's serializations write absent fields as null
     assert again.calibrate and again.model_type == "classification"
+    assert (again.version, again.function_uri) == ("v1", "p/serving:prod")
     assert again.label_names == ["prediction", "score"]
     assert again.feature_stats == spec.feature_stats
     assert again.multivariate == spec.multivariate
