@@ -349,9 +349,8 @@ def build_spec(
     return spec
 
 
-def _uid(body: dict[str, Any]) -> str:
-    """The endpoint's uid: given, or MLRun's from function_uri (or project and name),
-    model and version."""
+def _identity(body: dict[str, Any]) -> tuple[str, str, str, str | None]:
+    """(model, function_uri, model name, version) of a registration body, checked."""
     for key in ("project", "name"):
         if not isinstance(body.get(key), str) or not body[key]:
             raise _bad(key, "missing or not a string")
@@ -367,6 +366,13 @@ def _uid(body: dict[str, Any]) -> str:
     name, version = split_versioned_model(
         model, str(given_version) if given_version not in (None, "") else None
     )
+    return model, function_uri, name, version
+
+
+def _uid(body: dict[str, Any]) -> str:
+    """The endpoint's uid: given, or MLRun's from function_uri (or project and name),
+    model and version."""
+    _, function_uri, name, version = _identity(body)
     uid = body.get("uid")
     if uid is not None:
         if not isinstance(uid, str) or not UID_PATTERN.match(uid):
@@ -390,12 +396,7 @@ def _build(
 ) -> EndpointSpec:
     feature_names = _string_list(body, "feature_names", required=True)
     label_names = _string_list(body, "label_names", required=False) or ["output"]
-    model = body.get("model") or body["name"]
-    function_uri = body.get("function_uri") or ""
-    given_version = body.get("version")
-    _, version = split_versioned_model(
-        model, str(given_version) if given_version not in (None, "") else None
-    )
+    model, function_uri, _, version = _identity(body)
     stats: dict[str, Any] = {}
     multivariate: dict[str, Any] = {}
     prediction: dict[str, Any] = {}
