@@ -76,9 +76,8 @@ def percentile(values: np.ndarray, q: float) -> float:
     if virtual < 0:
         return float(ordered[0])
     previous = math.floor(virtual)
-    a, b = float(ordered[previous]), float(ordered[previous + 1])
-    gamma, diff = virtual - previous, b - a
-    return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+    pair = ordered[previous : previous + 2]
+    return float(_lerp(pair[:1], pair[1:], np.array([virtual - previous]))[0])
 
 
 def describe_columns(matrix: np.ndarray) -> list[dict[str, Any]]:
