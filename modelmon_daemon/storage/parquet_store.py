@@ -565,7 +565,14 @@ class ParquetStore:
             expr = both(pc.field("name") == name)
         columns = [n for n in RESULT_SCHEMA.names if n != "endpoint_id"]
         try:
-            table = dataset.to_table(filter=expr, columns=columns)
+            try:
+                table = dataset.to_table(filter=expr, columns=columns)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+                if isinstance(exc, FileNotFoundError):
+                    raise
+                # a file that is not one of ours (unreadable, another schema) must not
+                # hide the others: read file by file, skipping those
+                table = _readable_fragments(dataset, expr, columns)
         except FileNotFoundError:  # compacted or expired meanwhile: look again
             if _attempt >= 2:
                 raise
@@ -578,13 +585,16 @@ class ParquetStore:
                 ("name", "ascending"),
             ]
         )
-        rows = table.to_pylist()
-        for row in rows:
-            row["extra"] = json.loads(row["extra"]) if row["extra"] else {}
+        rows = []
+        for row in table.to_pylist():
+            if row["start"] is None or row["end"] is None:
+                continue  # not a result of ours: a window always has both
+            row["extra"] = _stored_extra(row["extra"])
             row["start"] = _iso(row["start"])
             row["end"] = _iso(row["end"])
             if row["value"] is not None and not math.isfinite(row["value"]):
                 row["value"] = None
+            rows.append(row)
         return rows
 
     def purge(self, uid: str) -> int:
@@ -811,6 +821,34 @@ def _load_libc() -> Any:
 
 
 _LIBC = _load_libc()
+
+
+def _readable_fragments(dataset: ds.Dataset, expr: Any, columns: list[str]) -> pa.Table:
+    """The rows of every file of `dataset` that can be read, skipping (and logging) the
+    others: one foreign or damaged file must not break a read of all results."""
+    tables = []
+    for fragment in dataset.get_fragments():
+        try:
+            tables.append(fragment.to_table(filter=expr, columns=columns, schema=dataset.schema))
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            log.warning("results: skipped %s: %s", fragment.path, exc)
+    if not tables:
+        return dataset.schema.empty_table().select(columns)
+    return pa.concat_tables(tables)
+
+
+def _stored_extra(text: str | None) -> dict[str, Any]:
+    """A result's stored `extra`: the JSON object written with it. Anything else (edited
+    or foreign files) is given back as text under `unreadable`, never an error."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"unreadable": text[:1000]}
+    return value if isinstance(value, dict) else {"unreadable": text[:1000]}
 
 
 def _iso(moment: datetime) -> str:

@@ -505,6 +505,39 @@ def test_a_foreign_or_broken_file_among_the_events_never_breaks_a_read(tmp_path)
     assert (hour / "garbage.parquet").exists() and (hour / "foreign.parquet").exists()
 
 
+def test_a_foreign_or_broken_file_among_the_results_never_breaks_a_read(tmp_path):
+    writer = WriterActor(settings_for(tmp_path))
+    batches, items = [], []
+    for i in range(2):
+        uid = f"ep{i}"
+        writer.store.put_endpoint(make_spec(uid).to_dict())
+        meta = WindowMeta(uid, 0.0, 60.0, [], rows=1)
+        batches.append(make_batch([1.0], [[1, 2]]))
+        items.append((0, i, meta, [_drift_output(meta, 0.1 * (i + 1))]))
+    assert writer.commit_tick(items, [], ["histogram-data-drift"], [batches])[0] == [True] * 2
+    day = tmp_path / "results" / "date=1970-01-01"
+    (ours,) = day.glob("*.parquet")
+    (day / "garbage.parquet").write_bytes(b"not parquet at all")
+    (day / "cut.parquet").write_bytes(ours.read_bytes()[:200])  # a damaged copy
+    pq.write_table(pa.table({"endpoint_id": ["ep0"], "value": ["text"]}), day / "other.parquet")
+    # one of ours, edited: an extra that is not a JSON object, a row without its window
+    edited = pq.read_table(ours).slice(0, 1)
+    edited = edited.set_column(
+        edited.schema.get_field_index("extra"), "extra", pa.array(["{not json"])
+    )
+    pq.write_table(edited, day / "edited.parquet")
+    nulls = edited.set_column(
+        edited.schema.get_field_index("start"),
+        "start",
+        pa.nulls(1, edited.schema.field("start").type),
+    )
+    pq.write_table(nulls, day / "no-start.parquet")
+    rows = writer.parquet.read_results("ep0")
+    assert [r["value"] for r in rows] == [0.1, 0.1]  # ours, and the edited copy of it
+    assert sorted(r["extra"] for r in rows if r["extra"]) == [{"unreadable": "{not json"}]
+    assert [r["value"] for r in writer.parquet.read_results("ep1")] == [0.2]
+
+
 def _logged_windows(writer, n, rows=3):
     """n endpoints, one logged window each: (metas, items) as the controller sends them."""
     metas, items = [], []
