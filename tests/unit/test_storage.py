@@ -226,16 +226,21 @@ def _drift_output(meta, value):
     )
 
 
-def test_a_tick_writes_one_results_file_that_every_reader_can_split(tmp_path):
-    writer = WriterActor(settings_for(tmp_path))
+def _commit_drift_results(writer, values):
+    """One window per value (endpoints ep0, ep1, ...), committed in one tick."""
     batches, items = [], []
-    for i in range(3):
+    for i, value in enumerate(values):
         uid = f"ep{i}"
         writer.store.put_endpoint(make_spec(uid).to_dict())
         meta = WindowMeta(uid, 0.0, 60.0, [], rows=1)
         batches.append(make_batch([1.0], [[1, 2]]))
-        items.append((0, i, meta, [_drift_output(meta, 0.1 * i)]))
-    assert writer.commit_tick(items, [], ["histogram-data-drift"], [batches])[0] == [True] * 3
+        items.append((0, i, meta, [_drift_output(meta, value)]))
+    return writer.commit_tick(items, [], ["histogram-data-drift"], [batches])[0]
+
+
+def test_a_tick_writes_one_results_file_that_every_reader_can_split(tmp_path):
+    writer = WriterActor(settings_for(tmp_path))
+    assert _commit_drift_results(writer, [0.1 * i for i in range(3)]) == [True] * 3
     files = list((tmp_path / "results").rglob("*.parquet"))
     assert len(files) == 1 and files[0].parent.name == "date=1970-01-01"
     table = pq.read_table(files[0])
@@ -507,14 +512,7 @@ def test_a_foreign_or_broken_file_among_the_events_never_breaks_a_read(tmp_path)
 
 def test_a_foreign_or_broken_file_among_the_results_never_breaks_a_read(tmp_path):
     writer = WriterActor(settings_for(tmp_path))
-    batches, items = [], []
-    for i in range(2):
-        uid = f"ep{i}"
-        writer.store.put_endpoint(make_spec(uid).to_dict())
-        meta = WindowMeta(uid, 0.0, 60.0, [], rows=1)
-        batches.append(make_batch([1.0], [[1, 2]]))
-        items.append((0, i, meta, [_drift_output(meta, 0.1 * (i + 1))]))
-    assert writer.commit_tick(items, [], ["histogram-data-drift"], [batches])[0] == [True] * 2
+    assert _commit_drift_results(writer, [0.1, 0.2]) == [True] * 2
     day = tmp_path / "results" / "date=1970-01-01"
     (ours,) = day.glob("*.parquet")
     (day / "garbage.parquet").write_bytes(b"not parquet at all")
