@@ -16,7 +16,12 @@ from modelmon_daemon.cli.huge_pages import restart_with_huge_pages
 from modelmon_daemon.cli.progress import terminal_progress
 from modelmon_daemon.client import DEFAULT_URL, Client, ClientError
 from modelmon_daemon.config import ConfigError, Settings, load_settings
-from modelmon_daemon.server.daemon import StartupError, pid_alive, read_daemon_file
+from modelmon_daemon.server.daemon import (
+    StartupError,
+    check_listen_address,
+    pid_alive,
+    read_daemon_file,
+)
 
 FLAG_KEYS = {
     "data_dir": "daemon.data_dir",
@@ -75,6 +80,11 @@ def cmd_start(args: argparse.Namespace) -> int:
 def _start_detached(args: argparse.Namespace, settings: Settings) -> int:
     data = settings.data_path
     data.mkdir(parents=True, exist_ok=True)
+    try:  # the child would fail the same way, with the reason only in its log
+        check_listen_address(settings.daemon.host, settings.daemon.port)
+    except StartupError as exc:
+        print(f"modelmon-daemon: {exc}", file=sys.stderr)
+        return 1
     argv = [sys.executable, "-m", "modelmon_daemon", "start"]
     for flag in FLAG_KEYS:
         value = getattr(args, flag, None)
@@ -105,10 +115,14 @@ def _start_detached(args: argparse.Namespace, settings: Settings) -> int:
         try:
             with Client(url, timeout=2, retries=0) as probe:
                 probe.health()
-            print(f"modelmon-daemon started (pid {proc.pid}) on {url}; log: {log_path}")
-            return 0
+            # healthy, and ours: the daemon at that URL wrote this data dir's daemon
+            # file with our child's pid (not another daemon holding the address)
+            if (read_daemon_file(data) or {}).get("pid") == proc.pid:
+                print(f"modelmon-daemon started (pid {proc.pid}) on {url}; log: {log_path}")
+                return 0
         except (ClientError, OSError):
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     print(f"modelmon-daemon: not healthy after {args.wait}s; see {log_path}", file=sys.stderr)
     return 1
 

@@ -14,11 +14,12 @@ import json
 import logging
 import os
 import signal
+import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -26,6 +27,9 @@ from modelmon_daemon.config import Settings, stream_row_budget
 from modelmon_daemon.core import gc_policy
 from modelmon_daemon.core.auth import load_or_create_token
 from modelmon_daemon.core.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from modelmon_daemon.server.app import Services
 
 log = logging.getLogger("modelmon_daemon")
 
@@ -42,6 +46,30 @@ def ray_temp_dir(settings: Settings) -> str:
         return settings.ray.temp_dir
     digest = hashlib.sha1(str(settings.data_path).encode()).hexdigest()[:8]
     return str(Path(tempfile.gettempdir()) / f"mm-{digest}")
+
+
+def check_listen_address(host: str, port: int) -> None:
+    """StartupError naming the address unless every address `host` resolves to can bind
+    `port` (as the HTTP server will, SO_REUSEADDR included): a port taken by another
+    process is told in a line, before Ray starts, not as a traceback after it."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    for family, kind, proto, _, address in infos:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(address)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                "(another process has it? choose one with --port)"
+            ) from None
 
 
 def read_daemon_file(data_dir: str | Path) -> dict[str, Any] | None:
@@ -135,6 +163,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     previous = read_daemon_file(data)
     if previous and previous.get("pid") != os.getpid() and pid_alive(int(previous.get("pid", 0))):
         raise StartupError(f"a daemon (pid {previous['pid']}) already runs on {data}")
+    check_listen_address(settings.daemon.host, settings.daemon.port)
     token = load_or_create_token(settings.token_path)
     store = LmdbStore(data, settings.storage.lmdb_map_size, settings.storage.lmdb_max_map_size)
     _check_wal_period(settings, store)
@@ -179,42 +208,10 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
         app = build_app(services)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, settings.daemon.host, settings.daemon.port, reuse_address=True)
-        await site.start()
-        url = f"http://{settings.daemon.host}:{settings.daemon.port}"
-        (data / DAEMON_FILE).write_text(
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "url": url,
-                    "namespace": remote.NAMESPACE,
-                    **ray_info,
-                    "started": time.time(),
-                    "data_dir": str(data),
-                }
-            )
-        )
-        log.info(
-            "modelmon-daemon listening on %s (data in %s, ray dashboard %s)",
-            url,
-            data,
-            ray_info.get("dashboard_url") or "off",
-        )
-        print(
-            f"modelmon-daemon ready on {url} (data: {data}; token: {settings.token_path})",
-            flush=True,
-        )
-        _settle_garbage_collector()
-        collector = asyncio.get_running_loop().create_task(gc_policy.collect_in_loop())
-        stop = stop_event or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("shutting down")
-        await cancel_and_wait(collector)
-        await controller.stop_loop.remote()
-        await runner.cleanup()  # stops HTTP, then flushes the durability log
+        try:
+            await _serve_until_stopped(settings, services, runner, data, ray_info, stop_event)
+        finally:
+            await runner.cleanup()  # stops HTTP, then flushes the durability log
         services.executor.shutdown(wait=True)
         if settings.ray.address:
             for name in remote.all_actor_names():
@@ -229,6 +226,62 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
         except OSError:
             pass
     print("modelmon-daemon stopped", flush=True)
+
+
+async def _serve_until_stopped(
+    settings: Settings,
+    services: Services,
+    runner: web.AppRunner,
+    data: Path,
+    ray_info: dict[str, Any],
+    stop_event: asyncio.Event | None,
+) -> None:
+    """Listen, announce the daemon (its file in the data dir, the log, stdout) and serve
+    until SIGINT/SIGTERM or `stop_event`; the caller cleans the runner up either way."""
+    from modelmon_daemon.actors import remote
+
+    site = web.TCPSite(runner, settings.daemon.host, settings.daemon.port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:  # taken since the check at start-up
+        raise StartupError(
+            f"cannot listen on {settings.daemon.host}:{settings.daemon.port}: {exc.strerror or exc}"
+        ) from None
+    url = f"http://{settings.daemon.host}:{settings.daemon.port}"
+    (data / DAEMON_FILE).write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "url": url,
+                "namespace": remote.NAMESPACE,
+                **ray_info,
+                "started": time.time(),
+                "data_dir": str(data),
+            }
+        )
+    )
+    log.info(
+        "modelmon-daemon listening on %s (data in %s, ray dashboard %s)",
+        url,
+        data,
+        ray_info.get("dashboard_url") or "off",
+    )
+    print(
+        f"modelmon-daemon ready on {url} (data: {data}; token: {settings.token_path})",
+        flush=True,
+    )
+    _settle_garbage_collector()
+    collector = asyncio.get_running_loop().create_task(gc_policy.collect_in_loop())
+    try:
+        stop = stop_event or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await cancel_and_wait(collector)
+    await services.directory.controller.stop_loop.remote()
 
 
 def _settle_garbage_collector() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -29,6 +30,19 @@ def test_bad_config_value_stops_startup_naming_the_key(tmp_path):
     out = cli("start", "--data-dir", str(tmp_path), env_extra={"MODELMON_DAEMON_PORT": "x"})
     assert out.returncode == 2 and "MODELMON_DAEMON_PORT" in out.stderr
     assert not (tmp_path / "lmdb").exists()  # nothing was started
+
+
+def test_a_port_in_use_stops_startup_in_one_line_before_anything_starts(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        out = cli("start", "--data-dir", str(tmp_path / "data"), "--port", str(port), timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip() == (
+        f"modelmon-daemon: cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(another process has it? choose one with --port)"
+    )
+    assert not (tmp_path / "data" / "lmdb").exists()  # checked before LMDB and Ray
 
 
 def test_detach_status_queries_handles_and_stop(short_tmp):
@@ -125,6 +139,16 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
         assert seen["status"]["endpoints"] == 1
         assert seen["ops"]["cli-ep"]["events_total"] == 50
         assert {"controller", "writer", "app:0", "stream:cli-ep"} <= set(seen["names"])
+
+        # a second daemon asked for the same port: one line naming it, and nothing of
+        # the running one taken for its own
+        other = short_tmp / "cli-other"
+        again = cli("start", "--detach", "--data-dir", str(other), "--port", str(port))
+        assert again.returncode == 1 and "Traceback" not in again.stderr
+        assert again.stderr.strip().startswith(
+            f"modelmon-daemon: cannot listen on 127.0.0.1:{port}: Address already in use"
+        )
+        assert not (other / "daemon.json").exists()
     finally:
         stopped = cli("stop", "--data-dir", str(data))
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
