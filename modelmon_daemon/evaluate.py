@@ -14,14 +14,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from modelmon_daemon.analytics.stats import reference_feature_stats
 from modelmon_daemon.applications import build_applications
 from modelmon_daemon.applications.runner import run_application
 from modelmon_daemon.config import Settings, application_settings
 from modelmon_daemon.core.records import ColumnBatch, EndpointSpec, ResultRecord, WindowMeta
+from modelmon_daemon.storage import table_files
 from modelmon_daemon.storage.parquet_store import ParquetStore
 
 
@@ -30,25 +29,17 @@ class EvaluateError(ValueError):
 
 
 def read_table(path: str) -> pa.Table:
-    file = Path(path)
-    if not file.exists():
-        raise EvaluateError(f"{path}: no such file")
-    suffix = file.suffix.lower()
     try:
-        if suffix in (".parquet", ".pq"):
-            return pq.read_table(file)
-        if suffix == ".csv":
-            return pacsv.read_csv(file)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise EvaluateError(f"{path}: {exc}") from None
-    raise EvaluateError(f"{path}: must be .parquet or .csv")
+        return table_files.read_table(path)
+    except table_files.TableFileError as exc:
+        raise EvaluateError(str(exc)) from None
 
 
 def _numeric(table: pa.Table, name: str, path: str) -> np.ndarray:
     try:
-        return np.asarray(table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise EvaluateError(f"{path}: column {name!r} is not numeric") from None
+        return table_files.float_column(table, name, path)
+    except table_files.TableFileError as exc:
+        raise EvaluateError(str(exc)) from None
 
 
 def _times(table: pa.Table, column: str, path: str) -> np.ndarray:

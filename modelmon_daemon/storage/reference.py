@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from modelmon_daemon.core.errors import ApiError
+from modelmon_daemon.storage import table_files
 
 
 def reference_columns(
@@ -93,22 +91,20 @@ def reference_matrix(reference: Any, feature_names: list[str]) -> np.ndarray:
 
 
 def _read(path: str) -> pa.Table:
-    file = Path(path)
-    if not file.exists():
-        raise ApiError(f"reference file not found: {path}", {"field": "reference.path"})
-    suffix = file.suffix.lower()
-    if suffix not in (".parquet", ".pq", ".csv"):
-        raise ApiError(
-            f"reference file must be .parquet or .csv: {path}", {"field": "reference.path"}
-        )
     try:
-        return pq.read_table(file) if suffix != ".csv" else pacsv.read_csv(file)
-    except (pa.ArrowInvalid, OSError):
-        # the reader's message can quote the file's lines: never echo them
-        raise ApiError(
-            f"cannot read reference file {path}: not a readable {suffix[1:]} file",
-            {"field": "reference.path"},
-        ) from None
+        return table_files.read_table(path)
+    except table_files.TableFileError as exc:
+        raise _api_error(exc) from None
+
+
+def _api_error(exc: table_files.TableFileError) -> ApiError:
+    """A data file's error as a 400 naming `reference.path` (and the line or row, and
+    the column, when known); its message never quotes the file."""
+    details: dict[str, Any] = {"field": "reference.path"}
+    for key in ("line", "row", "column"):
+        if getattr(exc, key) is not None:
+            details[key] = getattr(exc, key)
+    return ApiError(f"reference file {exc}", details)
 
 
 def _file_matrix(path: str, feature_names: list[str], table: pa.Table | None = None) -> np.ndarray:
@@ -120,16 +116,10 @@ def _file_matrix(path: str, feature_names: list[str], table: pa.Table | None = N
             f"reference file {path} has no column {missing[0]!r}",
             {"field": "reference.path", "column": missing[0]},
         )
-    columns = []
-    for name in feature_names:
-        col = table.column(name)
-        try:
-            columns.append(col.cast(pa.float64()).to_numpy(zero_copy_only=False))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise ApiError(
-                f"reference column {name!r} is not numeric",
-                {"field": "reference.path", "column": name},
-            ) from None
+    try:
+        columns = [table_files.float_column(table, name, path) for name in feature_names]
+    except table_files.TableFileError as exc:
+        raise _api_error(exc) from None
     return np.column_stack(columns).astype(np.float64)
 
 

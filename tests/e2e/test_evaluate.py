@@ -104,3 +104,12 @@ def test_evaluate_names_the_bad_file(tmp_path):
     data.write_text("a\n1\n")
     out = cli("evaluate", str(data), "--reference", str(bad))
     assert out.returncode == 2 and f"{data}: no column 'b'" in out.stderr
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("a,b\n1,2\n\n3,4,5\n")
+    out = cli("evaluate", str(ragged), "--reference", str(bad))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (f"modelmon-daemon: {ragged}:4: 3 values where the header has 2")
+    word = tmp_path / "word.csv"
+    word.write_text("a,b\n1,2\nNA,3\nabc,4\n")
+    out = cli("evaluate", str(word), "--reference", str(bad))
+    assert out.stderr.strip() == f"modelmon-daemon: {word}:4: column 'a': not a number"
