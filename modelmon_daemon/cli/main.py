@@ -14,7 +14,7 @@ from typing import Any
 
 from modelmon_daemon.cli.huge_pages import restart_with_huge_pages
 from modelmon_daemon.cli.progress import terminal_progress
-from modelmon_daemon.client import DEFAULT_URL, Client, ClientError
+from modelmon_daemon.client import DEFAULT_URL, Client, ClientError, DaemonUnreachable
 from modelmon_daemon.config import ConfigError, Settings, load_settings
 from modelmon_daemon.server.daemon import (
     StartupError,
@@ -174,9 +174,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         health = client.health()
         status = client.status()
     except ClientError as exc:
+        if not args.json:
+            raise  # one line on stderr, as every command
         print(json.dumps(exc.body, indent=2))
         return 1
-    except OSError as exc:
+    except DaemonUnreachable as exc:
         print(f"no daemon at {client.url}: {exc}", file=sys.stderr)
         return 1
     if args.json:
@@ -518,10 +520,14 @@ def main(argv: list[str] | None = None) -> int:
     except ClientError as exc:
         print(f"modelmon-daemon: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:  # the daemon is down or unreachable: one line, no traceback
+    except DaemonUnreachable as exc:  # the daemon is down: one line, no traceback
         url = getattr(args, "url", None) or os.environ.get("MODELMON_URL") or DEFAULT_URL
         reason = getattr(exc, "reason", None) or exc.strerror or exc
         print(f"modelmon-daemon: cannot reach the daemon at {url}: {reason}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file given on the command line: one line naming it
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"modelmon-daemon: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except CliError as exc:
         print(f"modelmon-daemon: {exc}", file=sys.stderr)

@@ -114,6 +114,16 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
         assert "general_drift" in table.stdout and "START" in table.stdout
         listing = cli("endpoints", "--url", url, "--data-dir", str(data))
         assert "cli-ep" in listing.stdout and "UID" in listing.stdout
+        # a file it cannot write, a wrong token: one line each, naming what is wrong
+        nowhere = short_tmp / "no-such-folder" / "report.html"
+        report = cli(
+            "report", "cli-ep", "--out", str(nowhere), "--url", url, "--data-dir", str(data)
+        )
+        assert report.returncode == 1 and report.stdout == ""
+        assert report.stderr.strip() == f"modelmon-daemon: {nowhere}: No such file or directory"
+        wrong = cli("status", "--url", url, "--token", "wrong")
+        assert wrong.returncode == 1 and wrong.stdout == ""
+        assert wrong.stderr.startswith("modelmon-daemon: HTTP 401: missing or wrong bearer token")
 
         # live Ray handles from another Python process
         script = textwrap.dedent(f"""
