@@ -200,11 +200,13 @@ class _Api:
         latency_us: Any = None,
         request_ids: Any = None,
         batch_size: int = 10_000,
+        labels: Any = None,
     ) -> Any:
         """Post events in the native form, `batch_size` rows per request (msgpack).
         `inputs`: DataFrame (sent as columns, strings kept), 2-D array or rows;
         `outputs`: values, rows, or a DataFrame of named outputs; timestamps: datetimes,
-        ISO strings or epoch seconds. Returns the number of events accepted."""
+        ISO strings or epoch seconds; `labels`: ground truth known already, one per row
+        (None for none). Returns the number of events accepted."""
         columns = _columns(inputs)
         rows = None if columns is not None else frame_rows(inputs, None)[1]
         n = len(rows) if rows is not None else len(next(iter(columns.values()), []))  # type: ignore[union-attr]
@@ -213,6 +215,7 @@ class _Api:
             "timestamps": _times(timestamps),
             "latency_us": _list(latency_us),
             "request_ids": _list(request_ids),
+            "labels": _list(labels),
         }
         accepted = 0
         for start in range(0, n, batch_size):

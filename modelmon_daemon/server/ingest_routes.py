@@ -20,6 +20,7 @@ from modelmon_daemon.ingest.events import (
     parse_native_events,
     split_by_window,
 )
+from modelmon_daemon.ingest.labels import label_values, request_id_list
 from modelmon_daemon.ingest.mlrun_json import parse_mlrun_json
 from modelmon_daemon.ingest.msgpack_columns import unpack, unpack_native
 from modelmon_daemon.server.state import INGEST, MSGPACK_TYPES, IngestServices, json_response
@@ -229,28 +230,76 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
 
 
 async def post_native_events(request: web.Request) -> web.Response:
+    """A native batch; its optional `labels` (ground truth, one per row, null for none)
+    are stored like posted labels, under the rows' request ids, before the events: a
+    request that fails after them leaves labels that wait for predictions which never
+    come (and expire after performance.label_ttl), never events without their labels,
+    and a retry stores the same labels again under the same request ids."""
     services = _ingest(request)
     services.counters.count(services.counters.requests, "native_events")
     uid = request.match_info["uid"]
     spec = await known_endpoint(services, uid)
     check_capacity(services)
     now = time.time()
-    batch = await read_payload(
-        request,
-        lambda p: parse_native_events(
-            p,
+    labels: list[Any] | None = None
+
+    def parse(payload: Any) -> ColumnBatch:
+        nonlocal labels
+        batch = parse_native_events(
+            payload,
             spec.feature_names,
             len(spec.label_names),
             now,
             spec.categorical_indices,
             spec.label_names,
-        ),
-        columns=True,
-    )
+        )
+        if isinstance(payload, dict) and payload.get("labels") is not None:
+            labels = label_values(payload["labels"], len(batch))
+        return batch
+
+    batch = await read_payload(request, parse, columns=True)
+    labeled = 0
+    if labels is not None:
+        ids = request_id_list(batch.request_ids)
+        pairs = [(rid, label) for rid, label in zip(ids, labels, strict=True) if label is not None]
+        if pairs:
+            await _store_labels(services, uid, [r for r, _ in pairs], [v for _, v in pairs])
+            labeled = len(pairs)
     await _accept(services, {uid: batch}, [])
     services.counters.events_accepted += len(batch)
     services.counters.rows_accepted += len(batch)
-    return json_response({"accepted": len(batch)}, 202)
+    if labels is None:
+        return json_response({"accepted": len(batch)}, 202)
+    return json_response({"accepted": len(batch), "labels": labeled}, 202)
+
+
+def _check_label_capacity(services: IngestServices) -> None:
+    if services.labels_in_flight >= MAX_LABEL_REQUESTS:
+        raise Overloaded(
+            f"{services.labels_in_flight} label requests wait for their owner; retry later",
+            retry_after=1,
+            status=503,
+            code="busy",
+        )
+
+
+async def _store_labels(
+    services: IngestServices, uid: str, ids: list[str], labels: list[Any]
+) -> int:
+    """Hand labels to their owner (the writer); durable when it answers. Returns how
+    many were joined to a committed prediction at once."""
+    _check_label_capacity(services)
+    if services.owner_state is None:
+        raise Unavailable("the daemon is starting or stopping")
+    services.labels_in_flight += 1
+    try:
+        return int(await services.owner_state.log_labels(uid, ids, labels, time.time()))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        raise Unavailable(f"labels could not be made durable: {exc!r}") from None
+    finally:
+        services.labels_in_flight -= 1
 
 
 async def post_labels(request: web.Request) -> web.Response:
@@ -260,38 +309,16 @@ async def post_labels(request: web.Request) -> web.Response:
     services = _ingest(request)
     uid = request.match_info["uid"]
     await known_endpoint(services, uid)
-    if services.labels_in_flight >= MAX_LABEL_REQUESTS:
-        raise Overloaded(
-            f"{services.labels_in_flight} label requests wait for their owner; retry later",
-            retry_after=1,
-            status=503,
-            code="busy",
-        )
+    _check_label_capacity(services)
     payload = await read_body(request)
     if not isinstance(payload, dict):
         raise ApiError("body must be an object with request_ids and labels", {"field": "body"})
-    ids, labels = payload.get("request_ids"), payload.get("labels")
+    ids = payload.get("request_ids")
     if not isinstance(ids, list) or not ids:
         raise InvalidEvent(None, "request_ids", "must be a non-empty list")
-    if not isinstance(labels, list) or len(labels) != len(ids):
-        raise InvalidEvent(None, "labels", f"must be a list of {len(ids)} values")
     for i, rid in enumerate(ids):
         if not isinstance(rid, str | int) or isinstance(rid, bool):
             raise InvalidEvent(i, "request_ids", f"must be a string, got {rid!r}")
-    for i, label in enumerate(labels):
-        if label is not None and not isinstance(label, str | int | float | bool):
-            raise InvalidEvent(i, "labels", f"must be a number, string or null, got {label!r}")
-    if services.owner_state is None:
-        raise Unavailable("the daemon is starting or stopping")
-    services.labels_in_flight += 1
-    try:
-        joined = await services.owner_state.log_labels(
-            uid, [str(r) for r in ids], labels, time.time()
-        )
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        raise Unavailable(f"labels could not be made durable: {exc!r}") from None
-    finally:
-        services.labels_in_flight -= 1
+    labels = label_values(payload.get("labels"), len(ids))
+    joined = await _store_labels(services, uid, [str(r) for r in ids], labels)
     return json_response({"accepted": len(ids), "joined": joined}, 202)

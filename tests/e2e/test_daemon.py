@@ -438,6 +438,66 @@ def test_labels_join_predictions_and_score_the_model(daemon):
     assert res["results"][0]["extra"]["detector"] == "DDM"
 
 
+def test_labels_sent_with_the_events_are_joined_and_scored(daemon):
+    from modelmon_daemon import Client
+
+    status, _ = daemon.post(
+        "/v1/endpoints",
+        {
+            "uid": "inline",
+            "project": "p",
+            "name": "m",
+            "feature_names": ["x"],
+            "model_type": "classification",
+        },
+    )
+    assert status == 201
+    start = (math.floor(time.time() / P) - 3) * P
+    rng = np.random.default_rng(5)
+    outputs = rng.integers(0, 2, 60).tolist()
+    truth = [o if rng.random() < 0.7 else 1 - o for o in outputs]
+    labels = [None if i % 6 == 5 else t for i, t in enumerate(truth)]  # 50 of 60 labelled
+    # a bad label: 400 naming it, and neither the events nor any label are stored
+    status, body = daemon.post(
+        "/v1/endpoints/inline/events",
+        {
+            "inputs": [[1.0], [2.0]],
+            "outputs": [0, 1],
+            "timestamps": [start, start + 1],
+            "labels": [1, {"no": 1}],
+        },
+    )
+    assert status == 400
+    assert body["error"]["details"] == {"index": 1, "field": "labels"}
+    status, body = daemon.post(
+        "/v1/endpoints/inline/events",
+        {"inputs": [[1.0]], "outputs": [0], "timestamps": [start], "labels": [1, 0]},
+    )
+    assert status == 400 and body["error"]["details"]["field"] == "labels"
+    # no request ids: the daemon's generated ones carry the labels
+    with Client(daemon.url, token=daemon.token) as client:
+        accepted = client.log_events(
+            "inline",
+            [[float(i)] for i in range(60)],
+            outputs=outputs,
+            timestamps=[start + i * 0.25 for i in range(60)],
+            labels=labels,
+        )
+    assert accepted == 60
+
+    def scored():
+        _, res = daemon.get("/v1/endpoints/inline/results?application=model-performance")
+        return {r["name"]: r for r in res["results"]} or None
+
+    results = daemon.wait_for(scored)
+    pairs = [(o, t) for o, t in zip(outputs, labels, strict=True) if t is not None]
+    assert results["accuracy"]["sample_size"] == len(pairs) == 50  # the labelled rows
+    assert results["accuracy"]["value"] == pytest.approx(
+        sum(o == t for o, t in pairs) / len(pairs), abs=1e-12
+    )
+    assert daemon.get("/v1/endpoints/inline")[1]["events_total"] == 60
+
+
 def test_categorical_feature_over_http(daemon):
     rng = np.random.default_rng(4)
     rows = [[float(rng.normal()), str(rng.choice(["a", "b"]))] for _ in range(500)]
