@@ -15,8 +15,10 @@ import logging
 import os
 import signal
 import socket
+import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,8 +149,9 @@ def _load_config_alerts(settings: Settings, store: Any) -> None:
         store.put_alert(alert)
 
 
-async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> None:
-    """Run the daemon until SIGINT/SIGTERM (or `stop_event`)."""
+async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> bool:
+    """Run the daemon until SIGINT/SIGTERM (or `stop_event`). True when it stopped because
+    the node of the Ray it started was lost (`run` then starts it again)."""
     import ray
 
     from modelmon_daemon.actors import remote
@@ -169,6 +172,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     _check_wal_period(settings, store)
     _load_config_alerts(settings, store)
     store.put_meta("label_ttl", settings.performance.label_ttl)
+    ray_lost = False
     t0 = time.time()
     ray_info = _init_ray(settings)
     log.info("ray up in %.1fs (%s)", time.time() - t0, ray_info.get("gcs_address"))
@@ -209,7 +213,9 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
-            await _serve_until_stopped(settings, services, runner, data, ray_info, stop_event)
+            ray_lost = await _serve_until_stopped(
+                settings, services, runner, data, ray_info, stop_event
+            )
         finally:
             await runner.cleanup()  # stops HTTP, then flushes the durability log
         services.executor.shutdown(wait=True)
@@ -217,7 +223,10 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
             for name in remote.all_actor_names():
                 ray.kill(remote.get_actor(name), no_restart=True)
     finally:
-        ray.shutdown()
+        if not ray_lost:
+            ray.shutdown()
+        # else not: a driver whose raylet is gone exits the process in ray.shutdown();
+        # run() stops what is left of that Ray and starts the daemon again
         store.close()
         try:
             current = read_daemon_file(data)
@@ -225,7 +234,9 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
                 (data / DAEMON_FILE).unlink()
         except OSError:
             pass
-    print("modelmon-daemon stopped", flush=True)
+    if not ray_lost:
+        print("modelmon-daemon stopped", flush=True)
+    return ray_lost
 
 
 async def _serve_until_stopped(
@@ -235,10 +246,14 @@ async def _serve_until_stopped(
     data: Path,
     ray_info: dict[str, Any],
     stop_event: asyncio.Event | None,
-) -> None:
+) -> bool:
     """Listen, announce the daemon (its file in the data dir, the log, stdout) and serve
-    until SIGINT/SIGTERM or `stop_event`; the caller cleans the runner up either way."""
+    until SIGINT/SIGTERM or `stop_event`, or until the node of the Ray it started is lost
+    (then True); the caller cleans the runner up either way."""
+    import ray
+
     from modelmon_daemon.actors import remote
+    from modelmon_daemon.server.ray_watch import local_node_alive, watch_node
 
     site = web.TCPSite(runner, settings.daemon.host, settings.daemon.port, reuse_address=True)
     try:
@@ -271,17 +286,34 @@ async def _serve_until_stopped(
         flush=True,
     )
     _settle_garbage_collector()
-    collector = asyncio.get_running_loop().create_task(gc_policy.collect_in_loop())
+    loop = asyncio.get_running_loop()
+    stop = stop_event or asyncio.Event()
+    lost: list[bool] = []
+
+    def on_lost() -> None:
+        lost.append(True)
+        stop.set()
+
+    tasks = [loop.create_task(gc_policy.collect_in_loop())]
+    if not settings.ray.address:  # a Ray of our own: when its node goes, start it again
+        node_id = ray.get_runtime_context().get_node_id()
+        tasks.append(loop.create_task(watch_node(lambda: local_node_alive(node_id), on_lost)))
     try:
-        stop = stop_event or asyncio.Event()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        log.info("shutting down")
+        log.info("shutting down" if not lost else "stopping to restart Ray")
     finally:
-        await cancel_and_wait(collector)
-    await services.directory.controller.stop_loop.remote()
+        for task in tasks:
+            await cancel_and_wait(task)
+    if not lost:
+        try:  # no tick may start while the actors go
+            await asyncio.wait_for(services.directory.controller.stop_loop.remote(), 10.0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("the controller did not stop its loop: %r", exc)
+    return bool(lost)
 
 
 def _settle_garbage_collector() -> None:
@@ -298,12 +330,52 @@ def run(settings: Settings) -> None:
         level=os.environ.get("MODELMON_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    runner: Callable[[Coroutine[Any, Any, bool]], bool] = asyncio.run
     if settings.daemon.event_loop == "uvloop":
         try:
             import uvloop
         except ImportError:
             logging.getLogger(__name__).info("uvloop is not installed: asyncio's loop")
         else:
-            uvloop.run(serve(settings))
-            return
-    asyncio.run(serve(settings))
+            runner = uvloop.run
+    if runner(serve(settings)):  # the Ray it started was lost: start everything again
+        _restart_after_losing_ray()
+
+
+def _restart_after_losing_ray() -> None:
+    """Stop what is left of the Ray this process started (its other processes are our
+    children: GCS, dashboard, monitors) and replace this process by the same command:
+    same pid, a fresh Ray, and actors that rebuild their state from LMDB, so every
+    acknowledged event is analyzed once."""
+    log.warning("restarting: acknowledged events wait in the log and are analyzed once")
+    children = _child_pids(os.getpid())
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in children:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+def _child_pids(parent: int) -> list[int]:
+    """Processes whose parent is `parent` (from /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == parent:
+            pids.append(int(entry.name))
+    return pids
