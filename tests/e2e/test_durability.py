@@ -30,10 +30,8 @@ def analyzed_windows(data):
     return results[results["name"] == "general_drift"]
 
 
-def test_kill9_loses_and_duplicates_nothing_acknowledged(short_tmp):
-    data = short_tmp / "durable"
-    daemon = Daemon(data, free_port(), []).start()
-    rng = np.random.default_rng(5)
+def register_dur(daemon, rows):
+    """Endpoint dur: features a, b, the given reference rows."""
     status, _ = daemon.post(
         "/v1/endpoints",
         {
@@ -41,10 +39,17 @@ def test_kill9_loses_and_duplicates_nothing_acknowledged(short_tmp):
             "project": "p",
             "name": "dur",
             "feature_names": ["a", "b"],
-            "reference": {"rows": rng.normal(size=(500, 2)).tolist()},
+            "reference": {"rows": rows},
         },
     )
     assert status == 201
+
+
+def test_kill9_loses_and_duplicates_nothing_acknowledged(short_tmp):
+    data = short_tmp / "durable"
+    daemon = Daemon(data, free_port(), []).start()
+    rng = np.random.default_rng(5)
+    register_dur(daemon, rng.normal(size=(500, 2)).tolist())
     first = (math.floor(time.time() / P) - 40) * P  # 40 windows of history, sent in order
     acked: list[str] = []
     sent: list[str] = []
@@ -138,17 +143,7 @@ def test_a_lost_embedded_ray_is_started_again_and_nothing_acknowledged_is_lost(s
     data = short_tmp / "raylost"
     daemon = Daemon(data, free_port(), []).start()
     try:
-        status, _ = daemon.post(
-            "/v1/endpoints",
-            {
-                "uid": "dur",
-                "project": "p",
-                "name": "dur",
-                "feature_names": ["a", "b"],
-                "reference": {"rows": np.random.default_rng(1).normal(size=(200, 2)).tolist()},
-            },
-        )
-        assert status == 201
+        register_dur(daemon, np.random.default_rng(1).normal(size=(200, 2)).tolist())
         first = (math.floor(time.time() / P) - 6) * P
         acked: list[str] = []
 
