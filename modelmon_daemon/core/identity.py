@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 UID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -78,3 +79,29 @@ def check_result_name(name: str) -> str:
     if len(_GOOD_NAMES) < 4096:
         _GOOD_NAMES.add(name)
     return name
+
+
+MAX_MODEL_LABELS = 64
+
+
+def model_labels(value: Any) -> dict[str, str] | None:
+    """MLRun's model labels (`{"framework": "sklearn", ...}`, sent with every serving
+    event and kept on the endpoint) as strings; None unless `value` is an object of at
+    most 64 names (1-128 characters) to strings, numbers or booleans (up to 256
+    characters)."""
+    if not isinstance(value, dict) or len(value) > MAX_MODEL_LABELS:
+        return None
+    labels: dict[str, str] = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not 0 < len(name) <= 128:
+            return None
+        if isinstance(item, bool):
+            text = "true" if item else "false"
+        elif isinstance(item, str | int | float):
+            text = str(item)
+        else:
+            return None
+        if len(text) > 256:
+            return None
+        labels[name] = text
+    return labels

@@ -384,6 +384,7 @@ class EndpointSpec:
     created: float = 0.0
     auto_registered: bool = False
     model_class: str = ""  # MLRun's `class` / `model_class` of the serving model
+    labels: dict[str, str] = field(default_factory=dict)  # MLRun's model labels
     model_type: str = ""  # "classification" | "regression": labels are joined and scored
     reference_performance: dict[str, float] = field(default_factory=dict)
     calibrate: bool = False

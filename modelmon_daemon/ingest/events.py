@@ -21,6 +21,7 @@ from modelmon_daemon.core.identity import (
     UID_PATTERN,
     FunctionUri,
     endpoint_uid,
+    model_labels,
     split_versioned_model,
 )
 from modelmon_daemon.core.records import ColumnBatch, GeneratedIds, RequestIds
@@ -43,6 +44,7 @@ class EndpointGuess:
     categorical: tuple[int, ...] = ()
     model_class: str = ""
     version: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -792,6 +794,7 @@ def _event_endpoint(i: int, event: dict[str, Any]) -> tuple[str, EndpointGuess |
         uri = function_uri if isinstance(function_uri, str) else ""
         guess = EndpointGuess(explicit, project, name, uri, name, 0, 0)
         guess.model_class = _model_class(event)
+        guess.labels = model_labels(event.get("labels")) or {}
         guess.version = version or ""
         return explicit, guess
     if not isinstance(function_uri, str):
@@ -807,6 +810,7 @@ def _event_endpoint(i: int, event: dict[str, Any]) -> tuple[str, EndpointGuess |
     uid = endpoint_uid(fn.project, fn.function, fn.ref, name, version)
     guess = EndpointGuess(uid, fn.project, name, function_uri, name, 0, 0)
     guess.model_class = _model_class(event)
+    guess.labels = model_labels(event.get("labels")) or {}  # descriptive, as the class
     guess.version = version or "latest"
     return uid, guess
 

@@ -24,6 +24,7 @@ from modelmon_daemon.core.identity import (
     UID_PATTERN,
     FunctionUri,
     endpoint_uid,
+    model_labels,
     split_versioned_model,
 )
 from modelmon_daemon.core.records import EndpointSpec
@@ -293,6 +294,7 @@ _KEPT_WHEN_ABSENT = (
     "model_type",
     "reference_performance",
     "calibrate",
+    "labels",
 )
 
 
@@ -439,6 +441,9 @@ def _build(
     calibrate = body.get("calibrate", False)
     if not isinstance(calibrate, bool):
         raise _bad("calibrate", "true or false")
+    model_labels_given = model_labels(body.get("labels") or {})
+    if model_labels_given is None:
+        raise _bad("labels", "an object of at most 64 names to strings (MLRun's model labels)")
     score_outputs = _score_outputs(body, label_names)
     estimator: dict[str, Any] = {}
     if score_outputs:
@@ -455,6 +460,7 @@ def _build(
         prediction_stats=prediction,
         multivariate=multivariate,
         calibrate=calibrate,
+        labels=model_labels_given,
         model_type=model_type,
         reference_performance={k: float(v) for k, v in reference_performance.items()},
         uid=uid,

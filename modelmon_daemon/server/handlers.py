@@ -141,16 +141,25 @@ def _count_param(request: web.Request, key: str, default: int, most: int) -> int
 
 
 async def list_endpoints(request: web.Request) -> web.Response:
-    """Filters (`project`, `name`, `model`, exact) and pages (`limit`, `offset`), as MLRun's
+    """Filters (`project`, `name`, `model`, exact; `label=key=value` or `label=key`, as
+    many as wanted, all must hold) and pages (`limit`, `offset`), as MLRun's
     list_model_endpoints; `total` counts the matches before paging."""
     services = _services(request)
     wanted = {k: request.query[k] for k in ("project", "name", "model") if k in request.query}
+    labels = [item.partition("=") for item in request.query.getall("label", [])]
     limit = _count_param(request, "limit", 1000, 10_000)
     offset = _count_param(request, "offset", 0, 10**9)
+
+    def labelled(record: dict[str, Any]) -> bool:
+        have = record.get("labels")
+        if not isinstance(have, dict):  # a record stored before labels were kept
+            have = {}
+        return all((have.get(key) == value) if sep else (key in have) for key, sep, value in labels)
+
     matches = [
         e["uid"]
         for e in services.store.list_endpoints()
-        if all(e.get(k) == v for k, v in wanted.items())
+        if all(e.get(k) == v for k, v in wanted.items()) and labelled(e)
     ]
     page = matches[offset : offset + limit]
     return json_response({"endpoints": await _records(services, page), "total": len(matches)})

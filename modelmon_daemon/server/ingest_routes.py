@@ -219,6 +219,7 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
                 created=time.time(),
                 auto_registered=True,
                 model_class=guess.model_class,
+                labels=guess.labels,
                 version=guess.version,
                 categorical_features=[f"f{j}" for j in guess.categorical],
             )

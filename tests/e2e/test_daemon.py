@@ -164,12 +164,13 @@ def test_reference_for_an_endpoint_mlrun_serving_registered_keeps_its_identity(d
     first = (math.floor(time.time() / P) - 4) * P
     fn, features = "shop/late-ref:prod", ["f0", "f1", "f2"]
     uid = hashlib.sha1(b"shop_late-ref_prod_fraud_v1").hexdigest()
-    status, _ = daemon.post(
-        "/v1/events", [mlrun_event("fraud", fn, "a0", [0.1, 0.2, 0.3], 0, first)]
-    )
+    first_event = mlrun_event("fraud", fn, "a0", [0.1, 0.2, 0.3], 0, first)
+    first_event["labels"] = {"framework": "sklearn", "team": "risk"}  # the model's labels
+    status, _ = daemon.post("/v1/events", [first_event])
     assert status == 202
     _, record = daemon.get(f"/v1/endpoints/{uid}")
     assert record["auto_registered"] and record["feature_stats"] == {}
+    assert record["labels"] == {"framework": "sklearn", "team": "risk"}
     reference = rng.normal(0, 1, size=(1000, 3))
     status, record = daemon.post(
         "/v1/endpoints",
@@ -184,6 +185,10 @@ def test_reference_for_an_endpoint_mlrun_serving_registered_keeps_its_identity(d
     assert status == 200, record
     assert (record["function_uri"], record["version"], record["model"]) == (fn, "v1", "fraud")
     assert record["model_class"] == "Model" and not record["auto_registered"]
+    assert record["labels"] == {"framework": "sklearn", "team": "risk"}  # kept
+    for query, found in (("team=risk", True), ("team=other", False), ("framework", True)):
+        _, listing = daemon.get(f"/v1/endpoints?label={query}&project=shop")
+        assert (uid in [e["uid"] for e in listing["endpoints"]]) is found, query
     assert len(record["feature_stats"]["f0"]["hist"][1]) == 23
     values = rng.normal(1.5, 1, size=(100, 3))
     events = [

@@ -51,6 +51,9 @@ def test_uid_from_function_uri_matches_mlrun_events():
         ({"feature_stats": {"a": {"hist": [[1, 1], [0, 2, 1]]}}}, "feature_stats.a.hist"),
         ({"uid": "bad uid!"}, "uid"),
         ({"feature_names": ["a", "a"]}, "feature_names"),
+        ({"labels": ["team"]}, "labels"),
+        ({"labels": {"team": {"nested": 1}}}, "labels"),
+        ({"labels": {f"k{i}": "v" for i in range(65)}}, "labels"),
     ],
 )
 def test_bad_registration_names_the_field(extra, field):
@@ -169,3 +172,22 @@ def test_an_update_keeps_what_its_body_leaves_out():
     # nothing stored under the uid: a registration as before
     fresh = build_spec(body(uid="u2"), 4.0, stored=store.get)
     assert fresh.function_uri == "" and fresh.feature_stats == {} and fresh.version == ""
+
+
+def test_model_labels_are_kept_as_strings_and_through_updates():
+    from modelmon_daemon.core.identity import model_labels
+
+    assert model_labels({"a": "x", "n": 3, "f": 0.5, "b": True}) == {
+        "a": "x",
+        "n": "3",
+        "f": "0.5",
+        "b": "true",
+    }
+    assert model_labels({"a": None}) is None and model_labels({"": "x"}) is None
+    assert model_labels({"a": "x" * 257}) is None and model_labels("a=b") is None
+    spec = build_spec(body(labels={"team": "risk"}), 0.0)
+    assert spec.labels == {"team": "risk"}
+    stored = {spec.uid: spec.to_dict()}
+    again = build_spec(body(calibrate=True), 1.0, stored=stored.get)
+    assert again.labels == {"team": "risk"}  # left out: kept
+    assert build_spec(body(labels={}), 1.0, stored=stored.get).labels == {}
