@@ -171,9 +171,11 @@ class _Api:
         model: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        labels: list[str] | None = None,
     ) -> Any:
-        """Endpoint records, filtered; every page unless `limit` is given."""
-        filters = {"project": project, "name": name, "model": model}
+        """Endpoint records, filtered (`labels`: "key=value" or "key", all must hold);
+        every page unless `limit` is given."""
+        filters = {"project": project, "name": name, "model": model, "label": labels or None}
         if limit is not None:
             page = yield Call.json("GET", "/v1/endpoints", limit=limit, offset=offset, **filters)
             return list(page["endpoints"])

@@ -85,6 +85,7 @@ def test_endpoint_list_filters_and_pages(daemon):
                 "name": f"n{i % 2}",
                 "model": "m",
                 "feature_names": ["a"],
+                "labels": {"team": f"t{i % 2}", **({"gpu": True} if i == 3 else {})},
             },
         )
         assert status in (200, 201)
@@ -105,6 +106,9 @@ def test_endpoint_list_filters_and_pages(daemon):
     assert [e["uid"] for e in client.endpoints(project="paging", limit=2, offset=1)] == [
         e["uid"] for e in first["endpoints"][1:3]
     ]
+    found = client.endpoints(project="paging", labels=["team=t1", "gpu"])
+    assert [(e["uid"], e["labels"]) for e in found] == [("page-3", {"team": "t1", "gpu": "true"})]
+    assert len(client.endpoints(labels=["team=t1"], project="paging")) == 2
 
 
 def test_deleting_an_endpoint_keeps_or_purges_its_data(daemon):
