@@ -19,6 +19,7 @@ from modelmon_daemon.config import ConfigError, Settings, load_settings
 from modelmon_daemon.server.daemon import (
     StartupError,
     check_listen_address,
+    check_ray_address,
     pid_alive,
     read_daemon_file,
 )
@@ -82,6 +83,7 @@ def _start_detached(args: argparse.Namespace, settings: Settings) -> int:
     data.mkdir(parents=True, exist_ok=True)
     try:  # the child would fail the same way, with the reason only in its log
         check_listen_address(settings.daemon.host, settings.daemon.port)
+        check_ray_address(settings.ray.address)
     except StartupError as exc:
         print(f"modelmon-daemon: {exc}", file=sys.stderr)
         return 1

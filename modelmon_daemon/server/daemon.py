@@ -74,6 +74,24 @@ def check_listen_address(host: str, port: int) -> None:
             ) from None
 
 
+def check_ray_address(address: str, wait_s: float = 5.0) -> None:
+    """StartupError unless a `host:port` Ray address accepts a connection: Ray itself
+    retries an unreachable GCS for minutes, printing only its own warnings. Other forms
+    ("auto", "ray://…") are left to Ray."""
+    if not address or address in ("auto", "local") or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise StartupError(f"ray.address {address!r}: expected host:port (the head's GCS)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=wait_s).close()
+    except OSError as exc:
+        raise StartupError(
+            f"cannot reach the Ray cluster at {address}: {exc.strerror or exc} "
+            "(is `ray start --head` running there?)"
+        ) from None
+
+
 def read_daemon_file(data_dir: str | Path) -> dict[str, Any] | None:
     path = Path(data_dir).expanduser() / DAEMON_FILE
     try:
@@ -167,6 +185,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     if previous and previous.get("pid") != os.getpid() and pid_alive(int(previous.get("pid", 0))):
         raise StartupError(f"a daemon (pid {previous['pid']}) already runs on {data}")
     check_listen_address(settings.daemon.host, settings.daemon.port)
+    check_ray_address(settings.ray.address)
     token = load_or_create_token(settings.token_path)
     store = LmdbStore(data, settings.storage.lmdb_map_size, settings.storage.lmdb_max_map_size)
     _check_wal_period(settings, store)

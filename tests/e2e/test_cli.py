@@ -45,6 +45,30 @@ def test_a_port_in_use_stops_startup_in_one_line_before_anything_starts(tmp_path
     assert not (tmp_path / "data" / "lmdb").exists()  # checked before LMDB and Ray
 
 
+def test_an_unreachable_ray_address_stops_startup_in_one_line(tmp_path):
+    gcs = f"127.0.0.1:{free_port()}"  # nothing listens there
+    for detach in ([], ["--detach"]):
+        out = cli(
+            "start",
+            *detach,
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--ray-address",
+            gcs,
+            "--port",
+            str(free_port()),
+            timeout=60,
+        )
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.strip() == (
+            f"modelmon-daemon: cannot reach the Ray cluster at {gcs}: Connection refused "
+            "(is `ray start --head` running there?)"
+        )
+    out = cli("start", "--data-dir", str(tmp_path / "d"), "--ray-address", "head-node")
+    assert "ray.address 'head-node': expected host:port" in out.stderr
+    assert not (tmp_path / "d" / "lmdb").exists()
+
+
 def test_detach_status_queries_handles_and_stop(short_tmp):
     data = short_tmp / "cli"
     port = free_port()
