@@ -59,6 +59,12 @@ def test_one_notification_per_alert_endpoint_and_window(daemon):
         names = {f"{r['application']}.{r['name']}" for r in fired}
         assert len(fired) >= 3, names
         assert "histogram-data-drift.general_drift" in names
+        # every one detected: MLRun's general_drift heads the message
+        assert {r["status"] for r in fired} == {2}
+        assert (post["json"]["event"]["application"], post["json"]["event"]["name"]) == (
+            "histogram-data-drift",
+            "general_drift",
+        )
         assert post["json"]["event"]["endpoint_id"] == "grouped-ep"
         assert f"{len(fired)} result(s) fired" in post["json"]["message"]
     finally:

@@ -27,6 +27,8 @@ def event(
     end=600.0,
     name="general_drift",
     application="histogram-data-drift",
+    value=0.8,
+    status=None,
 ):
     return AlertEvent(
         kind,
@@ -35,8 +37,8 @@ def event(
         "proj",
         application,
         name,
-        0.8,
-        2 if kind else 0,
+        value,
+        (2 if kind else 0) if status is None else status,
         end - 600.0,
         end,
     )
@@ -233,17 +235,23 @@ def test_secret_is_not_shown_back():
 def test_one_window_firing_several_results_makes_one_notification():
     a = alert(cooldown="1h")
     window = [
-        event(end=600),
+        event(end=600, value=0.85),
         event(end=600, name="drifted_features_share", application="drift-metrics"),
         event(end=600, name="out_of_range_rate_max", application="data-quality"),
         event(end=600, kind=None, name="error_rate", application="operational-health"),
     ]
     d = evaluate(a, new_state(), window, now=1000.0)
     assert d.notify
-    # most severe first, then by entity
+    # most severe first; among equals MLRun's general_drift heads it, then by entity
     assert [e.name for e in d.fired] == [
+        "general_drift",
         "out_of_range_rate_max",
         "drifted_features_share",
+    ]
+    assert d.history[0]["value"] == window[0].value
+    lesser = [event(end=600, status=1), window[1]]
+    assert [e.name for e in evaluate(a, new_state(), lesser, now=1000.0).fired] == [
+        "drifted_features_share",  # detected outranks a potential general_drift
         "general_drift",
     ]
     out = render(a, d.fired, "http://127.0.0.1:8470", load_templates())
