@@ -118,6 +118,7 @@ def valid_templates():
             "name": "n",
             "feature_names": ["a"],
             "reference": {"rows": [[1.0], [2.0]]},
+            "labels": {"team": "t"},
         },
         "/v1/endpoints/fz/events": {
             "inputs": [[1.0, 2.0]],
@@ -125,6 +126,7 @@ def valid_templates():
             "timestamps": [now],
             "latency_us": [10],
             "request_ids": ["r"],
+            "labels": [1],
         },
         "/v1/endpoints/fz/labels": {"request_ids": ["r"], "labels": [1]},
         "/v1/events": {
@@ -133,6 +135,7 @@ def valid_templates():
             "resp": {"outputs": [1]},
             "when": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + ".000000",
             "microsec": 5,
+            "labels": {"team": "t"},
         },
         "/v1/alerts": {
             "name": "fz-new-alert",
@@ -162,7 +165,16 @@ def broken(template, key, value):
 
 
 FIELDS = {
-    "/v1/endpoints": ["project", "name", "feature_names", "reference", "reference.rows", "uid"],
+    "/v1/endpoints": [
+        "project",
+        "name",
+        "feature_names",
+        "reference",
+        "reference.rows",
+        "uid",
+        "labels",
+        "labels.team",
+    ],
     "/v1/endpoints/fz/events": [
         "inputs",
         "inputs.0",
@@ -171,9 +183,19 @@ FIELDS = {
         "timestamps.0",
         "latency_us",
         "request_ids",
+        "labels",
+        "labels.0",
     ],
     "/v1/endpoints/fz/labels": ["request_ids", "labels"],
-    "/v1/events": ["request", "request.inputs", "resp", "resp.outputs", "when", "microsec"],
+    "/v1/events": [
+        "request",
+        "request.inputs",
+        "resp",
+        "resp.outputs",
+        "when",
+        "microsec",
+        "labels",
+    ],
     "/v1/alerts": [
         "name",
         "entities",
@@ -246,7 +268,7 @@ def test_any_body_to_any_post_route(target, route, raw, content_type):
 @given(
     route=st.sampled_from([r for r in V1_ROUTES if r[0] == "GET"]),
     params=st.dictionaries(
-        st.sampled_from(["start", "end", "application", "name", "entity", "limit", "x"]),
+        st.sampled_from(["start", "end", "application", "name", "entity", "limit", "label", "x"]),
         st.text(max_size=20)
         | st.sampled_from(["1e300", "-1e300", "nan", "inf", "9999-12-31", "0", str(math.pi)]),
         max_size=3,
