@@ -299,8 +299,7 @@ _KEPT_WHEN_ABSENT = (
 
 
 def _with_previous(body: dict[str, Any], previous: EndpointSpec) -> dict[str, Any]:
-    """`body` (its null values dropped) with the stored record's values for the keys it
-    leaves out."""
+    """`body` with the stored record's values for the keys it leaves out."""
     kept = {k: getattr(previous, k) for k in _KEPT_WHEN_ABSENT if k not in body}
     model = body.get("model", previous.model)
     if "version" not in body and not (isinstance(model, str) and ":" in model):
@@ -441,7 +440,8 @@ def _build(
     calibrate = body.get("calibrate", False)
     if not isinstance(calibrate, bool):
         raise _bad("calibrate", "true or false")
-    model_labels_given = model_labels(body.get("labels") or {})
+    given_labels = body.get("labels")
+    model_labels_given = {} if given_labels is None else model_labels(given_labels)
     if model_labels_given is None:
         raise _bad("labels", "an object of at most 64 names to strings (MLRun's model labels)")
     score_outputs = _score_outputs(body, label_names)
