@@ -18,8 +18,7 @@ from modelmon_daemon.client import DEFAULT_URL, Client, ClientError, DaemonUnrea
 from modelmon_daemon.config import ConfigError, Settings, load_settings
 from modelmon_daemon.server.daemon import (
     StartupError,
-    check_listen_address,
-    check_ray_address,
+    check_can_start,
     pid_alive,
     read_daemon_file,
 )
@@ -82,8 +81,7 @@ def _start_detached(args: argparse.Namespace, settings: Settings) -> int:
     data = settings.data_path
     data.mkdir(parents=True, exist_ok=True)
     try:  # the child would fail the same way, with the reason only in its log
-        check_listen_address(settings.daemon.host, settings.daemon.port)
-        check_ray_address(settings.ray.address)
+        check_can_start(settings)
     except StartupError as exc:
         print(f"modelmon-daemon: {exc}", file=sys.stderr)
         return 1

@@ -92,6 +92,13 @@ def check_ray_address(address: str, wait_s: float = 5.0) -> None:
         ) from None
 
 
+def check_can_start(settings: Settings) -> None:
+    """What start-up would fail on, told in a line before anything starts: the HTTP
+    address, and the Ray cluster to join."""
+    check_listen_address(settings.daemon.host, settings.daemon.port)
+    check_ray_address(settings.ray.address)
+
+
 def read_daemon_file(data_dir: str | Path) -> dict[str, Any] | None:
     path = Path(data_dir).expanduser() / DAEMON_FILE
     try:
@@ -184,8 +191,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     previous = read_daemon_file(data)
     if previous and previous.get("pid") != os.getpid() and pid_alive(int(previous.get("pid", 0))):
         raise StartupError(f"a daemon (pid {previous['pid']}) already runs on {data}")
-    check_listen_address(settings.daemon.host, settings.daemon.port)
-    check_ray_address(settings.ray.address)
+    check_can_start(settings)
     token = load_or_create_token(settings.token_path)
     store = LmdbStore(data, settings.storage.lmdb_map_size, settings.storage.lmdb_max_map_size)
     _check_wal_period(settings, store)

@@ -565,14 +565,7 @@ class ParquetStore:
             expr = both(pc.field("name") == name)
         columns = [n for n in RESULT_SCHEMA.names if n != "endpoint_id"]
         try:
-            try:
-                table = dataset.to_table(filter=expr, columns=columns)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-                if isinstance(exc, FileNotFoundError):
-                    raise
-                # a file that is not one of ours (unreadable, another schema) must not
-                # hide the others: read file by file, skipping those
-                table = _readable_fragments(dataset, expr, columns)
+            table = _results_table(dataset, expr, columns)
         except FileNotFoundError:  # compacted or expired meanwhile: look again
             if _attempt >= 2:
                 raise
@@ -821,6 +814,17 @@ def _load_libc() -> Any:
 
 
 _LIBC = _load_libc()
+
+
+def _results_table(dataset: ds.Dataset, expr: Any, columns: list[str]) -> pa.Table:
+    """The matching rows of every results file; if one is not ours (unreadable, another
+    schema), file by file, skipping those, so it cannot hide the others."""
+    try:
+        return dataset.to_table(filter=expr, columns=columns)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError):
+        return _readable_fragments(dataset, expr, columns)
 
 
 def _readable_fragments(dataset: ds.Dataset, expr: Any, columns: list[str]) -> pa.Table:
