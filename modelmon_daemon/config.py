@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,9 +26,14 @@ DEFAULT_CONFIG_PATH = default_file("modelmon.toml")
 
 
 class ConfigError(ValueError):
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"config key {key}: {message}")
+    """A bad setting. `where`: the file and line it came from ("c.toml:3"), when known."""
+
+    def __init__(self, key: str, message: str, where: str = "") -> None:
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}config key {key}: {message}")
         self.key = key
+        self.message = message
+        self.where = where
 
 
 @dataclass
@@ -472,40 +478,96 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Defaults, then the TOML file (the default one if `path` is None and it exists),
-    then MODELMON_* variables, then `overrides` ("section.key" -> value)."""
+    then MODELMON_* variables, then `overrides` ("section.key" -> value). An error names
+    where the bad value came from: the file and line, or the environment variable."""
     settings = Settings()
+    origins: dict[str, str] = {}  # key -> where its value came from, for errors
     file = Path(path) if path else DEFAULT_CONFIG_PATH
     if path or file.exists():
-        if not file.exists():
-            raise ConfigError("--config", f"file not found: {file}")
-        try:
-            data = tomllib.loads(file.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("--config", f"{file}: {exc}") from None
-        for section, values in data.items():
-            if section == "alerts":
-                if not isinstance(values, list):
-                    raise ConfigError("alerts", f"{file}: expected [[alerts]] tables")
-                settings.alerts = [dict(v) for v in values]
-                continue
-            if not isinstance(values, dict):
-                raise ConfigError(section, f"{file}: expected a [{section}] table")
-            for name, value in values.items():
-                _set(settings, f"{section}.{name}", value)
+        _load_file(settings, file, origins)
     env = os.environ if env is None else env
     for key in all_keys():
         name = env_name(key)
         if name in env:
-            try:
-                _set(settings, key, env[name])
-            except ConfigError as exc:
-                raise ConfigError(
-                    key, f"(from {name}) {exc}".replace(f"config key {key}: ", "")
-                ) from None
+            origins[key] = f"(from {name})"
+            _set_from(settings, key, env[name], origins)
     for key, value in (overrides or {}).items():
         if value is not None:
+            origins.pop(key, None)
             _set(settings, key, value)
-    return validate(settings)
+    try:
+        return validate(settings)
+    except ConfigError as exc:
+        raise _located(exc, origins) from None
+
+
+def _load_file(settings: Settings, file: Path, origins: dict[str, str]) -> None:
+    if not file.exists():
+        raise ConfigError("--config", f"file not found: {file}")
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("--config", f"{file}: cannot be read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = re.search(r"at line (\d+)", str(exc))
+        where = f"{file}:{line.group(1)}" if line else str(file)
+        raise ConfigError("--config", str(exc), where) from None
+    lines = key_lines(text)
+    for section, values in data.items():
+        where = f"{file}:{lines[section]}" if section in lines else str(file)
+        if section == "alerts":
+            if not isinstance(values, list):
+                raise ConfigError("alerts", "expected [[alerts]] tables", where)
+            settings.alerts = [dict(v) for v in values]
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(section, f"expected a [{section}] table", where)
+        for name, value in values.items():
+            key = f"{section}.{name}"
+            origins[key] = f"{file}:{lines[key]}" if key in lines else str(file)
+            _set_from(settings, key, value, origins)
+
+
+def _set_from(settings: Settings, key: str, value: Any, origins: dict[str, str]) -> None:
+    try:
+        _set(settings, key, value)
+    except ConfigError as exc:
+        raise _located(exc, origins) from None
+
+
+def _located(exc: ConfigError, origins: dict[str, str]) -> ConfigError:
+    """The error again, saying where its key's value came from (a file and line, or an
+    environment variable); as it was for values given on the command line."""
+    origin = origins.get(exc.key)
+    if origin is None or exc.where:
+        return exc
+    if origin.startswith("(from "):
+        return ConfigError(exc.key, f"{origin} {exc.message}")
+    return ConfigError(exc.key, exc.message, origin)
+
+
+_TABLE = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """The line (1-based) of each `section.key = ...` and `[section]` of a TOML text, for
+    error messages (tomllib keeps no positions). Approximate on purpose: keys inside
+    multi-line strings or arrays may be missed; a missed key is reported by file only."""
+    lines: dict[str, int] = {}
+    section = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        table = _TABLE.match(line)
+        if table:
+            section = table.group(1)
+            lines.setdefault(section, number)
+            continue
+        key = _KEY.match(line)
+        if key:
+            lines.setdefault(f"{section}.{key.group(1)}" if section else key.group(1), number)
+    return lines
 
 
 def describe(settings: Settings) -> dict[str, Any]:

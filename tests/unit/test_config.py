@@ -83,3 +83,47 @@ def test_packaged_defaults_are_found():
     assert default_file("modelmon.toml").exists()
     assert default_file("alert_templates.toml").exists()
     assert (default_file("grafana") / "dashboards").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        (
+            '[daemon]\nport = 8000\n\n[windows]\n# c\nbase_period = "ten minutes"\n',
+            "windows.base_period",
+            6,
+        ),
+        ('[windows]\nbase_period = "1s"\nallowed_lateness = "0s"\n', "windows.allowed_lateness", 3),
+        ("[daemon]\nhost = 'x'\n  port = 0\n", "daemon.port", 3),
+        (
+            '[notifications]\nmax_attempts = 3\n[[alerts]]\nname = "a"\n[windowz]\nx = 1\n',
+            "windowz.x",
+            6,
+        ),
+        ("windows = 3\n", "windows", 1),
+        ("[windows]\nbase_period = \n", "--config", 2),
+    ],
+)
+def test_file_errors_name_the_file_and_line(tmp_path, text, key, line):
+    """A bad value from the config file: the message starts with file:line, whether the
+    value fails to parse, fails validation later, or the file is no valid TOML."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={})
+    assert err.value.key == key
+    assert str(err.value).startswith(f"{cfg}:{line}: config key {key}: ")
+
+
+def test_a_value_given_later_is_not_blamed_on_the_file(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[daemon]\nport = 0\n")
+    assert load_settings(cfg, env={}, overrides={"daemon.port": 9000}).daemon.port == 9000
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={"MODELMON_DAEMON_PORT": "70000"})
+    assert str(err.value) == (
+        "config key daemon.port: (from MODELMON_DAEMON_PORT) must be 1..65535, got 70000"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env={}, overrides={"daemon.port": 0})
+    assert str(err.value) == "config key daemon.port: must be 1..65535, got 0"
