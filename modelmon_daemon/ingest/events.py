@@ -297,6 +297,8 @@ def _parse_mlrun_per_event(
             outputs = resp.get("outputs")
             if outputs is not None and not isinstance(outputs, list):
                 outputs = [outputs]
+            elif _one_row_flat(inputs, outputs):
+                outputs = [outputs]  # one row's several outputs sent flat, as MLRun reads it
         if outputs is None and error is None:
             raise InvalidEvent(i, "resp.outputs", "missing (an event without outputs needs error)")
         if outputs is not None and len(outputs) != len(inputs):
@@ -386,6 +388,19 @@ def _parse_mlrun_per_event(
             else np.asarray(acc["weight"], dtype=np.float64),
         )
     return parsed
+
+
+def _one_row_flat(inputs: list[Any], outputs: list[Any] | None) -> bool:
+    """One input row and several outputs none of which is a list: MLRun's stream
+    processing reads them as that row's outputs (`[0.1, 0.9]` for one row is `[[0.1,
+    0.9]]`). With several rows the counts must match: MLRun would pair them by zip and
+    silently drop the rest, here the event is refused."""
+    return (
+        len(inputs) == 1
+        and outputs is not None
+        and len(outputs) > 1
+        and not any(isinstance(value, list | tuple) for value in outputs)
+    )
 
 
 _IDENTITIES: dict[tuple[Any, ...], str] = {}  # an event's identity fields -> its uid

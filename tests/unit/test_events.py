@@ -69,6 +69,23 @@ def test_list_outputs_become_columns():
     assert [o.tolist() for o in batch.outputs] == [[0.2], [0.8]]
 
 
+def test_one_rows_flat_outputs_are_its_outputs_as_mlrun_reads_them():
+    """MLRun's stream processing reads `outputs: [0.2, 0.8]` of a single input row (flat
+    or nested) as that row's two outputs; several rows still need one output each."""
+    nested = parse_mlrun_events(mlrun([[1.0, 2.0]], [[0.2, 0.8]]), unknown, NOW)
+    for inputs, outputs in (([[1.0, 2.0]], [0.2, 0.8]), ([1.0, 2.0], [0.2, 0.8])):
+        parsed = parse_mlrun_events(mlrun(inputs, outputs), unknown, NOW)
+        (uid, batch), (_, expected) = *parsed.batches.items(), *nested.batches.items()
+        assert [o.tolist() for o in batch.outputs] == [[0.2], [0.8]]
+        assert batch.features.tolist() == expected.features.tolist() == [[1.0, 2.0]]
+        assert parsed.new_endpoints[uid].n_outputs == 2
+    labels = parse_mlrun_events(mlrun([[1.0]], ["cat", "dog"]), unknown, NOW)
+    assert [o.tolist() for o in next(iter(labels.batches.values())).outputs] == [["cat"], ["dog"]]
+    with pytest.raises(InvalidEvent) as err:
+        parse_mlrun_events(mlrun([[1.0], [2.0]], [0.2, 0.8, 0.1]), unknown, NOW)
+    assert err.value.details == {"index": 0, "field": "resp.outputs"}
+
+
 def test_error_event_counts_and_needs_no_outputs():
     event = mlrun([[1.0, 2.0]], None, error="boom")
     del event["resp"]
@@ -106,7 +123,9 @@ def test_an_unknown_endpoint_id_creates_that_endpoint():
         (lambda e: e["request"].update(inputs=[[1, 2, 3]]), 1, "request.inputs"),
         (lambda e: e.update(when="yesterday"), 1, "when"),
         (lambda e: e.update(microsec=-1), 1, "microsec"),
-        (lambda e: e["resp"].update(outputs=[1, 2]), 1, "resp.outputs"),
+        (lambda e: e["resp"].update(outputs=[1, 2]), 1, "resp.outputs[0]"),
+        (lambda e: e.update(request={"inputs": [[1, 2], [3, 4]]}), 1, "resp.outputs"),
+        (lambda e: e["resp"].update(outputs=[[1], [2]]), 1, "resp.outputs"),
         (lambda e: e.pop("function_uri"), 1, "function_uri"),
         (lambda e: e.update(endpoint_id="../etc"), 1, "endpoint_id"),
         (lambda e: e.update(endpoint_id=["x"]), 1, "endpoint_id"),
