@@ -45,6 +45,10 @@ class EndpointGuess:
     model_class: str = ""
     version: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    # names from the first event's `request.input_schema` / `resp.output_schema` (what
+    # MLRun's flow serving sends), or None for f0..fN and output / output_0..N
+    feature_names: list[str] | None = None
+    label_names: list[str] | None = None
 
 
 @dataclass
@@ -331,6 +335,8 @@ def _parse_mlrun_per_event(
             )
             shape = (width, n_out, cats)
             guess.n_features, guess.n_outputs, guess.categorical = shape
+            guess.feature_names = schema_names(request.get("input_schema"), width)
+            guess.label_names = schema_names((resp or {}).get("output_schema"), n_out)
             parsed.new_endpoints[uid] = guess
         shapes[uid] = shape
         n_features, n_outputs, _ = shape
@@ -388,6 +394,21 @@ def _parse_mlrun_per_event(
             else np.asarray(acc["weight"], dtype=np.float64),
         )
     return parsed
+
+
+MAX_SCHEMA_NAME = 256
+
+
+def schema_names(schema: Any, count: int) -> list[str] | None:
+    """An event's `input_schema` / `output_schema` as column names, when it names each
+    of `count` columns once (non-empty strings of at most MAX_SCHEMA_NAME characters);
+    None otherwise: the schema is advice (MLRun passes it on unchecked), never a reason
+    to refuse an event."""
+    if type(schema) is not list or len(schema) != count or count < 1:
+        return None
+    if not all(type(name) is str and 0 < len(name) <= MAX_SCHEMA_NAME for name in schema):
+        return None
+    return list(schema) if len(set(schema)) == count else None
 
 
 def _one_row_flat(inputs: list[Any], outputs: list[Any] | None) -> bool:

@@ -205,6 +205,10 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
     for guess in parsed.new_endpoints.values():
         if guess.n_features < 1:
             raise InvalidEvent(None, "request.inputs", "rows must be lists of feature values")
+        features = guess.feature_names or [f"f{j}" for j in range(guess.n_features)]
+        outputs = guess.label_names or (
+            ["output"] if guess.n_outputs == 1 else [f"output_{j}" for j in range(guess.n_outputs)]
+        )
         new_specs.append(
             EndpointSpec(
                 uid=guess.uid,
@@ -212,16 +216,14 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
                 name=guess.name,
                 model=guess.model,
                 function_uri=guess.function_uri,
-                feature_names=[f"f{j}" for j in range(guess.n_features)],
-                label_names=["output"]
-                if guess.n_outputs == 1
-                else [f"output_{j}" for j in range(guess.n_outputs)],
+                feature_names=features,
+                label_names=outputs,
                 created=time.time(),
                 auto_registered=True,
                 model_class=guess.model_class,
                 labels=guess.labels,
                 version=guess.version,
-                categorical_features=[f"f{j}" for j in guess.categorical],
+                categorical_features=[features[j] for j in guess.categorical],
             )
         )
     await _accept(services, parsed.batches, new_specs)

@@ -154,6 +154,29 @@ def test_mlrun_events_give_exact_results_over_http_and_parquet(daemon):
     }
 
 
+def test_an_endpoint_mlruns_flow_serving_registers_has_its_schemas_names(daemon):
+    """MLRun's flow serving puts the model's feature and output names in every event
+    (`request.input_schema`, `resp.output_schema`): the endpoint its first event
+    registers has those names, a string column among them categorical, and one flat
+    row with several outputs is that row's outputs (MLRun reads it so)."""
+    first = (math.floor(time.time() / P) - 4) * P
+    event = mlrun_event("flowmodel", "shop/flow:prod", "s0", [41.0, "paris"], 1, first)
+    event["request"]["input_schema"] = ["age", "city"]
+    event["resp"]["output_schema"] = ["churned"]
+    flat = mlrun_event("flatout", "shop/flow:prod", "s1", [41.0, 2.0], 1, first)
+    flat["request"]["inputs"], flat["resp"]["outputs"] = [41.0, 2.0], [0.2, 0.8]
+    status, body = daemon.post("/v1/events", [event, flat])
+    assert status == 202 and body == {"accepted": 2, "rows": 2}, body
+    _, listing = daemon.get("/v1/endpoints?project=shop&model=flowmodel")
+    (record,) = listing["endpoints"]
+    assert record["feature_names"] == ["age", "city"] and record["label_names"] == ["churned"]
+    assert record["categorical_features"] == ["city"]
+    _, listing = daemon.get("/v1/endpoints?project=shop&model=flatout")
+    (record,) = listing["endpoints"]
+    assert record["feature_names"] == ["f0", "f1"]
+    assert record["label_names"] == ["output_0", "output_1"]
+
+
 def test_reference_for_an_endpoint_mlrun_serving_registered_keeps_its_identity(daemon):
     """MLRun's serving registers an endpoint with its first event (no stats); reference
     rows posted later under its uid keep function_uri, version and model class, and the

@@ -137,6 +137,14 @@ def valid_templates():
             "microsec": 5,
             "labels": {"team": "t"},
         },
+        # an MLRun flow event of a new endpoint each time (its schemas name the columns)
+        "/v1/events#new-endpoint": {
+            "model": f"fz-flow-{time.time_ns()}",
+            "function_uri": "p/flow",
+            "request": {"id": "m", "inputs": [[1.0, "x"]], "input_schema": ["a", "b"]},
+            "resp": {"outputs": [1], "output_schema": ["y"]},
+            "when": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + ".000000",
+        },
         "/v1/alerts": {
             "name": "fz-new-alert",
             "entities": {"kind": "model-endpoint-result", "ids": ["*"]},
@@ -196,6 +204,12 @@ FIELDS = {
         "microsec",
         "labels",
     ],
+    "/v1/events#new-endpoint": [
+        "request.input_schema",
+        "request.input_schema.0",
+        "resp.output_schema",
+        "resp.outputs",
+    ],
     "/v1/alerts": [
         "name",
         "entities",
@@ -221,8 +235,9 @@ CASES = [(path, field) for path, fields in FIELDS.items() for field in fields]
 )
 @given(case=st.sampled_from(CASES), value=values, as_msgpack=st.booleans())
 def test_one_wrong_field_is_refused_or_harmless(target, case, value, as_msgpack):
-    path, field = case
-    body = broken(valid_templates()[path], field, value)
+    template, field = case
+    body = broken(valid_templates()[template], field, value)
+    path = template.split("#")[0]
     try:
         packed = msgpack.packb(body) if as_msgpack else None
     except OverflowError:  # integers past 64 bits exist in JSON only

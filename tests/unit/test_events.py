@@ -357,6 +357,29 @@ def test_an_event_as_mlruns_flow_builds_it():
     assert batch.weights is None and batch.error_events == 0
 
 
+@pytest.mark.parametrize(
+    ("input_schema", "output_schema", "features", "labels"),
+    [
+        (["age", "income"], ["churned"], ["age", "income"], ["churned"]),
+        (["age"], ["churned", "p"], None, None),  # wrong counts: advice ignored
+        (["age", "age"], [""], None, None),  # not unique, empty
+        (["age", 3], "churned", None, None),  # not strings, not a list
+        (["a" * 257, "b"], None, None, None),  # too long
+    ],
+)
+def test_a_new_endpoint_takes_its_names_from_the_events_schema(
+    input_schema, output_schema, features, labels
+):
+    """MLRun's flow serving sends `request.input_schema` and `resp.output_schema`: a new
+    endpoint's features and outputs take those names when they name every column once;
+    any other schema leaves f0..fN and is no reason to refuse the event."""
+    event = mlrun([[1.0, 2.0]], [1])
+    event["request"]["input_schema"] = input_schema
+    event["resp"]["output_schema"] = output_schema
+    guess = next(iter(parse_mlrun_events(event, unknown, NOW).new_endpoints.values()))
+    assert (guess.feature_names, guess.label_names) == (features, labels)
+
+
 def test_rows_without_request_ids_get_unique_ones():
     first = parse_native_events({"inputs": [[1.0, 2.0]] * 3}, ["a", "b"], 0, NOW)
     second = parse_native_events({"inputs": [[1.0, 2.0]] * 70_000}, ["a", "b"], 0, NOW)
