@@ -21,6 +21,12 @@ from modelmon_daemon.ingest.events import (
     split_by_window,
 )
 from modelmon_daemon.ingest.labels import label_values, request_id_list
+from modelmon_daemon.ingest.mlrun_http import (
+    PAYLOAD_KEY,
+    carries_http_payloads,
+    is_http_payload,
+    parse_http_payloads,
+)
 from modelmon_daemon.ingest.mlrun_json import parse_mlrun_json
 from modelmon_daemon.ingest.msgpack_columns import unpack, unpack_native
 from modelmon_daemon.server.state import INGEST, MSGPACK_TYPES, IngestServices, json_response
@@ -189,11 +195,20 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
             return None
         return len(spec.feature_names), len(spec.label_names), spec.categorical_indices
 
+    def names(uid: str) -> tuple[list[str], list[str]] | None:
+        try:
+            spec = endpoint_spec(services, uid)
+        except NotFound:
+            return None
+        return spec.feature_names, spec.label_names
+
     now = time.time()
     decoded: list[Any] = []
 
     def parse(payload: Any) -> ParsedRequest:
         decoded.append(payload)
+        if carries_http_payloads(payload):  # MLRun's monitoring payload
+            return parse_http_payloads(payload, shape, names, now)
         return parse_mlrun_events(payload, shape, now)
 
     parsed = await read_payload(
@@ -229,7 +244,15 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
     await _accept(services, parsed.batches, new_specs)
     services.counters.events_accepted += parsed.events
     services.counters.rows_accepted += parsed.rows
-    return json_response({"accepted": parsed.events, "rows": parsed.rows}, 202)
+    answer: dict[str, Any] = {"accepted": parsed.events, "rows": parsed.rows}
+    if is_http_payload(decoded[0] if decoded else None):  # as MLRun's stream answers it
+        payload = decoded[0]
+        answer.update(
+            status="accepted",
+            endpoint_id=payload[PAYLOAD_KEY],
+            endpoint_name=payload["model_endpoint_name"],
+        )
+    return json_response(answer, 202)
 
 
 async def post_native_events(request: web.Request) -> web.Response:

@@ -145,6 +145,16 @@ def valid_templates():
             "resp": {"outputs": [1], "output_schema": ["y"]},
             "when": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + ".000000",
         },
+        # MLRun's HTTP monitoring payload, its inputs by column
+        "/v1/events#mlrun-http": {
+            "model_endpoint_uid": "fz",
+            "model_endpoint_name": "fz",
+            "inputs": {"a": [1.0, 2.0], "b": [0.5, 1.5]},
+            "outputs": [1, 0],
+            "timestamp": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)),
+            "latency": 12.5,
+            "request_id": "h",
+        },
         "/v1/alerts": {
             "name": "fz-new-alert",
             "entities": {"kind": "model-endpoint-result", "ids": ["*"]},
@@ -209,6 +219,16 @@ FIELDS = {
         "request.input_schema.0",
         "resp.output_schema",
         "resp.outputs",
+    ],
+    "/v1/events#mlrun-http": [
+        "model_endpoint_uid",
+        "model_endpoint_name",
+        "inputs",
+        "inputs.a",
+        "outputs",
+        "timestamp",
+        "latency",
+        "request_id",
     ],
     "/v1/alerts": [
         "name",
