@@ -134,3 +134,40 @@ def _rows(inputs):
 
 def _outputs(outputs):
     return [o[0] if isinstance(o, list) else o for o in outputs]
+
+
+@pytest.mark.skipif(not MLRUN_PYTHON, reason="MLRUN_PYTHON: a python with mlrun==1.12.1")
+def test_mlrun_flow_serving_events_are_accepted_and_named(daemon):
+    """MLRun's flow serving (a ModelRunnerStep graph; its MonitoringPreProcessor builds the
+    events, with `microsec` in float seconds and the model's input schema when the request
+    sends records): every row is stored under MLRun's uid, the features are named as the
+    model's inputs, and the latency is the microseconds MLRun measured."""
+    import hashlib
+
+    url = f"http://mm:{daemon.token}@127.0.0.1:{daemon.port}/v1/events"
+    done = subprocess.run(
+        [MLRUN_PYTHON, str(ROOT / "tests" / "mlrun_flow_serving.py"), url, "20"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=str(ROOT),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    sent = json.loads(done.stdout.strip().splitlines()[-1])["sent"]
+    uid = hashlib.sha1(b"shop_flow-serving_N/A_churn_latest").hexdigest()
+
+    def settled():
+        status, record = daemon.get(f"/v1/endpoints/{uid}")
+        return record if status == 200 and record["events_total"] == sent["rows"] else None
+
+    record = daemon.wait_for(settled, timeout=60)
+    assert record["feature_names"] == ["age", "income"]
+    assert record["model_class"] == "ChurnModel" and record["function_uri"] == "shop/flow-serving"
+    assert 0 < record["latency_avg_1h"] < 1e6  # microseconds, from MLRun's float seconds
+
+    def stored():
+        _, body = daemon.get(f"/v1/endpoints/{uid}/events")
+        return body if body["rows"] == sent["rows"] else None
+
+    stored_events = daemon.wait_for(stored, timeout=90)["events"]
+    assert sum(stored_events["output"]) == sent["positives"]
