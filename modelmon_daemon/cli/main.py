@@ -96,6 +96,7 @@ def _start_detached(args: argparse.Namespace, settings: Settings) -> int:
         argv += ["--set", item]
     log_path = data / "daemon.log"
     with open(log_path, "ab") as log_file:
+        log_start = log_file.tell()  # the child's own lines follow
         proc = subprocess.Popen(
             argv,
             stdout=log_file,
@@ -107,6 +108,9 @@ def _start_detached(args: argparse.Namespace, settings: Settings) -> int:
     deadline = time.time() + args.wait
     while time.time() < deadline:
         if proc.poll() is not None:
+            reason = _last_error_line(log_path, log_start)
+            if reason:
+                print(reason, file=sys.stderr)
             print(
                 f"modelmon-daemon: start failed (exit {proc.returncode}); see {log_path}",
                 file=sys.stderr,
@@ -125,6 +129,19 @@ def _start_detached(args: argparse.Namespace, settings: Settings) -> int:
         time.sleep(0.5)
     print(f"modelmon-daemon: not healthy after {args.wait}s; see {log_path}", file=sys.stderr)
     return 1
+
+
+def _last_error_line(log_path: Path, offset: int) -> str | None:
+    """The one-line error a failed child wrote (`modelmon-daemon: ...`) to its log after
+    `offset`, so a detached start says why it failed as a foreground one does."""
+    try:
+        with open(log_path, "rb") as log_file:
+            log_file.seek(offset)
+            text = log_file.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
+        return None
+    errors = [line for line in text.splitlines() if line.startswith("modelmon-daemon: ")]
+    return errors[-1] if errors else None
 
 
 def _data_dir(args: argparse.Namespace) -> Path:

@@ -28,6 +28,7 @@ from aiohttp import web
 from modelmon_daemon.config import Settings, stream_row_budget
 from modelmon_daemon.core import gc_policy
 from modelmon_daemon.core.auth import load_or_create_token
+from modelmon_daemon.core.durations import format_duration
 from modelmon_daemon.core.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -150,12 +151,15 @@ def _init_ray(settings: Settings) -> dict[str, Any]:
 
 
 def _check_wal_period(settings: Settings, store: Any) -> None:
+    """Logged records carry their window's start under the period they were logged
+    with: a new period would misalign them, so it waits until the log is empty."""
     stored = store.get_meta("base_period")
     if stored is not None and stored != settings.windows.base_period and store.wal_size():
+        was, now = format_duration(stored), format_duration(settings.windows.base_period)
         raise StartupError(
-            f"windows.base_period changed from {stored}s to {settings.windows.base_period}s "
-            f"while {store.wal_size()} logged records wait for their windows; start once more "
-            f"with --base-period {stored:g}s until they are analyzed"
+            f"windows.base_period changed from {was} to {now} while {store.wal_size()} logged "
+            f"records wait for their windows; start once more with --base-period {was} until "
+            "they are analyzed (`status --json`: wal_records 0), then with the new period"
         )
     store.put_meta("base_period", settings.windows.base_period)
 

@@ -278,3 +278,45 @@ def test_huge_pages_reach_the_daemon_and_its_ray_processes_unless_turned_off(dae
         assert _environ(off.proc.pid).get("GLIBC_TUNABLES") == own
     finally:
         off.stop()
+
+
+def test_a_new_base_period_waits_for_the_logged_windows_and_says_so(short_tmp):
+    """Logged records are windowed by the period they were logged with: a detached start
+    with another period while some wait fails in one line that says why (the child's
+    reason, not only "see the log"), and the old period starts again."""
+    data, port = short_tmp / "period", free_port()
+    daemon = Daemon(data, port, [], lateness="1h").start()
+    try:
+        endpoint = {"uid": "pe", "project": "p", "name": "pe", "feature_names": ["x"]}
+        assert daemon.post("/v1/endpoints", endpoint)[0] == 201
+        start = (math.floor(time.time() / 30) - 2) * 30
+        body = {"inputs": [[1.0], [2.0]], "outputs": [0, 1], "timestamps": [start, start + 1]}
+        assert daemon.post("/v1/endpoints/pe/events", body)[0] == 202
+    finally:
+        daemon.stop()
+    out = cli(
+        "start",
+        "--detach",
+        "--data-dir",
+        str(data),
+        "--port",
+        str(free_port()),
+        "--base-period",
+        "1m",
+        "--set",
+        "ray.include_dashboard=false",
+        timeout=120,
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    first, second = out.stderr.strip().splitlines()
+    assert first.startswith(
+        "modelmon-daemon: windows.base_period changed from 30s to 1m while 1 logged records "
+        "wait for their windows; start once more with --base-period 30s"
+    )
+    assert second.startswith("modelmon-daemon: start failed (exit 1); see ")
+    daemon = Daemon(data, port, [], lateness="1h").start()  # the old period: it starts
+    try:
+        _, endpoint = daemon.get("/v1/endpoints/pe")
+        assert endpoint["events_total"] == 2
+    finally:
+        daemon.stop()
