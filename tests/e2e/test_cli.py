@@ -294,19 +294,8 @@ def test_a_new_base_period_waits_for_the_logged_windows_and_says_so(short_tmp):
         assert daemon.post("/v1/endpoints/pe/events", body)[0] == 202
     finally:
         daemon.stop()
-    out = cli(
-        "start",
-        "--detach",
-        "--data-dir",
-        str(data),
-        "--port",
-        str(free_port()),
-        "--base-period",
-        "1m",
-        "--set",
-        "ray.include_dashboard=false",
-        timeout=120,
-    )
+    flags = ["--port", str(free_port()), "--base-period", "1m"]
+    out = cli("start", "--detach", "--data-dir", str(data), *flags, timeout=120)
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     first, second = out.stderr.strip().splitlines()
     assert first.startswith(
