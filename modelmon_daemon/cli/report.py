@@ -59,7 +59,7 @@ def feature_plot(name: str, reference: dict[str, Any], current: dict[str, Any] |
             label=label,
             color=color,
         )
-    ax.set_title(name)
+    ax.set_title(name.replace("$", r"\$"))  # a name is text, never mathtext ("$$" raised)
     ax.set_ylabel("share")
     ax.legend(fontsize=8)
     return _png(fig)
