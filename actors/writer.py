@@ -224,7 +224,12 @@ class WriterActor:
     def _notifications(self, alert: AlertConfig, fired: list[AlertEvent]) -> list[dict[str, Any]]:
         """One outbox entry per channel of a firing alert, its message rendered now."""
         message = render(alert, fired, self.public_url, self.templates)
-        return [{"channel": channel, **message} for channel in alert.notifications]
+        slack_text = message.pop("slack_text")
+        return [
+            {"channel": channel, **message}
+            | ({"slack_text": slack_text} if channel.get("kind") == "slack" else {})
+            for channel in alert.notifications
+        ]
 
     def commit_window(
         self,

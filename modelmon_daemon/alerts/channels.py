@@ -91,7 +91,7 @@ async def send(entry: dict[str, Any], session: aiohttp.ClientSession) -> None:
         verify = channel.get("verify_ssl", True)
         await _post(session, channel["url"], body, headers, verify)
     elif kind == "slack":
-        body = json.dumps({"text": entry["text"]}).encode()
+        body = json.dumps({"text": entry.get("slack_text") or entry["text"]}).encode()
         await _post(session, channel["webhook_url"], body, {"Content-Type": "application/json"})
     elif kind == "email":
         try:

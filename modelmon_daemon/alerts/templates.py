@@ -28,6 +28,17 @@ def load_templates(path: str | Path | None = None) -> dict[str, dict[str, str]]:
     return data
 
 
+def _slack_escaped(values: dict[str, Any]) -> dict[str, Any]:
+    """Slack's escaping of &, < and > in message text (`<!channel>` would notify a whole
+    channel, `<http://x|text>` would hide a link)."""
+    return {
+        key: value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        if isinstance(value, str)
+        else value
+        for key, value in values.items()
+    }
+
+
 def _line(event: AlertEvent) -> str:
     status = "-" if event.status is None else ResultStatus(event.status).name
     value = "-" if event.value is None else f"{event.value:.6g}"
@@ -76,6 +87,9 @@ def render(
     return {
         "subject": chosen["subject"].format_map(_Blank(values)),
         "text": chosen["text"].format_map(_Blank(values)),
+        # Slack reads <...> as mentions and links: values (names that came over the
+        # network) are escaped there, the template's own markup is not
+        "slack_text": chosen["text"].format_map(_Blank(_slack_escaped(values))),
         "payload": {
             "alert": alert.name,
             "summary": alert.summary,

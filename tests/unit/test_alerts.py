@@ -228,6 +228,18 @@ def test_templates_render_every_placeholder():
     assert out["payload"]["event"]["kind"] == "data-drift-detected"
 
 
+def test_slack_text_escapes_the_values_and_only_for_slack():
+    """A project named `<!channel>` (names come over the network) must not notify a
+    whole Slack channel: Slack's text gets &, <, > escaped in the values; e-mail and
+    webhooks get the text as it is."""
+    fired = event()
+    fired.project = "<!channel> & co"
+    out = render(alert(), [fired], "http://127.0.0.1:8470", load_templates())
+    assert "(project <!channel> & co)" in out["text"]
+    assert "(project &lt;!channel&gt; &amp; co)" in out["slack_text"]
+    assert "<" not in out["slack_text"] and "results?application=" in out["slack_text"]
+
+
 def test_secret_is_not_shown_back():
     assert alert().to_api()["notifications"][0]["secret"] == "***"
 
