@@ -554,8 +554,9 @@ _KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
 
 def key_lines(text: str) -> dict[str, int]:
     """The line (1-based) of each `section.key = ...` and `[section]` of a TOML text, for
-    error messages (tomllib keeps no positions). Approximate on purpose: keys inside
-    multi-line strings or arrays may be missed; a missed key is reported by file only."""
+    error messages (tomllib keeps no positions). Approximate on purpose: a line inside a
+    multi-line string that looks like `key = ...` may be taken for the key (the first
+    one in a section wins); a key not found is reported by file only."""
     lines: dict[str, int] = {}
     section = ""
     for number, line in enumerate(text.splitlines(), start=1):
