@@ -51,9 +51,9 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
     ).start(timeout=180)
     try:
         rng = np.random.default_rng(6)
-        doomed = workers[0].node_id
-        uid = None
-        for k in range(40):  # endpoints until one's stream actor is on the doomed node
+        by_node = {w.node_id: w for w in workers}
+        doomed = uid = None
+        for k in range(40):  # endpoints until one's stream actor is on a worker node
             status, _ = daemon.post(
                 "/v1/endpoints",
                 {
@@ -77,11 +77,13 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
             )
             _, st = daemon.get("/v1/status")
             placed = st["controller"]["stream_nodes"]
-            if uid is None and placed.get(name) == doomed:
-                uid = f"cl{k}"
+            if uid is None and placed.get(name) in by_node:
+                # the node to kill: a worker's (the head runs the daemon), whichever of
+                # the two Ray placed this endpoint's actor on
+                uid, doomed = f"cl{k}", placed[name]
             if uid is not None and len(set(placed.values())) >= 2:
-                break  # one on the doomed node, and spread over more than one
-        assert uid is not None, "no stream actor on the worker node"
+                break  # one on a worker node, and spread over more than one
+        assert uid is not None, f"no stream actor on a worker node: {placed}, {list(by_node)}"
         _, status_body = daemon.get("/v1/status")
         nodes = status_body["controller"]["application_nodes"]
         assert len(set(nodes)) == 3, nodes  # spread over the three nodes
@@ -125,7 +127,7 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
         poster = threading.Thread(target=post_forever)
         poster.start()
         daemon.wait_for(lambda: len(analyzed(data, uid)) >= 3, timeout=90)
-        c.remove_node(workers[0], allow_graceful=False)  # SIGKILL of its processes
+        c.remove_node(by_node[doomed], allow_graceful=False)  # SIGKILL of its processes
         killed_at = time.time()
         before = len(analyzed(data, uid))
         daemon.wait_for(lambda: len(analyzed(data, uid)) > before, timeout=60)
