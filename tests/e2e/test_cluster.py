@@ -10,6 +10,7 @@ import math
 import os
 import threading
 import time
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -52,8 +53,8 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
     try:
         rng = np.random.default_rng(6)
         by_node = {w.node_id: w for w in workers}
-        doomed = uid = None
-        for k in range(40):  # endpoints until one's stream actor is on a worker node
+        names = []
+        for k in range(6):  # one stream actor each (stream.max_actors resolves to 6)
             status, _ = daemon.post(
                 "/v1/endpoints",
                 {
@@ -65,32 +66,33 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
                 },
             )
             assert status == 201
-            name = daemon.wait_for(
-                lambda k=k: daemon.get(f"/v1/endpoints/cl{k}")[1]["stream_actor"], timeout=60
+            names.append(
+                daemon.wait_for(
+                    lambda k=k: daemon.get(f"/v1/endpoints/cl{k}")[1]["stream_actor"], timeout=60
+                )
             )
-            # its node, once the actor has started and answers
-            daemon.wait_for(
-                lambda name=name: daemon.get("/v1/status")[1]["controller"]["stream_nodes"].get(
-                    name
-                ),
-                timeout=60,
-            )
-            _, st = daemon.get("/v1/status")
-            placed = st["controller"]["stream_nodes"]
-            if uid is None and placed.get(name) in by_node:
-                # the node to kill: a worker's (the head runs the daemon), whichever of
-                # the two Ray placed this endpoint's actor on
-                uid, doomed = f"cl{k}", placed[name]
-            if uid is not None and len(set(placed.values())) >= 2:
-                break  # one on a worker node, and spread over more than one
-        assert uid is not None, f"no stream actor on a worker node: {placed}, {list(by_node)}"
+        # every actor's node, once it has started and answers
+        placed = daemon.wait_for(
+            lambda: (
+                found
+                if all(
+                    (found := daemon.get("/v1/status")[1]["controller"]["stream_nodes"]).get(n)
+                    for n in names
+                )
+                else None
+            ),
+            timeout=120,
+        )
+        # asked for on the nodes in turn: two on each of the three
+        on_node = Counter(placed[n] for n in names)
+        assert sorted(on_node.values()) == [2, 2, 2], placed
+        assert set(by_node) < set(on_node), (placed, list(by_node))
         _, status_body = daemon.get("/v1/status")
         nodes = status_body["controller"]["application_nodes"]
         assert len(set(nodes)) == 3, nodes  # spread over the three nodes
-        # stream actors are asked for on the nodes in turn, with soft affinity (so that
-        # they restart elsewhere), which Ray may not follow: off the daemon's node at least
-        stream_nodes = set(status_body["controller"]["stream_nodes"].values())
-        assert len(stream_nodes) >= 2, stream_nodes
+        # the node to kill: a worker's (the head runs the daemon)
+        k = next(k for k, n in enumerate(names) if placed[n] in by_node)
+        uid, doomed = f"cl{k}", placed[names[k]]
         # stream.max_actors left at 0: two per CPU of the cluster (3 nodes, 1 CPU each)
         assert status_body["controller"]["stream_actor_limit"] == 6
         # stream.max_buffered_rows left at 0: 16M rows in memory shared by those six
