@@ -188,19 +188,21 @@ async def post_mlrun_events(request: web.Request) -> web.Response:
     services.counters.count(services.counters.requests, "mlrun_events")
     check_capacity(services)
 
-    def shape(uid: str) -> tuple[int, int, tuple[int, ...]] | None:
+    def known_spec(uid: str) -> EndpointSpec | None:
         try:
-            spec = endpoint_spec(services, uid)
+            return endpoint_spec(services, uid)
         except NotFound:
+            return None
+
+    def shape(uid: str) -> tuple[int, int, tuple[int, ...]] | None:
+        spec = known_spec(uid)
+        if spec is None:
             return None
         return len(spec.feature_names), len(spec.label_names), spec.categorical_indices
 
     def names(uid: str) -> tuple[list[str], list[str]] | None:
-        try:
-            spec = endpoint_spec(services, uid)
-        except NotFound:
-            return None
-        return spec.feature_names, spec.label_names
+        spec = known_spec(uid)
+        return None if spec is None else (spec.feature_names, spec.label_names)
 
     now = time.time()
     decoded: list[Any] = []
