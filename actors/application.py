@@ -7,6 +7,7 @@ from collections import OrderedDict
 from typing import Any
 
 from modelmon_daemon.applications import build_applications
+from modelmon_daemon.applications.reference_cache import REFERENCE_CACHE
 from modelmon_daemon.applications.runner import run_application
 from modelmon_daemon.config import Settings, application_settings
 from modelmon_daemon.core.records import AppOutput, ColumnBatch, WindowMeta, unpack
@@ -60,10 +61,13 @@ class ApplicationActor:
         here, once per version). Returns the outputs per job (None where the spec is
         missing) and the uids whose spec is needed."""
         for uid, (version, spec) in specs.items():
+            previous = self.spec_cache.get(uid)
+            if previous is not None:
+                _let_go(previous[1])
             self.spec_cache[uid] = (version, unpack(spec) if isinstance(spec, bytes) else spec)
             self.spec_cache.move_to_end(uid)
         while len(self.spec_cache) > SPEC_CACHE_SIZE:
-            self.spec_cache.popitem(last=False)
+            _let_go(self.spec_cache.popitem(last=False)[1][1])
         out: list[list[AppOutput] | None] = []
         missing: list[str] = []
         for index, uid, version, meta in jobs:
@@ -78,3 +82,9 @@ class ApplicationActor:
 
     def ping(self) -> int:
         return self.index
+
+
+def _let_go(spec: dict[str, Any]) -> None:
+    """Drop what the applications derived from a record this actor no longer keeps (its
+    reference stats and PCA model are the objects the derived values are keyed by)."""
+    REFERENCE_CACHE.discard(*spec.values())

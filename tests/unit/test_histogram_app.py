@@ -135,3 +135,52 @@ def test_reference_values_are_derived_once_per_reference_object():
     assert cache.get(c, "t", lambda: build("c")) == "c"
     assert len(cache) == 2 and cache.get(a, "t", lambda: build("a2")) == "a2"  # evicted
     assert built == ["a", "b", "c", "a2"]
+
+
+def test_discard_drops_every_entry_derived_from_an_object():
+    from modelmon_daemon.applications.reference_cache import IdentityCache
+
+    cache = IdentityCache(size=10)
+    a, b = {"x": 1}, {"x": 1}
+    for tag in ("bins", "bounds"):
+        cache.get(a, tag, lambda tag=tag: tag)
+    cache.get(b, "bins", lambda: "b")
+    assert cache.discard(a, "not a source") == 2 and len(cache) == 1
+    assert cache.discard(a) == 0
+    assert cache.get(b, "bins", lambda: "rebuilt") == "b"  # the other object's entry stays
+
+
+def test_an_application_actor_lets_derived_values_go_with_its_records(monkeypatch):
+    """Derived values live as long as the actor keeps the record: a new version or an
+    eviction from its spec cache drops them, so the derived cache never outgrows it."""
+    from modelmon_daemon.actors import application as application_module
+    from modelmon_daemon.applications.reference_cache import REFERENCE_CACHE
+    from modelmon_daemon.config import Settings
+    from modelmon_daemon.core.records import WindowMeta, pack
+    from tests.helpers import make_batch, make_spec
+
+    monkeypatch.setattr(application_module, "SPEC_CACHE_SIZE", 2)
+    actor = application_module.ApplicationActor(0, Settings().to_dict())
+    rng = np.random.default_rng(3)
+    batches = [make_batch(np.arange(200.0), rng.normal(size=(200, 2)))]
+
+    def run(uid: str, version: str, seed: int) -> None:
+        record = pack(make_spec(uid, seed=seed).to_dict())
+        jobs = [(0, uid, version, WindowMeta(uid, 0.0, 60.0, [1], 200))]
+        out, missing = actor.run_many(batches, jobs, {uid: (version, record)})
+        assert missing == [] and out[0] is not None
+        assert not [o.failure for o in out[0] if o.failure]
+
+    before = len(REFERENCE_CACHE)
+    run("e0", "v1", 0)
+    per_endpoint = len(REFERENCE_CACHE) - before
+    assert per_endpoint >= 2  # histogram bins, drift-metrics, bounds: at least two
+    first_stats = actor.spec_cache["e0"][1]["feature_stats"]
+    run("e1", "v1", 1)
+    assert len(REFERENCE_CACHE) - before == 2 * per_endpoint
+    run("e2", "v1", 2)  # e0 leaves the spec cache (size 2), and its derived values too
+    assert "e0" not in actor.spec_cache
+    assert len(REFERENCE_CACHE) - before == 2 * per_endpoint
+    assert REFERENCE_CACHE.discard(first_stats) == 0
+    run("e1", "v2", 5)  # a new version replaces the old one's values
+    assert len(REFERENCE_CACHE) - before == 2 * per_endpoint
