@@ -10,6 +10,9 @@ Every daemon 202 means the events are durable in the LMDB log. For each daemon r
 CPU time of the daemon's processes (its own and Ray's) per request is printed too: a
 figure that depends less on the shared machine's speed than the rates do
 (BENCH_INGEST_BREAKDOWN=1: by process, " system" being the kernel's part of them all).
+BENCH_INGEST_PROFILE=<folder>: py-spy (raw stacks) of the daemon's own process during each
+daemon row, written there, with the row's top functions printed (the rates of a profiled
+run are lower: py-spy shares the two CPUs).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from modelmon_daemon.config import load_settings  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 BREAKDOWN = bool(os.environ.get("BENCH_INGEST_BREAKDOWN"))  # CPU per request by process
+PROFILE = os.environ.get("BENCH_INGEST_PROFILE", "")  # folder for py-spy of the daemon
 CONNECTIONS = 32
 
 NOOP = textwrap.dedent(
@@ -177,9 +181,13 @@ async def measure(
         url: str | list[str], body: bytes, token: str, content_type: str = "application/json"
     ) -> tuple[float, int, float]:
         """The daemon's rate, failures and CPU microseconds per request."""
+        rows_run.append(url)
+        spy = start_profile(daemon_pid, len(rows_run), url, content_type) if PROFILE else None
         before, t0 = cpu_seconds(daemon_pid), time.perf_counter()
         rate, failed = await load(url, body, SECONDS, token, content_type)
         after, elapsed = cpu_seconds(daemon_pid), time.perf_counter() - t0
+        if spy is not None:
+            print(await asyncio.to_thread(stop_profile, *spy))
         requests = max(1.0, rate * elapsed)
         used = cpu_used(before, after)
         if BREAKDOWN:
@@ -193,6 +201,7 @@ async def measure(
             )
         return rate, failed, 1e6 * sum(v for k, v in used.items() if k != " system") / requests
 
+    rows_run: list[str | list[str]] = []
     for port in ports.values():
         await wait_up(f"http://127.0.0.1:{port}/")
     await wait_up(daemon_url + "/healthz", ok=(200,))
@@ -248,6 +257,59 @@ async def measure(
         failed,
         cpu,
     )
+
+
+def start_profile(
+    pid: int, row: int, url: str | list[str], content_type: str
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """py-spy on the daemon's own process (its event loop and the log's commit thread)."""
+    folder = Path(PROFILE)
+    folder.mkdir(parents=True, exist_ok=True)
+    kind = "fleet" if isinstance(url, list) else url.rsplit("/", 1)[-1]
+    out = folder / f"daemon-row{row}-{kind}-{content_type.rsplit('/', 1)[-1]}.txt"
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    args = [spy, "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-r", "200"]
+    proc = subprocess.Popen(
+        [*args, "--nonblocking", "--threads"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # attached
+    return proc, out
+
+
+def stop_profile(proc: subprocess.Popen[bytes], out: Path, top: int = 10) -> str:
+    """Stop py-spy and summarize its stacks per thread (the event loop is MainThread, the
+    log's commit thread modelmon-log): the functions holding the most samples, with their
+    callees (inclusive) and alone (self)."""
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    threads: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
+    totals: dict[str, int] = {}
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        head, *frames = stack.split(";")
+        thread = head.split(": ", 1)[-1] if ": " in head else head
+        frames = [f.split(" (")[0] for f in frames] or ["(no Python frame)"]
+        inclusive, alone = threads.setdefault(thread, ({}, {}))
+        totals[thread] = totals.get(thread, 0) + int(count)
+        for name in set(frames):
+            inclusive[name] = inclusive.get(name, 0) + int(count)
+        alone[frames[-1]] = alone.get(frames[-1], 0) + int(count)
+    total = max(1, sum(totals.values()))
+    lines = [f"    py-spy of the daemon's process ({total} samples, {out}):"]
+    for thread, n in sorted(totals.items(), key=lambda kv: -kv[1])[:2]:
+        lines.append(f"    {thread}: {100 * n / total:.1f}% of the samples")
+        inclusive, alone = threads[thread]
+        for title, counts in (("inclusive", inclusive), ("self", alone)):
+            # the roots every stack shares (runpy, the CLI, the loop's run) say nothing
+            ranked = [kv for kv in counts.items() if title == "self" or kv[1] < 0.8 * n]
+            ranked = sorted(ranked, key=lambda kv: -kv[1])[:top]
+            shares = ", ".join(f"{k} {100 * v / n:.0f}%" for k, v in ranked)
+            lines.append(f"      {title}: {shares}")
+    return "\n".join(lines)
 
 
 def report(
