@@ -12,7 +12,7 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -710,9 +710,10 @@ def mlrun_columns(
 
 
 def _event_times(whens: list[Any], now: float) -> np.ndarray | None:
-    """Epoch seconds of MLRun's `when` strings, all parsed by numpy in one call; only
-    strings numpy writes back identically (canonical "YYYY-MM-DD HH:MM:SS[.ffffff]", the
-    form MLRun sends) are taken, so the result is the one datetime.fromisoformat gives."""
+    """Epoch seconds of MLRun's `when` strings, read column-wise; only the canonical form
+    MLRun sends ("YYYY-MM-DD HH:MM:SS[.ffffff]", or with "T") of a valid date and time is
+    taken here, so the result is the one datetime.fromisoformat gives (None: let the
+    per-event parser decide)."""
     kinds = set(map(type, whens))
     if kinds == {type(None)}:
         return np.full(len(whens), now, dtype=np.float64)
@@ -722,22 +723,71 @@ def _event_times(whens: list[Any], now: float) -> np.ndarray | None:
         lengths = set(map(len, whens))
         if len(lengths) != 1 or (width := lengths.pop()) not in (19, 26):
             return None
-        unit: Literal["us", "s"] = "us" if width == 26 else "s"
-        text = np.array(whens, dtype=f"<U{width}")
-        moments = text.astype(f"datetime64[{unit}]")
-        written = np.datetime_as_string(moments, unit=unit).astype(f"<U{width}")
-        given = text.view(np.uint32).reshape(len(whens), width)
-        back = written.view(np.uint32).reshape(len(whens), width)
-        same = given == back
-        same[:, 10] |= given[:, 10] == ord(" ")
-        if not same.all():
+        micros = canonical_time_micros(np.array(whens, dtype=f"<U{width}"))
+        if micros is None:
             return None
-        seconds = moments.astype("datetime64[us]").astype(np.int64) / 1e6
+        seconds = micros / 1e6
     else:
         return None
     if not (np.isfinite(seconds) & (seconds >= 0.0) & (seconds <= now + MAX_FUTURE_S)).all():
         return None
     return seconds
+
+
+_DIGITS_19 = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
+_DIGITS_26 = np.concatenate([_DIGITS_19, np.arange(20, 26)])
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+def canonical_time_micros(text: np.ndarray) -> np.ndarray | None:
+    """Microseconds since 1970 of fixed-width "YYYY-MM-DD HH:MM:SS" (width 19) or
+    "...SS.ffffff" (width 26) strings, "T" or " " between date and time, naive = UTC; None
+    unless every string is one of those with a real date and time (year >= 1, February 29
+    only in leap years, hour <= 23, second <= 59), as datetime.fromisoformat reads them.
+    Integer arithmetic on the characters' code points: no string is parsed twice."""
+    n, width = text.shape[0], text.dtype.itemsize // 4
+    # one row per character position (contiguous), digits as unsigned offsets from "0"
+    codes = np.ascontiguousarray(text.view(np.uint32).reshape(n, width).T)
+    d = (codes[_DIGITS_26 if width == 26 else _DIGITS_19] - np.uint32(ord("0"))).astype(np.int64)
+    if not (d <= 9).all():  # anything below "0" wrapped around, so one test is enough
+        return None
+    separators = (
+        (codes[4] == ord("-"))
+        & (codes[7] == ord("-"))
+        & ((codes[10] == ord(" ")) | (codes[10] == ord("T")))
+        & (codes[13] == ord(":"))
+        & (codes[16] == ord(":"))
+    )
+    if width == 26:
+        separators &= codes[19] == ord(".")
+    if not separators.all():
+        return None
+    year = d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]
+    month = d[4] * 10 + d[5]
+    day = d[6] * 10 + d[7]
+    hour = d[8] * 10 + d[9]
+    minute = d[10] * 10 + d[11]
+    second = d[12] * 10 + d[13]
+    fraction = np.zeros(n, dtype=np.int64)
+    for k in range(14, d.shape[0]):
+        fraction = fraction * 10 + d[k]
+    if not ((year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)).all():
+        return None
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    if not (day <= _DAYS_IN_MONTH[month] + (leap & (month == 2))).all():
+        return None
+    if not ((hour <= 23) & (minute <= 59) & (second <= 59)).all():
+        return None
+    # days since 1970-01-01 of the proleptic Gregorian date (civil-from-days, inverted)
+    y = year - (month <= 2)
+    era = y // 400
+    year_of_era = y - era * 400
+    day_of_year = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    days = era * 146097 + day_of_era - 719468
+    seconds = ((days * 24 + hour) * 60 + minute) * 60 + second
+    micros: np.ndarray = seconds * 1_000_000 + fraction
+    return micros
 
 
 def _event_latencies(micros: list[Any]) -> np.ndarray | None:

@@ -3,6 +3,7 @@ are the per-event parser's, and it answers for the events MLRun's serving really
 
 import math
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from modelmon_daemon.core.errors import InvalidEvent
 from modelmon_daemon.core.records import ColumnBatch
+from modelmon_daemon.core.times import parse_time
 from modelmon_daemon.ingest import events as events_module
 from modelmon_daemon.ingest.events import (
     _parse_mlrun_columns,
@@ -367,3 +369,84 @@ def test_a_plain_prediction_event_takes_the_scalar_path():
         router_event(9, uid="unknown"),
     ):
         assert events_module._parse_mlrun_single(odd, shape, NOW) is None
+
+
+# -- `when` strings read column-wise ---------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1)
+_ONE_US = timedelta(microseconds=1)
+
+
+def _fromisoformat_micros(text: str) -> int | None:
+    """The authority: what datetime.fromisoformat reads (naive = UTC), in microseconds."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        return None
+    return (moment - _EPOCH) // _ONE_US
+
+
+def _canonical(v: datetime, sep: str = " ", fraction: bool = True) -> str:
+    """MLRun's `when`: str(datetime) of a naive UTC time, "T" or " " between."""
+    day = f"{v.year:04d}-{v.month:02d}-{v.day:02d}"
+    text = f"{day}{sep}{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+    return text + (f".{v.microsecond:06d}" if fraction else "")
+
+
+moments = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(moments, min_size=1, max_size=20),
+    st.booleans(),
+    st.sampled_from([" ", "T"]),
+)
+def test_canonical_when_strings_read_as_fromisoformat_reads_them(values, fraction, sep):
+    """Every canonical string is taken, with fromisoformat's exact microseconds."""
+    texts = [_canonical(v, sep, fraction) for v in values]
+    micros = events_module.canonical_time_micros(np.array(texts, dtype=f"<U{len(texts[0])}"))
+    assert micros is not None
+    assert micros.tolist() == [_fromisoformat_micros(t) for t in texts]
+
+
+corruptions = st.tuples(st.integers(0, 25), st.sampled_from(list("0123456789 -:.TZx+\u00e9/")))
+
+
+@settings(max_examples=500, deadline=None)
+@given(moments, st.booleans(), st.lists(corruptions, min_size=1, max_size=3))
+def test_a_corrupted_when_string_is_taken_only_as_fromisoformat_reads_it(value, fraction, edits):
+    """Characters replaced anywhere (a day 31 in April, a month 13, a 25th hour, February
+    29 of a common year, a letter): whenever the column reader takes the string, the value
+    is fromisoformat's; whatever fromisoformat refuses, it refuses too."""
+    text = list(_canonical(value, " ", fraction))
+    for position, char in edits:
+        text[position % len(text)] = char
+    corrupted = "".join(text)
+    micros = events_module.canonical_time_micros(np.array([corrupted], dtype=f"<U{len(corrupted)}"))
+    authority = _fromisoformat_micros(corrupted)
+    if micros is not None:
+        assert micros.tolist() == [authority]
+    if authority is None:
+        assert micros is None
+
+
+def test_when_strings_of_impossible_dates_go_to_the_per_event_parser():
+    for text in (
+        "2023-02-29 10:00:00",
+        "2024-04-31 10:00:00",
+        "2024-13-01 10:00:00",
+        "2024-01-01 24:00:00",
+        "2024-01-01 10:60:00",
+        "2024-01-01 10:00:60",
+        "0000-01-01 10:00:00",
+        "2024-01-01_10:00:00",
+        "2024-01-01 10:00:0x",
+    ):
+        assert events_module.canonical_time_micros(np.array([text])) is None, text
+    leap = events_module.canonical_time_micros(np.array(["2024-02-29 23:59:59"]))
+    assert leap is not None and leap.tolist() == [_fromisoformat_micros("2024-02-29 23:59:59")]
+    times = events_module._event_times(["2026-11-30 10:00:01.500000"] * 2, NOW)
+    assert times is not None and times.tolist() == [parse_time("2026-11-30 10:00:01.5")] * 2
