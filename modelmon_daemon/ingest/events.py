@@ -736,7 +736,6 @@ def _event_times(whens: list[Any], now: float) -> np.ndarray | None:
 
 _DIGITS_19 = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
 _DIGITS_26 = np.concatenate([_DIGITS_19, np.arange(20, 26)])
-_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
 
 def canonical_time_micros(text: np.ndarray) -> np.ndarray | None:
@@ -744,7 +743,7 @@ def canonical_time_micros(text: np.ndarray) -> np.ndarray | None:
     "...SS.ffffff" (width 26) strings, "T" or " " between date and time, naive = UTC; None
     unless every string is one of those with a real date and time (year >= 1, February 29
     only in leap years, hour <= 23, second <= 59), as datetime.fromisoformat reads them.
-    Integer arithmetic on the characters' code points: no string is parsed twice."""
+    Integer arithmetic on the characters' code points; the calendar is numpy's."""
     n, width = text.shape[0], text.dtype.itemsize // 4
     # one row per character position (contiguous), digits as unsigned offsets from "0"
     codes = np.ascontiguousarray(text.view(np.uint32).reshape(n, width).T)
@@ -773,18 +772,13 @@ def canonical_time_micros(text: np.ndarray) -> np.ndarray | None:
         fraction = fraction * 10 + d[k]
     if not ((year >= 1) & (month >= 1) & (month <= 12) & (day >= 1)).all():
         return None
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    if not (day <= _DAYS_IN_MONTH[month] + (leap & (month == 2))).all():
+    # numpy's proleptic Gregorian calendar: each month's first day, and the next month's
+    months = ((year - 1970) * 12 + month - 1).astype("datetime64[M]")
+    first = months.astype("datetime64[D]").astype(np.int64)
+    following = (months + 1).astype("datetime64[D]").astype(np.int64)
+    if not ((day <= following - first) & (hour <= 23) & (minute <= 59) & (second <= 59)).all():
         return None
-    if not ((hour <= 23) & (minute <= 59) & (second <= 59)).all():
-        return None
-    # days since 1970-01-01 of the proleptic Gregorian date (civil-from-days, inverted)
-    y = year - (month <= 2)
-    era = y // 400
-    year_of_era = y - era * 400
-    day_of_year = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
-    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    days = era * 146097 + day_of_era - 719468
+    days = first + day - 1
     seconds = ((days * 24 + hour) * 60 + minute) * 60 + second
     micros: np.ndarray = seconds * 1_000_000 + fraction
     return micros
