@@ -19,51 +19,42 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-REFERENCE_CACHE_SIZE = 262_144  # entries kept (a few per endpoint), least recently used out
+REFERENCE_CACHE_SIZE = 131_072  # source objects kept (two per record at most), LRU out
 
 
 class IdentityCache:
     def __init__(self, size: int = REFERENCE_CACHE_SIZE) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[int, Hashable], tuple[Any, Any]] = OrderedDict()
-        self._tags: dict[int, set[Hashable]] = {}  # id(source) -> its entries' tags
+        # id(source) -> (source, tag -> derived value): a source and what came of it
+        # are kept, used and let go together
+        self._sources: OrderedDict[int, tuple[Any, dict[Hashable, Any]]] = OrderedDict()
 
     def get(self, source: Any, tag: Hashable, build: Callable[[], T]) -> T:
         """build(), derived from `source` (and `tag`: what of it), once per source object."""
-        key = (id(source), tag)
-        found = self._items.get(key)
-        if found is not None and found[0] is source:
-            self._items.move_to_end(key)
-            value: T = found[1]
-            return value
-        value = build()
-        self._items[key] = (source, value)
-        self._tags.setdefault(key[0], set()).add(tag)
-        while len(self._items) > self.size:
-            (ident, old_tag), _ = self._items.popitem(last=False)
-            self._forget_tag(ident, old_tag)
+        found = self._sources.get(id(source))
+        if found is None or found[0] is not source:
+            found = self._sources[id(source)] = (source, {})
+            while len(self._sources) > self.size:
+                self._sources.popitem(last=False)
+        self._sources.move_to_end(id(source))
+        derived = found[1]
+        if tag not in derived:
+            derived[tag] = build()
+        value: T = derived[tag]
         return value
 
     def discard(self, *sources: Any) -> int:
         """Drop every entry derived from these objects (a record let go); returns how many."""
         dropped = 0
         for source in sources:
-            for tag in self._tags.pop(id(source), set()):
-                found = self._items.get((id(source), tag))
-                if found is not None and found[0] is source:
-                    del self._items[(id(source), tag)]
-                    dropped += 1
+            found = self._sources.get(id(source))
+            if found is not None and found[0] is source:
+                dropped += len(self._sources.pop(id(source))[1])
         return dropped
 
-    def _forget_tag(self, ident: int, tag: Hashable) -> None:
-        tags = self._tags.get(ident)
-        if tags is not None:
-            tags.discard(tag)
-            if not tags:
-                del self._tags[ident]
-
     def __len__(self) -> int:
-        return len(self._items)
+        """Derived values held."""
+        return sum(len(derived) for _, derived in self._sources.values())
 
 
 REFERENCE_CACHE = IdentityCache()
