@@ -214,6 +214,18 @@ def tree_breakdown(pgid: int) -> list[tuple[str, float]]:
     return sorted(out, key=lambda item: -item[1])
 
 
+def py_spy_record(pid: int, out: Path, *options: str) -> subprocess.Popen[bytes]:
+    """py-spy's raw stacks of `pid` into `out`, 200 samples a second without pausing the
+    process, until SIGINT."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    args = [spy, "record", "-p", str(pid), "-f", "raw", "-o", str(out), "--nonblocking"]
+    return subprocess.Popen(
+        [*args, "-r", "200", *options],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def profile_actors(pgid: int, out: Path) -> list[subprocess.Popen[bytes]]:
     """py-spy (raw stacks) on the writer, controller and application actors of the daemon
     started as `pgid`, until stopped: BENCH_FLEET_PROFILE=<folder>."""
@@ -230,26 +242,7 @@ def profile_actors(pgid: int, out: Path) -> list[subprocess.Popen[bytes]]:
             kinds.append("StreamActor")
         for actor in kinds:
             if name.startswith(f"ray::{actor}"):
-                target = out / f"{actor}-{pid}.txt"
-                spies.append(
-                    subprocess.Popen(
-                        [
-                            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
-                            "record",
-                            "-p",
-                            pid,
-                            "-f",
-                            "raw",
-                            "-o",
-                            str(target),
-                            "--nonblocking",
-                            "-r",
-                            "200",
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )
+                spies.append(py_spy_record(int(pid), out / f"{actor}-{pid}.txt"))
     time.sleep(1.0)  # py-spy attached
     return spies
 

@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fleet import cpu_seconds, cpu_used  # noqa: E402  (the daemon's processes' CPU time)
+from fleet import cpu_seconds, cpu_used, py_spy_record  # noqa: E402
 
 from modelmon_daemon.cli.huge_pages import (  # noqa: E402
     glibc_version,
@@ -267,13 +267,7 @@ def start_profile(
     folder.mkdir(parents=True, exist_ok=True)
     kind = "fleet" if isinstance(url, list) else url.rsplit("/", 1)[-1]
     out = folder / f"daemon-row{row}-{kind}-{content_type.rsplit('/', 1)[-1]}.txt"
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    args = [spy, "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-r", "200"]
-    proc = subprocess.Popen(
-        [*args, "--nonblocking", "--threads"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = py_spy_record(pid, out, "--threads")
     time.sleep(1.0)  # attached
     return proc, out
 
