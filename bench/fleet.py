@@ -21,9 +21,11 @@ registers in about a minute without ingesting 10M rows.
 
 Diagnostics: BENCH_FLEET_DEBUG=1 (stages, tick reports, memory per process),
 BENCH_FLEET_PROFILE=<folder> (py-spy stacks of the actors during the first tick;
-BENCH_FLEET_PROFILE_STREAMS=1 adds the stream actors), BENCH_FLEET_TIMELINE=<file> (Ray's
-task spans, for chrome://tracing), BENCH_FLEET_KEEP=1 (keep the data dir). The CPU time
-of every daemon process during the warm tick is always printed.
+BENCH_FLEET_PROFILE_STREAMS=1 adds the stream actors), BENCH_FLEET_PERF=<file> (`perf
+record -a -g` of every CPU during the first tick: the kernel's part),
+BENCH_FLEET_TIMELINE=<file> (Ray's task spans, for chrome://tracing), BENCH_FLEET_KEEP=1
+(keep the data dir). The CPU time of every daemon process during each of the two ticks
+is always printed.
 """
 
 from __future__ import annotations
@@ -408,9 +410,22 @@ def run(n: int) -> dict[str, float]:
         spies = []
         if os.environ.get("BENCH_FLEET_PROFILE"):
             spies = profile_actors(proc.pid, Path(os.environ["BENCH_FLEET_PROFILE"]))
+        perf = None
+        if os.environ.get("BENCH_FLEET_PERF"):  # the kernel's side too: perf, every CPU
+            perf = subprocess.Popen(
+                ["perf", "record", "-a", "-g", "-o", os.environ["BENCH_FLEET_PERF"]],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1.0)
+        cold_before = cpu_seconds(proc.pid)
         t0 = time.perf_counter()
         report = tick_all(handles.controller)
         tick = time.perf_counter() - t0
+        cold_cpu = cpu_used(cold_before, cpu_seconds(proc.pid))
+        if perf is not None:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=60)
         for spy in spies:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=30)
@@ -471,6 +486,7 @@ def run(n: int) -> dict[str, float]:
             "rss_registered": rss_registered,
             "rss_analyzed": rss_analyzed,
             **{f"warm_cpu_{k}": v for k, v in warm_cpu.items() if v >= 0.01},
+            **{f"cold_cpu_{k}": v for k, v in cold_cpu.items() if v >= 0.01},
             **{f"idle_cpu_{k}": v for k, v in idle_cpu.items() if v >= 0.01},
         }
     except BaseException:
@@ -535,8 +551,7 @@ def main() -> None:
             f"{r['warm_windows']:.0f} windows (ratio {r['warm_tick_s'] / r['floor_s']:.1f}x): "
             + ", ".join(f"{k} {v:.2f} s" for k, v in warm.items())
         )
-        cpu = {k[9:]: v for k, v in r.items() if k.startswith("warm_cpu_")}
-        system = cpu.pop(" system", 0.0)
+        print_cpu("CPU time in the first tick", r, "cold_cpu_")
         idle = {k[9:]: v for k, v in r.items() if k.startswith("idle_cpu_")}
         idle.pop(" system", None)
         print(
@@ -545,12 +560,17 @@ def main() -> None:
             + ", ".join(f"{k} {v:.2f}" for k, v in sorted(idle.items(), key=lambda kv: -kv[1]))
             + ")"
         )
-        print(
-            f"           CPU time in that tick: {sum(cpu.values()):.2f} s, "
-            f"{system:.2f} s of it in the kernel ("
-            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
-            + ")"
-        )
+        print_cpu("CPU time in the next tick", r, "warm_cpu_")
+
+
+def print_cpu(title: str, r: dict[str, float], prefix: str) -> None:
+    cpu = {k[len(prefix) :]: v for k, v in r.items() if k.startswith(prefix)}
+    system = cpu.pop(" system", 0.0)
+    print(
+        f"           {title}: {sum(cpu.values()):.2f} s, {system:.2f} s of it in the kernel ("
+        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+        + ")"
+    )
 
 
 if __name__ == "__main__":
