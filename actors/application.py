@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import OrderedDict
 from typing import Any
@@ -13,6 +14,8 @@ from modelmon_daemon.config import Settings, application_settings
 from modelmon_daemon.core.records import AppOutput, ColumnBatch, WindowMeta, unpack
 
 SPEC_CACHE_SIZE = 50_000  # endpoint specs (reference stats) kept per actor
+
+log = logging.getLogger(__name__)
 
 
 class ApplicationActor:
@@ -60,14 +63,7 @@ class ApplicationActor:
         version, so `specs` carries only those this actor may lack (as stored: unpacked
         here, once per version). Returns the outputs per job (None where the spec is
         missing) and the uids whose spec is needed."""
-        for uid, (version, spec) in specs.items():
-            previous = self.spec_cache.get(uid)
-            if previous is not None:
-                _let_go(previous[1])
-            self.spec_cache[uid] = (version, unpack(spec) if isinstance(spec, bytes) else spec)
-            self.spec_cache.move_to_end(uid)
-        while len(self.spec_cache) > SPEC_CACHE_SIZE:
-            _let_go(self.spec_cache.popitem(last=False)[1][1])
+        self._keep(specs)
         out: list[list[AppOutput] | None] = []
         missing: list[str] = []
         for index, uid, version, meta in jobs:
@@ -79,6 +75,44 @@ class ApplicationActor:
             batch = batches[index]
             out.append([self.run(name, cached[1], meta, batch) for name in self.apps])
         return out, missing
+
+    def prepare(self, specs: dict[str, tuple[str, bytes | dict[str, Any]]]) -> int:
+        """Keep these endpoint records (as run_many does) and let each application derive
+        what it keeps of them now (an optional `prepare(endpoint)`: padded edges,
+        reference probabilities, bounds, PCA arrays), between ticks, instead of at the
+        endpoint's first window. Returns how many records were new here. An application
+        whose prepare fails is left to derive at the window, where a failure is reported."""
+        kept = self._keep(specs)
+        for uid in kept:
+            endpoint = self.spec_cache[uid][1]
+            for name, app in self.apps.items():
+                prepare = getattr(app, "prepare", None)
+                if prepare is None:
+                    continue
+                try:
+                    prepare(endpoint)
+                except Exception as exc:
+                    log.warning("application %s: prepare %s: %r", name, uid, exc)
+        return len(kept)
+
+    def _keep(self, specs: dict[str, tuple[str, bytes | dict[str, Any]]]) -> list[str]:
+        """Cache endpoint records by version (stored bytes are unpacked here, once per
+        version); a version already held is kept as it is, with what was derived from it.
+        Returns the uids whose record is new here."""
+        kept = []
+        for uid, (version, spec) in specs.items():
+            previous = self.spec_cache.get(uid)
+            if previous is not None and previous[0] == version:
+                self.spec_cache.move_to_end(uid)
+                continue
+            if previous is not None:
+                _let_go(previous[1])
+            self.spec_cache[uid] = (version, unpack(spec) if isinstance(spec, bytes) else spec)
+            self.spec_cache.move_to_end(uid)
+            kept.append(uid)
+        while len(self.spec_cache) > SPEC_CACHE_SIZE:
+            _let_go(self.spec_cache.popitem(last=False)[1][1])
+        return [uid for uid in kept if uid in self.spec_cache]
 
     def ping(self) -> int:
         return self.index

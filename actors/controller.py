@@ -25,6 +25,8 @@ from modelmon_daemon.storage.log_view import LogView
 
 log = logging.getLogger(__name__)
 
+DELIVER_BATCH = 256  # endpoint records read and handed to the application actors at once
+
 
 @dataclass
 class StreamTick:
@@ -154,6 +156,9 @@ class ControllerActor:
         self.staged_ticks = 0  # numbers each tick's staged events files (see WriterActor)
         self.paused_until = 0.0
         self._sent: dict[int, dict[str, str]] = {}  # app actor -> uid -> spec version sent
+        self._undelivered: set[str] = set()  # endpoints whose record may be new to its actor
+        self._deliverer: asyncio.Task[None] | None = None
+        self.records_delivered = 0
         self.ray_windows = ray_metrics.counter(
             "modelmon_windows_analyzed", "Closed windows analyzed and committed."
         )
@@ -190,7 +195,9 @@ class ControllerActor:
         """The routes of many endpoints in one call (a burst of registrations); an
         endpoint whose routing failed is left out (its first event routes it)."""
         names = await asyncio.gather(*(self.route(uid) for uid in uids), return_exceptions=True)
-        return {uid: n for uid, n in zip(uids, names, strict=True) if isinstance(n, str)}
+        routed = {uid: n for uid, n in zip(uids, names, strict=True) if isinstance(n, str)}
+        self.deliver_soon(list(routed))  # new, or registered again with a new reference
+        return routed
 
     async def _new_route(self, uid: str) -> str:
         """Only the choice is serialized; persisting it (off the event loop) and handing
@@ -210,6 +217,7 @@ class ControllerActor:
             self._load[name] -= 1
             raise
         self.routes[uid] = name
+        self.deliver_soon([uid])
         return name
 
     async def _persist_route(self, uid: str, name: str) -> None:
@@ -240,6 +248,7 @@ class ControllerActor:
         the route goes. The caller then deletes its stored state."""
         async with self._tick_lock, self._route_lock:
             name = self.routes.pop(uid, None)
+            self._undelivered.discard(uid)
             for sent in self._sent.values():
                 sent.pop(uid, None)
             if name is None:
@@ -251,6 +260,58 @@ class ControllerActor:
 
     def route_table(self) -> dict[str, str]:
         return dict(self.routes)
+
+    # -- endpoint records, ahead of their windows ---------------------------------------
+
+    def deliver_soon(self, uids: list[str]) -> None:
+        """Hand these endpoints' records to their application actors between ticks, so
+        each actor unpacks a record and derives its reference arrays when the endpoint
+        registers (or the daemon starts), not in the tick of its first window. Only an
+        optimization: a record an actor lacks still goes with the window."""
+        if not self.app_actors or not uids:
+            return
+        self._undelivered.update(uids)
+        if self._deliverer is None or self._deliverer.done():
+            self._deliverer = asyncio.get_running_loop().create_task(self._deliver_queued())
+
+    async def _deliver_queued(self) -> None:
+        while self._undelivered:
+            batch = sorted(self._undelivered)[:DELIVER_BATCH]
+            self._undelivered.difference_update(batch)
+            try:
+                async with self._tick_lock:  # a tick goes first; a batch waits for it
+                    await self._deliver(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "delivering %d endpoint records failed (they go with their windows): %r",
+                    len(batch),
+                    exc,
+                )
+
+    async def _deliver(self, uids: list[str]) -> int:
+        """One batch: each record read once (only those not at their actor in this
+        version), one prepare call per application actor. Returns how many went."""
+        specs = await self._specs_of({uid for uid in uids if uid in self.routes})
+        by_actor: dict[int, dict[str, tuple[str, bytes]]] = {}
+        for uid, (version, raw) in specs.items():
+            if raw is not None:
+                by_actor.setdefault(self._app_of(uid), {})[uid] = (version, raw)
+        actors = list(by_actor)
+        answers = await asyncio.gather(
+            *(self.app_actors[k].prepare.remote(by_actor[k]) for k in actors),
+            return_exceptions=True,
+        )
+        sent = 0
+        for k, answer in zip(actors, answers, strict=True):
+            if isinstance(answer, BaseException):  # restarting: its windows bring them
+                log.info("application actor %d: prepare failed: %r", k, answer)
+                continue
+            self._sent.setdefault(k, {}).update({u: v for u, (v, _) in by_actor[k].items()})
+            sent += len(by_actor[k])
+        self.records_delivered += sent
+        return sent
 
     # -- the tick -----------------------------------------------------------------------
 
@@ -533,6 +594,9 @@ class ControllerActor:
         return self.paused_until
 
     async def stop_loop(self) -> None:
+        if self._deliverer is not None:
+            await cancel_and_wait(self._deliverer)
+            self._deliverer = None
         if self._loop_task is not None:
             await cancel_and_wait(self._loop_task)
             self._loop_task = None
@@ -548,6 +612,7 @@ class ControllerActor:
             except Exception as exc:
                 log.warning("application names: %r", exc)
                 await asyncio.sleep(interval)
+        self.deliver_soon(sorted(self.routes))  # new application actors: every record
         while True:
             try:
                 if time.time() >= self.paused_until:
@@ -582,6 +647,7 @@ class ControllerActor:
             "stream_actor_limit": self.settings.stream.max_actors,
             "stream_rows_per_actor": self.settings.stream.max_buffered_rows,
             "application_actors": len(self.app_actors),
+            "records_delivered": self.records_delivered,
             "applications": self.applications,
             "last_tick": self.last_report.__dict__,
             "loop_running": self._loop_task is not None and not self._loop_task.done(),

@@ -18,7 +18,7 @@ import numpy as np
 
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 from modelmon_daemon.core.identity import check_result_name
-from modelmon_daemon.core.records import ColumnBatch
+from modelmon_daemon.core.records import ColumnBatch, empty_batch
 
 
 @dataclass
@@ -197,6 +197,14 @@ class MonitoringContext:
 
 class MonitoringApplication(Protocol):
     def do_tracking(self, context: MonitoringContext) -> list[Result | Metric]: ...
+
+
+def endpoint_context(application_name: str, endpoint: dict[str, Any]) -> MonitoringContext:
+    """An endpoint's context without a window: what an application's optional
+    `prepare(endpoint)` reads (feature names, reference stats) by the same properties its
+    do_tracking reads them."""
+    n_features = len(endpoint.get("feature_names") or [])
+    return MonitoringContext(application_name, endpoint, 0.0, 0.0, empty_batch(n_features, 0))
 
 
 def application_name(app: Any) -> str:

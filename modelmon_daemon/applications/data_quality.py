@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
+from modelmon_daemon.applications.base import Metric, MonitoringContext, Result, endpoint_context
 from modelmon_daemon.applications.operational_health import threshold_status
 from modelmon_daemon.applications.reference_cache import REFERENCE_CACHE
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
@@ -44,6 +44,11 @@ def _bounds(stats: dict[str, Any], names: tuple[str, ...]) -> tuple[np.ndarray, 
 
 class DataQualityApplication:
     NAME = NAME
+
+    def prepare(self, endpoint: dict[str, Any]) -> None:
+        """The reference's bounds, built before the endpoint's first window."""
+        context = endpoint_context(NAME, endpoint)
+        _bounds(context.reference_stats, tuple(context.feature_names))
 
     def do_tracking(self, context: MonitoringContext) -> list[Result | Metric]:
         s = context.settings

@@ -20,8 +20,13 @@ from modelmon_daemon.analytics.distances import (
     wasserstein_binned,
 )
 from modelmon_daemon.analytics.stats import pad_hist
-from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
-from modelmon_daemon.applications.histogram_data_drift import status_for, window_histogram_drift
+from modelmon_daemon.applications.base import Metric, MonitoringContext, Result, endpoint_context
+from modelmon_daemon.applications.histogram_data_drift import (
+    histogram_groups,
+    prepare_reference_bins,
+    status_for,
+    window_histogram_drift,
+)
 from modelmon_daemon.applications.reference_cache import REFERENCE_CACHE
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
@@ -97,6 +102,15 @@ def share_status(share: float, potential: float, detected: float) -> ResultStatu
 
 class DriftMetricsApplication:
     NAME = NAME
+
+    def prepare(self, endpoint: dict[str, Any]) -> None:
+        """The reference's bins and its side of the measures, built before the endpoint's
+        first window (a window with every feature present asks for exactly these)."""
+        context = endpoint_context(NAME, endpoint)
+        names, stats = context.feature_names, context.reference_stats
+        prepare_reference_bins(names, stats)
+        for group in histogram_groups(names, stats):
+            _reference_side(stats, tuple(names[j] for j in group))
 
     def do_tracking(self, context: MonitoringContext) -> list[Result | Metric]:
         s = context.settings

@@ -25,7 +25,12 @@ from modelmon_daemon.analytics.stats import (
     padded_edges_matrix,
     reference_probabilities,
 )
-from modelmon_daemon.applications.base import Metric, MonitoringContext, Result
+from modelmon_daemon.applications.base import (
+    Metric,
+    MonitoringContext,
+    Result,
+    endpoint_context,
+)
 from modelmon_daemon.applications.reference_cache import REFERENCE_CACHE
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 
@@ -92,19 +97,31 @@ def _reference_bins(
     return REFERENCE_CACHE.get(feature_stats, ("bins", names), build)
 
 
+def histogram_groups(feature_names: list[str], feature_stats: dict[str, Any]) -> list[list[int]]:
+    """The columns of the features with a reference histogram, grouped by their number of
+    bins: each group is binned in one call (the usual case is one group: every reference
+    has 20 bins)."""
+    groups: dict[int, list[int]] = {}
+    for j, name in enumerate(feature_names):
+        if "hist" in feature_stats.get(name, {}):
+            groups.setdefault(len(feature_stats[name]["hist"][0]), []).append(j)
+    return list(groups.values())
+
+
+def prepare_reference_bins(feature_names: list[str], feature_stats: dict[str, Any]) -> None:
+    """Derive the padded edges, probabilities and bin plans of a reference now, exactly
+    as histogram_drift will ask for them (the same groups, the same cache keys)."""
+    for group in histogram_groups(feature_names, feature_stats):
+        _reference_bins(feature_stats, tuple(feature_names[j] for j in group))
+
+
 def histogram_drift(
     matrix: np.ndarray, feature_names: list[str], feature_stats: dict[str, Any]
 ) -> HistogramDrift | None:
-    """Drift of every feature that has a reference histogram and at least one value.
-
-    Features are binned together, one bincount per group of features with the same number
-    of bins (the usual case is one group: every reference has 20 bins)."""
-    columns = [j for j, n in enumerate(feature_names) if "hist" in feature_stats.get(n, {})]
-    groups: dict[int, list[int]] = {}
-    for j in columns:
-        groups.setdefault(len(feature_stats[feature_names[j]]["hist"][0]), []).append(j)
+    """Drift of every feature that has a reference histogram and at least one value,
+    binned per group of histogram_groups."""
     found: list[tuple[int, np.ndarray, np.ndarray, float, float, float]] = []
-    for group in groups.values():
+    for group in histogram_groups(feature_names, feature_stats):
         names = [feature_names[j] for j in group]
         edges, u, plan = _reference_bins(feature_stats, tuple(names))
         block = matrix if group == list(range(matrix.shape[1])) else matrix[:, group]
@@ -149,6 +166,12 @@ def window_histogram_drift(
 
 class HistogramDataDriftApplication:
     NAME = NAME
+
+    def prepare(self, endpoint: dict[str, Any]) -> None:
+        """What this application derives from the endpoint's reference, built before its
+        first window (see ApplicationActor.prepare)."""
+        context = endpoint_context(NAME, endpoint)
+        prepare_reference_bins(context.feature_names, context.reference_stats)
 
     def do_tracking(self, context: MonitoringContext) -> list[Result | Metric]:
         potential = float(context.settings.get("potential_threshold", 0.5))

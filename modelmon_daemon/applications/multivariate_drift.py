@@ -3,7 +3,10 @@ own variation (see multivariate.py). Needs reference data at registration."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from modelmon_daemon.analytics.multivariate import (
+    ModelArrays,
     model_arrays,
     reconstruction_errors,
     window_z,
@@ -15,8 +18,19 @@ from modelmon_daemon.core.enums import ResultKind, ResultStatus
 NAME = "multivariate-drift"
 
 
+def _arrays(model: dict[str, Any]) -> ModelArrays:
+    """The PCA model's arrays, once per model object (see reference_cache)."""
+    return REFERENCE_CACHE.get(model, "pca", lambda: model_arrays(model))
+
+
 class MultivariateDriftApplication:
     NAME = NAME
+
+    def prepare(self, endpoint: dict[str, Any]) -> None:
+        """The PCA model's arrays, built before the endpoint's first window."""
+        model = endpoint.get("multivariate")
+        if model:
+            _arrays(model)
 
     def do_tracking(self, context: MonitoringContext) -> list[Result | Metric]:
         model = context.endpoint.get("multivariate")
@@ -24,7 +38,7 @@ class MultivariateDriftApplication:
             return []
         columns = model.get("columns")
         features = context.features if columns is None else context.features[:, columns]
-        arrays = REFERENCE_CACHE.get(model, "pca", lambda: model_arrays(model))
+        arrays = _arrays(model)
         errors = reconstruction_errors(features, model, arrays)
         z = window_z(errors, model)
         potential = float(context.settings.get("z_potential", 3.0))

@@ -66,11 +66,13 @@ class ActorDirectory:
             if pending.done():
                 self._routing.pop(uid, None)
 
-    def route_soon(self, uid: str) -> None:
+    def route_soon(self, uid: str, changed: bool = False) -> None:
         """Route `uid` without waiting: registrations queued meanwhile go to the
-        controller in one call (a burst of 10,000 is ten calls, not 10,000). A failure is
-        logged; the first event or the next tick routes the endpoint again."""
-        if uid in self.routes or uid in self._routing:
+        controller in one call (a burst of 10,000 is ten calls, not 10,000), which also
+        hands their records to the application actors. `changed`: an endpoint registered
+        again (its record changed), sent even if routed. A failure is logged; the first
+        event or the next tick routes the endpoint again."""
+        if (uid in self.routes and not changed) or uid in self._routing:
             return
         self._unrouted.add(uid)
         if self._router is None or self._router.done():

@@ -59,10 +59,11 @@ async def register_endpoint(request: web.Request) -> web.Response:
     else:
         await loop.run_in_executor(services.executor, services.store.put_endpoint, spec.to_dict())
     services.specs[spec.uid] = spec
+    # its stream actor is made and its record handed to its application actor in the
+    # background (the first event waits for the route, and a record the application
+    # actor lacks goes with the endpoint's window)
+    services.directory.route_soon(spec.uid, changed=status == 200)
     if status == 201:
-        # its stream actor is made in the background (the first event waits for it, and
-        # the controller routes every registered endpoint on its next tick anyway)
-        services.directory.route_soon(spec.uid)
         record = (await _records(services, [spec.uid], with_live=False))[0]
     else:
         record = (await _records(services, [spec.uid]))[0]

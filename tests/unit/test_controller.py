@@ -374,3 +374,54 @@ async def test_an_endpoint_deleted_while_its_record_is_fetched_fails_no_other_wi
             if r["name"] == "general_drift"
         ]
         assert len(drift) == (1 if uid == gone else 2), uid
+
+
+async def test_records_reach_the_application_actors_before_their_windows(env, monkeypatch):
+    """Registered endpoints' records are handed to their application actors between
+    ticks, reference arrays derived there; the tick of their first windows then sends
+    no record and derives nothing. A registration again with a new reference is handed
+    over again."""
+    from modelmon_daemon.applications.reference_cache import REFERENCE_CACHE
+
+    controller, runtime, store = env
+    uids = [f"ep{i}" for i in range(6)]
+    for uid in uids:
+        store.put_endpoint(make_spec(uid).to_dict())
+    routed = await controller.route_many(uids)
+    assert sorted(routed) == uids
+    await controller._deliverer
+    assert controller.records_delivered == len(uids)
+    for app in runtime.application_actors():
+        mine = sorted(u for u in uids if controller._app_of(u) == app._target.index)
+        assert sorted(app._target.spec_cache) == mine
+    rng = np.random.default_rng(4)
+    for uid in uids:
+        ts = np.concatenate([np.linspace(0, 59, 30), [70.0]])
+        await log_and_forward(
+            controller, runtime, store, uid, make_batch(ts, rng.normal(size=(31, 2))), 1000.0
+        )
+    seen_specs = []
+    for app in runtime.application_actors():
+        original = app._target.run_many
+
+        def spy(batches, jobs, specs, _original=original):
+            seen_specs.append(dict(specs))
+            return _original(batches, jobs, specs)
+
+        monkeypatch.setattr(app._target, "run_many", spy)
+    derived = len(REFERENCE_CACHE)
+    report = await controller.update(now=1000.0)
+    assert report["windows"] == len(uids)
+    assert seen_specs and all(not s for s in seen_specs)
+    assert len(REFERENCE_CACHE) == derived  # derived when delivered, not in the tick
+    # ep0 registered again with another reference: its new record is handed over again
+    store.put_endpoint(make_spec("ep0", seed=9).to_dict())
+    await controller.route_many(["ep0"])
+    await controller._deliverer
+    assert controller.records_delivered == len(uids) + 1
+    (owner,) = [a._target for a in runtime.application_actors() if "ep0" in a._target.spec_cache]
+    stats = owner.spec_cache["ep0"][1]["feature_stats"]
+    assert stats == make_spec("ep0", seed=9).to_dict()["feature_stats"]
+    await controller.route_many(uids)  # nothing changed: nothing read out, nothing sent
+    await controller._deliverer
+    assert controller.records_delivered == len(uids) + 1
