@@ -3,6 +3,7 @@ name. Everything else talks to actors through the handles this returns."""
 
 from __future__ import annotations
 
+import os
 import zlib
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ from modelmon_daemon.actors.stream import StreamActor
 from modelmon_daemon.actors.writer import WriterActor
 from modelmon_daemon.config import Settings
 from modelmon_daemon.core import gc_policy
+from modelmon_daemon.core.huge_pages import ingest_runtime_env
 
 NAMESPACE = "modelmon"
 CONTROLLER = "controller"
@@ -112,6 +114,12 @@ class RayRuntime:
         self.settings_dict = settings
         self.settings = Settings.from_dict(settings)
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        # stream actors and ingestion servers get the daemon's huge pages back; the
+        # tick's actors start without them, as Ray's processes (see core/huge_pages.py)
+        self.ingest_env = ingest_runtime_env(os.environ)
+
+    def _ingest_opts(self, opts: dict[str, Any]) -> dict[str, Any]:
+        return {**opts, "runtime_env": self.ingest_env} if self.ingest_env else opts
 
     def _opts(self, name: str, pinned: bool = True, node: str | None = None) -> dict[str, Any]:
         opts: dict[str, Any] = {
@@ -146,7 +154,7 @@ class RayRuntime:
             slot = zlib.crc32(name.encode()) if index is None else index
             node = nodes[slot % len(nodes)]
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
-        return RemoteStream.options(**opts).remote(name, self.settings_dict)
+        return RemoteStream.options(**self._ingest_opts(opts)).remote(name, self.settings_dict)
 
     def writer(self) -> Any:
         return RemoteWriter.options(**self._opts(WRITER)).remote(self.settings_dict)
@@ -169,7 +177,7 @@ class RayRuntime:
 
     def node_ingestion(self, node_id: str, token: str, build_app: AppFactory) -> Any:
         """The ingestion server of `node_id`, held there (it serves that node's address)."""
-        opts = self._opts(ingestion_name(node_id), pinned=False, node=node_id)
+        opts = self._ingest_opts(self._opts(ingestion_name(node_id), pinned=False, node=node_id))
         return RemoteNodeIngestion.options(**opts).remote(self.settings_dict, token, build_app)
 
 

@@ -40,12 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fleet import cpu_seconds, cpu_used, py_spy_record  # noqa: E402
 
-from modelmon_daemon.cli.huge_pages import (  # noqa: E402
+from modelmon_daemon.config import load_settings  # noqa: E402
+from modelmon_daemon.core.huge_pages import (  # noqa: E402
     glibc_version,
     thp_mode,
     tunables_with_huge_pages,
 )
-from modelmon_daemon.config import load_settings  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 BREAKDOWN = bool(os.environ.get("BENCH_INGEST_BREAKDOWN"))  # CPU per request by process

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modelmon_daemon.cli.huge_pages import restart_with_huge_pages
 from modelmon_daemon.cli.progress import terminal_progress
 from modelmon_daemon.client import DEFAULT_URL, Client, ClientError, DaemonUnreachable
 from modelmon_daemon.config import ConfigError, Settings, load_settings
+from modelmon_daemon.core.huge_pages import restart_with_huge_pages
 from modelmon_daemon.server.daemon import (
     StartupError,
     check_can_start,

@@ -238,39 +238,88 @@ def _environ(pid: int) -> dict[str, str]:
     return dict(item.decode(errors="replace").partition("=")[::2] for item in raw if item)
 
 
-def _session_pids(sid: int) -> list[int]:
-    pids = []
+def _descendants(root: int) -> list[int]:
+    """Every process started from `root`, at any depth (Ray's workers among them, in
+    sessions of their own)."""
+    children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                if os.getsid(int(name)) == sid:
-                    pids.append(int(name))
+                stat = Path(f"/proc/{name}/stat").read_text()
             except OSError:
                 continue
-    return pids
+            children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
-def test_huge_pages_reach_the_daemon_and_its_ray_processes_unless_turned_off(daemon, short_tmp):
-    from modelmon_daemon.cli.huge_pages import (
+def _live(root: int) -> list[int]:
+    """The descendants of `root` whose command line can still be read."""
+    found = []
+    for pid in _descendants(root):
+        try:
+            _cmdline(pid)
+        except OSError:
+            continue
+        found.append(pid)
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+
+
+def test_huge_pages_reach_the_daemon_and_its_ingestion_actors_unless_turned_off(daemon, short_tmp):
+    """The daemon's own process and its stream actors start with the tunable; Ray's other
+    processes, the writer and the application actors among them, start without it."""
+    from modelmon_daemon.core.huge_pages import (
         glibc_version,
         thp_mode,
         tunables_with_huge_pages,
+        tunables_without_huge_pages,
     )
 
     expected = tunables_with_huge_pages(os.environ, glibc_version(), thp_mode())
     own = os.environ.get("GLIBC_TUNABLES")
+    without = tunables_without_huge_pages(expected) if expected else own
     # the shared daemon runs with the default (on): same pid, the tunable in its environment
     assert daemon.proc is not None
     info = json.loads((daemon.data_dir / "daemon.json").read_text())
     assert info["pid"] == daemon.proc.pid
-    pids = _session_pids(daemon.proc.pid)
+    assert _environ(daemon.proc.pid).get("GLIBC_TUNABLES") == (expected or own)
+    # a stream actor to look at: an endpoint's first event makes one
+    status, _ = daemon.post(
+        "/v1/events",
+        {
+            "model_endpoint_uid": "huge-pages",
+            "model_endpoint_name": "huge-pages",
+            "inputs": {"a": [1.0, 2.0]},
+            "outputs": [0, 1],
+        },
+    )
+    assert status == 202
+    deadline = time.time() + 30  # the endpoint's stream actor starts in the background
+    while not any(_cmdline(p).startswith("ray::StreamActor") for p in _live(daemon.proc.pid)):
+        assert time.time() < deadline, "no stream actor started"
+        time.sleep(0.2)
+    pids = _descendants(daemon.proc.pid)
     assert len(pids) > 3  # the daemon, its raylet, GCS and workers
+    kinds: set[str] = set()
     for pid in pids:
+        if pid == daemon.proc.pid:
+            continue
         try:
-            env = _environ(pid)
+            env, name = _environ(pid), _cmdline(pid)
         except OSError:
             continue
-        assert env.get("GLIBC_TUNABLES") == (expected or own), pid
+        ingestion = name.startswith("ray::stream:") or name.startswith("ray::StreamActor")
+        assert env.get("GLIBC_TUNABLES") == (expected or own if ingestion else without), name
+        kinds.add("StreamActor" if ingestion else name.removeprefix("ray::").split(".")[0])
+    assert {"WriterActor", "ApplicationActor", "ControllerActor", "StreamActor"} <= kinds, kinds
     off = Daemon(short_tmp / "no-huge-pages", free_port(), ["--set", "daemon.huge_pages=false"])
     try:
         off.start()

@@ -6,11 +6,14 @@ import os
 import subprocess
 import sys
 
-from modelmon_daemon.cli.huge_pages import (
+from modelmon_daemon.core.huge_pages import (
     RESTARTED,
     glibc_version,
+    hand_down_without_huge_pages,
+    ingest_runtime_env,
     thp_mode,
     tunables_with_huge_pages,
+    tunables_without_huge_pages,
 )
 
 GLIBC = (2, 36)
@@ -62,10 +65,11 @@ def test_restart_replaces_the_process_once_with_the_same_command():
     (orig_argv kept) under the same pid, and does not restart again."""
     code = (
         "import os, sys\n"
-        "from modelmon_daemon.cli.huge_pages import restart_with_huge_pages\n"
+        "from modelmon_daemon.core.huge_pages import restart_with_huge_pages\n"
         "print('run', os.getpid(), sys.flags.dont_write_bytecode, flush=True)\n"
         "restart_with_huge_pages()\n"
-        "print('tunables', os.environ.get('GLIBC_TUNABLES'), flush=True)\n"
+        "print('tunables', os.environ.get('GLIBC_TUNABLES'),"
+        " os.environ.get('MODELMON_INGEST_GLIBC_TUNABLES'), flush=True)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", RESTARTED)}
     out = subprocess.run(
@@ -78,4 +82,40 @@ def test_restart_replaces_the_process_once_with_the_same_command():
     assert len(runs) == (2 if expected else 1)
     assert len({line.split()[1] for line in runs}) == 1  # same pid
     assert all(line.endswith(" 1") for line in runs)  # -B kept
-    assert lines[-1] == f"tunables {expected}"
+    # the restarted process keeps the tunable for its own heap (glibc read it at exec)
+    # and hands its children the tunables without it, keeping them for the ingestion
+    # actors
+    if expected:
+        assert lines[-1] == f"tunables {tunables_without_huge_pages(expected)} {expected}"
+    else:
+        assert lines[-1] == "tunables None None"
+
+
+def test_without_huge_pages_keeps_every_other_tunable():
+    assert tunables_without_huge_pages("glibc.malloc.hugetlb=1") == "glibc.malloc.hugetlb=0"
+    assert (
+        tunables_without_huge_pages("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1")
+        == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0"
+    )
+    assert tunables_without_huge_pages("") == "glibc.malloc.hugetlb=0"
+
+
+def test_the_restarted_daemon_hands_its_children_no_huge_pages_and_its_ingestion_actors_some():
+    value = "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    env = {"GLIBC_TUNABLES": value, RESTARTED: "1"}
+    hand_down_without_huge_pages(env)
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0"
+    assert ingest_runtime_env(env) == {"env_vars": {"GLIBC_TUNABLES": value}}
+
+
+def test_without_the_restart_every_process_keeps_what_it_has():
+    for env in (
+        {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},  # the user's own choice
+        {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0", RESTARTED: "1"},
+        {RESTARTED: "1"},
+        {},
+    ):
+        before = dict(env)
+        hand_down_without_huge_pages(env)
+        assert env == before
+        assert ingest_runtime_env(env) is None
