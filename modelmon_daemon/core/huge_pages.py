@@ -11,10 +11,11 @@ replaces itself (same pid) before doing anything else; Ray's processes, started 
 the daemon, inherit it.
 
 Only the ingestion path keeps them: the daemon's own process and the stream actors (and
-ingestion servers). The tick's actors (writer, application actors, controller) grow by
-a gigabyte or more in their first tick of a fleet, and faulting that in as huge pages
+ingestion servers). The tick's actors (writer, application actors, controller) grow to
+a tick's size in their first tick of a fleet, and faulting that in as huge pages
 (zeroed 2 MiB at a time, compacted on demand) cost the first tick of 1000 endpoints
-~1.5 s more CPU than the next ticks, where without huge pages it costs what they do.
+~1.5 s more CPU than the next ticks; with no process on huge pages, the first tick cost
+what the next one did.
 So the restarted daemon hands its children (Ray's processes, which its actors' workers
 come from) the tunables without huge pages, and the ingestion actors ask for them back
 as their Ray runtime_env (`ingest_runtime_env`). The first actors Ray starts take the
