@@ -274,6 +274,9 @@ class WriterActor:
         self.store.add_pending(sorted(f.path for f in files))
         try:
             list(self.io.map(self.parquet.write_events, files))
+            # flushed here, while the application actors compute, so the commit's flush
+            # (before its LMDB transaction) is left with the results file
+            self.parquet.sync()
         except BaseException:
             self._delete_files([f.path for f in files])
             raise
