@@ -161,8 +161,9 @@ class WindowsTable(LogTable, AlertsTable, LabelsTable):
             state["late_events"] += meta.rows
         else:
             state["closed_through"] = meta.end
+            end = pack(meta.end)
             for app in c.applications:
-                txn.put(compound_key(uid, app), pack(meta.end), db=self.db["last_analyzed"])
+                txn.put(compound_key(uid, app), end, db=self.db["last_analyzed"])
         if meta.first_event is not None and (
             state["first_request"] is None or meta.first_event < state["first_request"]
         ):
@@ -177,10 +178,11 @@ class WindowsTable(LogTable, AlertsTable, LabelsTable):
         txn.put(uid.encode(), pack(state), db=self.db["state"])
         if states is not None:
             states[uid] = state
+        prefix = compound_key(uid, "")  # == compound_key(uid, full) without `full`
         for result in c.results:
             full = f"{c.project}.{result['application']}.{result['type']}.{result['name']}"
             txn.put(
-                compound_key(uid, full), pack({**result, "full_name": full}), db=self.db["latest"]
+                prefix + full.encode(), pack({**result, "full_name": full}), db=self.db["latest"]
             )
         for failure in c.failures:
             key = compound_key(uid, f"{meta.end:020.3f}", failure["application"])
