@@ -496,7 +496,7 @@ class WriterActor:
         ]
         try:
             list(self.io.map(lambda write: write(), writes))
-            if writes or written:
+            if writes:  # staged files were flushed when they were written (stage_events)
                 self.parquet.sync()  # the files are durable before the log forgets their rows
             flags = self.store.commit_many(commits, moves, self._notifications)
         except BaseException:
