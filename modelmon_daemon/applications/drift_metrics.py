@@ -22,7 +22,6 @@ from modelmon_daemon.analytics.distances import (
 from modelmon_daemon.analytics.stats import pad_hist
 from modelmon_daemon.applications.base import Metric, MonitoringContext, Result, endpoint_context
 from modelmon_daemon.applications.histogram_data_drift import (
-    histogram_groups,
     prepare_reference_bins,
     status_for,
     window_histogram_drift,
@@ -108,9 +107,8 @@ class DriftMetricsApplication:
         first window (a window with every feature present asks for exactly these)."""
         context = endpoint_context(NAME, endpoint)
         names, stats = context.feature_names, context.reference_stats
-        prepare_reference_bins(names, stats)
-        for group in histogram_groups(names, stats):
-            _reference_side(stats, tuple(names[j] for j in group))
+        for group in prepare_reference_bins(names, stats):
+            _reference_side(stats, group)
 
     def do_tracking(self, context: MonitoringContext) -> list[Result | Metric]:
         s = context.settings

@@ -108,11 +108,18 @@ def histogram_groups(feature_names: list[str], feature_stats: dict[str, Any]) ->
     return list(groups.values())
 
 
-def prepare_reference_bins(feature_names: list[str], feature_stats: dict[str, Any]) -> None:
+def prepare_reference_bins(
+    feature_names: list[str], feature_stats: dict[str, Any]
+) -> list[tuple[str, ...]]:
     """Derive the padded edges, probabilities and bin plans of a reference now, exactly
-    as histogram_drift will ask for them (the same groups, the same cache keys)."""
-    for group in histogram_groups(feature_names, feature_stats):
-        _reference_bins(feature_stats, tuple(feature_names[j] for j in group))
+    as histogram_drift will ask for them (the same groups, the same cache keys); returns
+    the groups' feature names, for other measures prepared on the same groups."""
+    groups = [
+        tuple(feature_names[j] for j in g) for g in histogram_groups(feature_names, feature_stats)
+    ]
+    for names in groups:
+        _reference_bins(feature_stats, names)
+    return groups
 
 
 def histogram_drift(

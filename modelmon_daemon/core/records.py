@@ -418,6 +418,12 @@ class EndpointSpec:
         return cls(**known)
 
 
+def result_full_name(project: str, result: dict[str, Any]) -> str:
+    """`{project}.{application}.{result|metric}.{name}` of a result as committed (its
+    dict): the key of its latest value in LMDB and the `full_name` column in Parquet."""
+    return f"{project}.{result['application']}.{result['type']}.{result['name']}"
+
+
 @dataclass
 class ResultRecord:
     """One value an application produced for one window: a result (with kind and

@@ -39,6 +39,7 @@ from modelmon_daemon.core.records import (
     RequestIds,
     ResultRecord,
     WindowMeta,
+    result_full_name,
 )
 
 log = logging.getLogger(__name__)
@@ -228,10 +229,7 @@ def results_table(
             "extra": [_extra_json(r["extra"]) for r in rows],
             "sample_size": [r["sample_size"] for r in rows],
             "project": projects,
-            "full_name": [
-                f"{p}.{r['application']}.{r['type']}.{r['name']}"
-                for p, r in zip(projects, rows, strict=True)
-            ],
+            "full_name": [result_full_name(p, r) for p, r in zip(projects, rows, strict=True)],
         },
         schema=RESULT_SCHEMA,
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelmon_daemon.alerts.model import AlertEvent
-from modelmon_daemon.core.records import WindowMeta, pack, unpack
+from modelmon_daemon.core.records import WindowMeta, pack, result_full_name, unpack
 from modelmon_daemon.storage.lmdb.alerts import AlertsTable, Notifier
 from modelmon_daemon.storage.lmdb.environment import compound_key, growing
 from modelmon_daemon.storage.lmdb.labels import LabelsTable, PerformanceUpdate
@@ -180,7 +180,7 @@ class WindowsTable(LogTable, AlertsTable, LabelsTable):
             states[uid] = state
         prefix = compound_key(uid, "")  # == compound_key(uid, full) without `full`
         for result in c.results:
-            full = f"{c.project}.{result['application']}.{result['type']}.{result['name']}"
+            full = result_full_name(c.project, result)
             txn.put(
                 prefix + full.encode(), pack({**result, "full_name": full}), db=self.db["latest"]
             )
