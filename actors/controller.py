@@ -154,6 +154,7 @@ class ControllerActor:
         self.last_report = TickReport()
         self.tick_errors = 0
         self.staged_ticks = 0  # numbers each tick's staged events files (see WriterActor)
+        self.maintenance_at = 0.0  # when to ask the writer for storage maintenance next
         self.paused_until = 0.0
         self._sent: dict[int, dict[str, str]] = {}  # app actor -> uid -> spec version sent
         self._undelivered: set[str] = set()  # endpoints whose record may be new to its actor
@@ -339,6 +340,7 @@ class ControllerActor:
                     self.tick_errors += 1
                     report.failures.append(f"tick: {exc!r}"[:500])
                     log.warning("tick failed (retried next tick): %r", exc, exc_info=True)
+            self._maintain_when_due()
             report.finished = time.time()
             self.ticks += 1
             self.last_report = report
@@ -347,6 +349,18 @@ class ControllerActor:
             self.ray_late.inc(report.late_batches)
             self.ray_endpoints.set(len(self.routes))
             return report.__dict__
+
+    def _maintain_when_due(self) -> None:
+        """Storage maintenance (storage.retention, compaction of past days) is asked for
+        after a tick's acknowledgements, not done inside its commit: compacting up to
+        storage.maintenance_batch partitions then never holds a tick's windows back, and
+        an idle daemon still expires old data. Not awaited: the writer runs it before the
+        next tick's calls (its calls run one at a time) and never raises from it."""
+        now = time.time()
+        if now < self.maintenance_at:
+            return
+        self.maintenance_at = now + self.settings.storage.maintenance_interval
+        self.writer.maintain_when_due.remote()
 
     async def _collect(self, name: str, handle: Any, now: float, report: TickReport) -> Any:
         for attempt in range(3):

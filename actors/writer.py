@@ -406,8 +406,6 @@ class WriterActor:
         self._drop_staged()  # not used by a round (no window of the tick was left)
         if not rounds and advances:
             self.store.commit_many([], self._advances(advances, specs, applications))
-        if time.time() - self.last_maintenance >= self.settings.storage.maintenance_interval:
-            self.maintain()
         return status, summaries
 
     def _spec(self, uid: str) -> dict[str, Any] | None:
@@ -439,6 +437,13 @@ class WriterActor:
             len(spec["feature_names"]),
             len(spec.get("label_names") or []),
         )
+
+    def maintain_when_due(self) -> dict[str, int] | None:
+        """maintain(), once storage.maintenance_interval has passed since its last run
+        (the controller asks after each tick's acknowledgements, never inside a commit)."""
+        if time.time() - self.last_maintenance < self.settings.storage.maintenance_interval:
+            return None
+        return self.maintain()
 
     def maintain(self, now: float | None = None) -> dict[str, int]:
         """storage.retention and compaction of past days' partitions (at most

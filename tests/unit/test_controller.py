@@ -178,6 +178,29 @@ async def test_windows_whose_stream_actor_died_in_the_tick_are_analyzed_after_it
     assert store.get_state("ep1")["events"] == 60 and store.wal_size() == 1
 
 
+async def test_storage_maintenance_is_asked_after_the_tick_once_per_interval(tmp_path, monkeypatch):
+    controller, runtime, store = build_env(tmp_path)
+    writer = runtime._writer._target
+    writer.settings.storage.retention = 86400.0  # 1970's partitions are far past it
+    store.put_endpoint(make_spec("ep1").to_dict())
+    ts = np.concatenate([np.linspace(0, 59, 30), np.linspace(60, 119, 30), [125.0]])
+    batch = make_batch(ts, np.random.default_rng(5).normal(size=(61, 2)))
+    await log_and_forward(controller, runtime, store, "ep1", batch, arrival=1000.0)
+    calls = Calls(monkeypatch)
+    report = await controller.update(now=1000.0)
+    assert report["windows"] == 2 and store.get_state("ep1")["closed_through"] == 120.0
+    # asked once, after the commit and the acknowledgements, not inside the commit: the
+    # tick's files were written, then expired by the maintenance that followed
+    assert calls.names.index("maintain_when_due") > calls.names.index("ack_many")
+    assert writer.parquet.read_results("ep1") == []
+    assert not list((tmp_path / "events").rglob("*.parquet"))
+    await controller.update(now=1001.0)
+    assert calls.count("maintain_when_due") == 1  # not again within the interval
+    controller.maintenance_at = writer.last_maintenance = 0.0  # as if the interval passed
+    await controller.update(now=1002.0)  # an idle tick (no window closes) asks as well
+    assert calls.count("maintain_when_due") == 2 and writer.last_maintenance > 0
+
+
 class Calls:
     """Counts the remote calls made through the fake handles (by method name)."""
 
