@@ -360,7 +360,10 @@ class ControllerActor:
         if now < self.maintenance_at:
             return
         self.maintenance_at = now + self.settings.storage.maintenance_interval
-        self.writer.maintain_when_due.remote()
+        try:
+            self.writer.maintain_when_due.remote()
+        except Exception as exc:  # the writer restarting: asked again next interval
+            log.warning("storage maintenance not asked for: %r", exc)
 
     async def _collect(self, name: str, handle: Any, now: float, report: TickReport) -> Any:
         for attempt in range(3):

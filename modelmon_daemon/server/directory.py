@@ -25,7 +25,7 @@ FORWARD_LINGER = 0.005  # seconds logged records wait to share a stream actor's 
 # measured 0.95-1.27 ms here): 50/s -> 20/s took the stream actor's CPU per single-event
 # post from 16-31 us to 10-16 us, per fleet-row batch from 464 to 415 us (A/B, same hour)
 FORWARD_CALLS_PER_S = 20.0
-# ... but no record waits longer than this for its hand-off (past 25 busy actors the
+# ... but no record waits longer than this for its hand-off (past 10 busy actors the
 # budget gives way): stream actors' live figures stay fresh, windows close on time
 FORWARD_LINGER_MAX = 0.5
 
