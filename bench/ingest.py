@@ -6,7 +6,9 @@ Rows (each posted by an aiohttp client with 32 connections for a few seconds):
 - 1000-event MLRun-format JSON list per POST vs a server that only decodes the JSON
   (target >= 150k events/s);
 - 1000 endpoints x one 1000-row native batch each, vs the single-endpoint batch rate.
-Every daemon 202 means the events are durable in the LMDB log. For each daemon row the
+Every daemon 202 means the events are durable in the LMDB log; each row also prints the
+latency of the answers (p50, p99: from a request's send to its whole answer), the
+daemon's beside the baseline's. For each daemon row the
 CPU time of the daemon's processes (its own and Ray's) per request is printed too: a
 figure that depends less on the shared machine's speed than the rates do
 (BENCH_INGEST_BREAKDOWN=1: by process, " system" being the kernel's part of them all).
@@ -30,6 +32,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 import msgpack
@@ -97,15 +100,22 @@ async def wait_up(url: str, wait_s: float = 120, ok: tuple[int, ...] = (200, 404
     raise RuntimeError(f"{url} did not come up")
 
 
+class LoadResult(NamedTuple):
+    rate: float  # requests a second
+    failures: int  # answers other than 202
+    p50_ms: float  # a request's time from its send to its whole answer
+    p99_ms: float
+
+
 async def load(
     url: str | list[str],
     body: bytes,
     seconds: float,
     token: str = "",
     content_type: str = "application/json",
-) -> tuple[float, int]:
+) -> LoadResult:
     """Requests/s with CONNECTIONS concurrent posters (cycling through `url` when it is a
-    list); returns (rate, failures)."""
+    list), and the latency of their answers (for the daemon: of a durable 202)."""
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
     done = failures = 0
     stop = time.perf_counter() + seconds
@@ -114,6 +124,7 @@ async def load(
         headers["Authorization"] = f"Bearer {token}"  # the baseline servers ignore it
     urls = [url] if isinstance(url, str) else url
     turn = 0
+    latencies: list[float] = []
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def worker() -> None:
@@ -121,8 +132,10 @@ async def load(
             while time.perf_counter() < stop:
                 target = urls[turn % len(urls)]
                 turn += 1
+                sent = time.perf_counter()
                 async with session.post(target, data=body, headers=headers) as resp:
                     await resp.read()
+                    latencies.append(time.perf_counter() - sent)
                     if resp.status == 202:
                         done += 1
                     else:
@@ -131,7 +144,8 @@ async def load(
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
         elapsed = time.perf_counter() - t0
-    return done / elapsed, failures
+    p50, p99 = np.percentile(latencies, [50, 99]) * 1e3 if latencies else (math.nan, math.nan)
+    return LoadResult(done / elapsed, failures, float(p50), float(p99))
 
 
 def payloads() -> dict[str, tuple[bytes, int, str]]:
@@ -179,16 +193,16 @@ async def measure(
 ) -> None:
     async def ours(
         url: str | list[str], body: bytes, token: str, content_type: str = "application/json"
-    ) -> tuple[float, int, float]:
-        """The daemon's rate, failures and CPU microseconds per request."""
+    ) -> tuple[LoadResult, float]:
+        """The daemon's load result and CPU microseconds per request."""
         rows_run.append(url)
         spy = start_profile(daemon_pid, len(rows_run), url, content_type) if PROFILE else None
         before, t0 = cpu_seconds(daemon_pid), time.perf_counter()
-        rate, failed = await load(url, body, SECONDS, token, content_type)
+        result = await load(url, body, SECONDS, token, content_type)
         after, elapsed = cpu_seconds(daemon_pid), time.perf_counter() - t0
         if spy is not None:
             print(await asyncio.to_thread(stop_profile, *spy))
-        requests = max(1.0, rate * elapsed)
+        requests = max(1.0, result.rate * elapsed)
         used = cpu_used(before, after)
         if BREAKDOWN:
             print(
@@ -199,7 +213,7 @@ async def measure(
                     if 1e6 * v / requests >= 5
                 ),
             )
-        return rate, failed, 1e6 * sum(v for k, v in used.items() if k != " system") / requests
+        return result, 1e6 * sum(v for k, v in used.items() if k != " system") / requests
 
     rows_run: list[str | list[str]] = []
     for port in ports.values():
@@ -229,33 +243,25 @@ async def measure(
     )
     rows = payloads()
     body, _, path = rows["single MLRun event"]
-    base, _ = await load(f"http://127.0.0.1:{ports['noop']}{path}", body, SECONDS)
-    rate, failed, cpu = await ours(daemon_url + path, body, token)
-    report("single MLRun event per POST", rate, 1, base, "no-op aiohttp server", failed, cpu)
+    base = await load(f"http://127.0.0.1:{ports['noop']}{path}", body, SECONDS)
+    mine, cpu = await ours(daemon_url + path, body, token)
+    report("single MLRun event per POST", mine, 1, base, "no-op aiohttp server", cpu)
     body, events, path = rows["1000-event native msgpack batch"]
     msgpack_type = "application/msgpack"
-    base, _ = await load(
+    base = await load(
         f"http://127.0.0.1:{ports['decode']}{path}", body, SECONDS, content_type=msgpack_type
     )
-    single, failed, cpu = await ours(daemon_url + path, body, token, msgpack_type)
-    report(
-        "1000-event native msgpack batch", single, events, base, "msgpack decode-only", failed, cpu
-    )
+    single, cpu = await ours(daemon_url + path, body, token, msgpack_type)
+    report("1000-event native msgpack batch", single, events, base, "msgpack decode-only", cpu)
     body, events, path = rows["1000-event MLRun list"]
-    base, _ = await load(f"http://127.0.0.1:{ports['json']}{path}", body, SECONDS)
-    rate, failed, cpu = await ours(daemon_url + path, body, token)
-    report("1000-event MLRun JSON list", rate, events, base, "JSON decode-only", failed, cpu)
+    base = await load(f"http://127.0.0.1:{ports['json']}{path}", body, SECONDS)
+    mine, cpu = await ours(daemon_url + path, body, token)
+    report("1000-event MLRun JSON list", mine, events, base, "JSON decode-only", cpu)
     body, events, _ = rows["1000-event native msgpack batch"]
     urls = [f"{daemon_url}/v1/endpoints/fleet{i}/events" for i in range(FLEET)]
-    rate, failed, cpu = await ours(urls, body, token, msgpack_type)
+    mine, cpu = await ours(urls, body, token, msgpack_type)
     report(
-        f"{FLEET} endpoints x 1000-row batch",
-        rate,
-        events,
-        single,
-        "single-endpoint batch",
-        failed,
-        cpu,
+        f"{FLEET} endpoints x 1000-row batch", mine, events, single, "single-endpoint batch", cpu
     )
 
 
@@ -308,22 +314,28 @@ def stop_profile(proc: subprocess.Popen[bytes], out: Path, top: int = 10) -> str
 
 def report(
     name: str,
-    rate: float,
+    mine: LoadResult,
     events: int,
-    base: float | None,
+    base: LoadResult,
     baseline: str,
-    failed: int,
     cpu_us: float | None = None,
 ) -> None:
-    note = f"   ({failed} non-202)" if failed else ""
+    """The row, then the latency of the daemon's answers beside the baseline's."""
+    note = f"   ({mine.failures} non-202)" if mine.failures else ""
     against = (
-        f"{baseline} {base * events:10.0f} events/s   ratio {rate / base:5.2f}x"
-        if base
+        f"{baseline} {base.rate * events:10.0f} events/s   ratio {mine.rate / base.rate:5.2f}x"
+        if base.rate
         else baseline
     )
     cost = f"   daemon CPU {cpu_us:7.0f} us/request" if cpu_us is not None else ""
     print(
-        f"  {name:<34} {rate * events:10.0f} events/s ({rate:7.0f} req/s)   {against}{cost}{note}"
+        f"  {name:<34} {mine.rate * events:10.0f} events/s ({mine.rate:7.0f} req/s)   "
+        f"{against}{cost}{note}"
+    )
+    print(
+        f"    latency (send to whole answer, {CONNECTIONS} connections): daemon p50 "
+        f"{mine.p50_ms:.1f} ms, p99 {mine.p99_ms:.1f} ms; {baseline} p50 {base.p50_ms:.1f} ms, "
+        f"p99 {base.p99_ms:.1f} ms"
     )
 
 
