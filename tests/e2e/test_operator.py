@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 
 from modelmon_daemon import Client
+from modelmon_daemon.core.times import iso
+from tests.e2e.conftest import Daemon, free_port
 
 pytestmark = pytest.mark.e2e
 P = 30.0
@@ -74,3 +76,64 @@ def test_python_client_report_and_queries(daemon, tmp_path):
     assert shown.returncode == 0 and '"uid": "client-ep"' in shown.stdout
     listing = daemon.cli("endpoints", "--json")
     assert any(e["uid"] == "client-ep" for e in __import__("json").loads(listing.stdout))
+
+
+def test_retention_expires_past_days_at_maintenance_and_keeps_recent_ones(short_tmp):
+    """storage.retention as an operator runs it: back-filled history older than the
+    retention is analyzed and stored like any other, and its day's Parquet partitions go
+    at the next storage maintenance, which the controller asks for after a tick (here the
+    first tick of a restarted daemon: an idle one); a recent day's files stay."""
+    settings = ["--set", "storage.retention=1d", "--set", "storage.maintenance_interval=1h"]
+    daemon = Daemon(short_tmp / "retention", free_port(), settings).start()
+    recent = (math.floor(time.time() / P) - 3) * P
+    old = recent - 3 * 86400.0
+    try:
+        status, record = daemon.post(
+            "/v1/endpoints",
+            {
+                "uid": "kept-1",
+                "project": "ops",
+                "name": "kept",
+                "feature_names": ["x"],
+                "reference": {"rows": [[float(v)] for v in range(40)]},
+            },
+        )
+        assert status == 201, record
+        for start, tag in ((old, "old"), (recent, "new")):
+            status, body = daemon.post(
+                "/v1/endpoints/kept-1/events",
+                {
+                    "inputs": [[1.0], [2.0]],
+                    "timestamps": [start + 1, start + 2],
+                    "request_ids": [f"{tag}-0", f"{tag}-1"],
+                },
+            )
+            assert (status, body) == (202, {"accepted": 2})
+
+        def analyzed():
+            _, record = daemon.get("/v1/endpoints/kept-1")
+            # the frontier, past the recent window (a quiet endpoint's moves on over empty ones)
+            frontier = record["last_analyzed"].get("histogram-data-drift") or ""
+            return frontier >= str(iso(recent + P))
+
+        daemon.wait_for(analyzed)
+        assert daemon.get("/v1/endpoints/kept-1")[1]["events_total"] == 4
+    finally:
+        daemon.stop()
+    old_day = f"date={time.strftime('%Y-%m-%d', time.gmtime(old))}"
+    new_day = f"date={time.strftime('%Y-%m-%d', time.gmtime(recent))}"
+
+    def files(top, day):
+        return list((daemon.data_dir / top / day).rglob("*.parquet"))
+
+    # maintenance ran at the first tick, before these windows, and is not due for an hour
+    assert files("events", old_day) and files("results", old_day)
+    daemon.start()  # a restarted daemon asks at its first tick, though it has no window
+    try:
+        daemon.wait_for(lambda: not (daemon.data_dir / "events" / old_day).exists())
+        assert not (daemon.data_dir / "results" / old_day).exists()
+        assert files("events", new_day) and files("results", new_day)
+        _, results = daemon.get("/v1/endpoints/kept-1/results?name=general_drift")
+        assert [r["start"] for r in results["results"]] == [iso(recent)]
+    finally:
+        daemon.stop()
