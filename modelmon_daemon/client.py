@@ -23,9 +23,19 @@ import httpx
 import msgpack
 
 from modelmon_daemon.core.auth import find_token
+from modelmon_daemon.core.daemon_file import running_daemon_url
 
 DEFAULT_URL = "http://127.0.0.1:8470"
+URL_ENV = "MODELMON_URL"
 RETRY_STATUSES = (429, 503)
+
+
+def daemon_url(explicit: str | None = None, data_dir: str | None = None) -> str:
+    """Where the daemon is: `url`, then $MODELMON_URL, then the daemon running on the
+    data dir (its daemon.json; $MODELMON_DAEMON_DATA_DIR or ./modelmon-data by default),
+    then http://127.0.0.1:8470."""
+    url = explicit or os.environ.get(URL_ENV) or running_daemon_url(data_dir) or DEFAULT_URL
+    return url.rstrip("/")
 
 
 class ClientError(RuntimeError):
@@ -93,7 +103,7 @@ class _Api:
         retries: int = 4,
         max_backoff: float = 10.0,
     ) -> None:
-        self.url = (url or os.environ.get("MODELMON_URL") or DEFAULT_URL).rstrip("/")
+        self.url = daemon_url(url, data_dir)
         self.timeout = timeout
         self.token = find_token(token, data_dir)
         self.retries = retries

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelmon_daemon.server.daemon import read_daemon_file
+from modelmon_daemon.core.daemon_file import read_daemon_file
 
 
 @dataclass

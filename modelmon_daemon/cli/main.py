@@ -13,15 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from modelmon_daemon.cli.progress import terminal_progress
-from modelmon_daemon.client import DEFAULT_URL, Client, ClientError, DaemonUnreachable
+from modelmon_daemon.client import Client, ClientError, DaemonUnreachable, daemon_url
 from modelmon_daemon.config import ConfigError, Settings, load_settings
+from modelmon_daemon.core.daemon_file import live_pid, pid_alive, read_daemon_file
 from modelmon_daemon.core.huge_pages import restart_with_huge_pages
-from modelmon_daemon.server.daemon import (
-    StartupError,
-    check_can_start,
-    pid_alive,
-    read_daemon_file,
-)
+from modelmon_daemon.server.daemon import StartupError, check_can_start
 
 FLAG_KEYS = {
     "data_dir": "daemon.data_dir",
@@ -152,11 +148,10 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     data = _data_dir(args)
-    info = read_daemon_file(data)
-    if not info or not pid_alive(int(info.get("pid", 0))):
+    pid = live_pid(read_daemon_file(data))
+    if pid is None:
         print(f"no daemon running on {data}")
         return 1
-    pid = int(info["pid"])
     os.kill(pid, signal.SIGTERM)
     deadline = time.time() + args.timeout
     while time.time() < deadline and pid_alive(pid):
@@ -169,19 +164,24 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> Client:
-    """The daemon at --url / $MODELMON_URL, with the token from --token, $MODELMON_TOKEN
-    or the data dir's auth_token file."""
+    """The daemon at --url / $MODELMON_URL / the one running on the data dir, with the
+    token from --token, $MODELMON_TOKEN or the data dir's auth_token file."""
     return Client(args.url, token=args.token, data_dir=args.data_dir)
 
 
 def _add_client_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", help="daemon URL (default $MODELMON_URL or http://127.0.0.1:8470)")
+    p.add_argument(
+        "--url",
+        help="daemon URL (default $MODELMON_URL, else the daemon running on the data dir, "
+        "else http://127.0.0.1:8470)",
+    )
     p.add_argument(
         "--token", help="bearer token (default $MODELMON_TOKEN or the data dir's auth_token)"
     )
     p.add_argument(
         "--data-dir",
-        help="where to find auth_token (default $MODELMON_DAEMON_DATA_DIR or ./modelmon-data)",
+        help="where to find the running daemon and auth_token "
+        "(default $MODELMON_DAEMON_DATA_DIR or ./modelmon-data)",
     )
 
 
@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modelmon-daemon: {exc}", file=sys.stderr)
         return 1
     except DaemonUnreachable as exc:  # the daemon is down: one line, no traceback
-        url = getattr(args, "url", None) or os.environ.get("MODELMON_URL") or DEFAULT_URL
+        url = daemon_url(getattr(args, "url", None), getattr(args, "data_dir", None))
         reason = getattr(exc, "reason", None) or exc.strerror or exc
         print(f"modelmon-daemon: cannot reach the daemon at {url}: {reason}", file=sys.stderr)
         return 1

@@ -28,6 +28,7 @@ from aiohttp import web
 from modelmon_daemon.config import Settings, stream_row_budget
 from modelmon_daemon.core import gc_policy
 from modelmon_daemon.core.auth import load_or_create_token
+from modelmon_daemon.core.daemon_file import DAEMON_FILE, http_url, live_pid, read_daemon_file
 from modelmon_daemon.core.durations import format_duration
 from modelmon_daemon.core.tasks import cancel_and_wait
 
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from modelmon_daemon.server.app import Services
 
 log = logging.getLogger("modelmon_daemon")
-
-DAEMON_FILE = "daemon.json"
 
 
 class StartupError(RuntimeError):
@@ -98,24 +97,6 @@ def check_can_start(settings: Settings) -> None:
     address, and the Ray cluster to join."""
     check_listen_address(settings.daemon.host, settings.daemon.port)
     check_ray_address(settings.ray.address)
-
-
-def read_daemon_file(data_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(data_dir).expanduser() / DAEMON_FILE
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _init_ray(settings: Settings) -> dict[str, Any]:
@@ -193,8 +174,9 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     data = settings.data_path
     data.mkdir(parents=True, exist_ok=True)
     previous = read_daemon_file(data)
-    if previous and previous.get("pid") != os.getpid() and pid_alive(int(previous.get("pid", 0))):
-        raise StartupError(f"a daemon (pid {previous['pid']}) already runs on {data}")
+    running = live_pid(previous)
+    if running is not None and running != os.getpid():
+        raise StartupError(f"a daemon (pid {running}) already runs on {data}")
     check_can_start(settings)
     token = load_or_create_token(settings.token_path)
     store = LmdbStore(data, settings.storage.lmdb_map_size, settings.storage.lmdb_max_map_size)
@@ -291,12 +273,15 @@ async def _serve_until_stopped(
         raise StartupError(
             f"cannot listen on {settings.daemon.host}:{settings.daemon.port}: {exc.strerror or exc}"
         ) from None
-    url = f"http://{settings.daemon.host}:{settings.daemon.port}"
+    port = runner.addresses[0][1] if runner.addresses else settings.daemon.port
+    url = http_url(settings.daemon.host, port)
     (data / DAEMON_FILE).write_text(
         json.dumps(
             {
                 "pid": os.getpid(),
                 "url": url,
+                "host": settings.daemon.host,
+                "port": port,
                 "namespace": remote.NAMESPACE,
                 **ray_info,
                 "started": time.time(),

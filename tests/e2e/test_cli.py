@@ -138,6 +138,11 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
         assert "general_drift" in table.stdout and "START" in table.stdout
         listing = cli("endpoints", "--url", url, "--data-dir", str(data))
         assert "cli-ep" in listing.stdout and "UID" in listing.stdout
+        # the data dir alone finds its daemon on another port than the default
+        assert info["host"] == "127.0.0.1" and info["port"] == port
+        found = cli("endpoints", "--data-dir", str(data), env_extra={"MODELMON_URL": ""})
+        assert found.returncode == 0, found.stderr
+        assert "cli-ep" in found.stdout and "UID" in found.stdout
         # a file it cannot write, a wrong token: one line each, naming what is wrong
         nowhere = short_tmp / "no-such-folder" / "report.html"
         report = cli(

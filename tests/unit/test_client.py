@@ -5,7 +5,10 @@ async client making the same calls."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
+import subprocess
 import threading
 
 import msgpack
@@ -13,7 +16,14 @@ import pandas as pd
 import pytest
 from aiohttp import web
 
-from modelmon_daemon.client import AsyncClient, Client, ClientError, DaemonUnreachable
+from modelmon_daemon.client import (
+    DEFAULT_URL,
+    AsyncClient,
+    Client,
+    ClientError,
+    DaemonUnreachable,
+    daemon_url,
+)
 
 
 class Server:
@@ -117,3 +127,56 @@ def test_the_async_client_makes_the_same_calls():
         accepted, record = asyncio.run(main(server.url))
         assert accepted == 3 and record == {"uid": "ep"}
         assert [b["inputs"]["plan"] for b in server.bodies] == [["gold", None], ["basic"]]
+
+
+def _daemon_file(folder, **info) -> str:
+    folder.mkdir(exist_ok=True)
+    (folder / "daemon.json").write_text(json.dumps(info))
+    return str(folder)
+
+
+def test_the_daemon_of_a_data_dir_is_found_by_its_daemon_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("MODELMON_URL", raising=False)
+    monkeypatch.delenv("MODELMON_DAEMON_DATA_DIR", raising=False)
+    alive = os.getpid()
+    data = _daemon_file(tmp_path / "d", pid=alive, host="127.0.0.1", port=9123)
+    assert daemon_url(None, data) == "http://127.0.0.1:9123"
+    with Client(data_dir=data) as client:
+        assert client.url == "http://127.0.0.1:9123"
+    # listening on every interface: reached on loopback; IPv6 literals in brackets
+    anyv4 = _daemon_file(tmp_path / "a", pid=alive, host="0.0.0.0", port=9124)
+    assert daemon_url(None, anyv4) == "http://127.0.0.1:9124"
+    anyv6 = _daemon_file(tmp_path / "b", pid=alive, host="::", port=9125)
+    assert daemon_url(None, anyv6) == "http://[::1]:9125"
+    v6 = _daemon_file(tmp_path / "c", pid=alive, host="::1", port=9126)
+    assert daemon_url(None, v6) == "http://[::1]:9126"
+    # the data dir from the environment when none is given
+    monkeypatch.setenv("MODELMON_DAEMON_DATA_DIR", data)
+    assert daemon_url() == "http://127.0.0.1:9123"
+    # an explicit URL, then $MODELMON_URL, come first
+    monkeypatch.setenv("MODELMON_URL", "http://10.0.0.5:8470/")
+    assert daemon_url(None, data) == "http://10.0.0.5:8470"
+    assert daemon_url("http://h:1", data) == "http://h:1"
+
+
+def test_a_stale_or_broken_daemon_file_means_the_default_url(tmp_path, monkeypatch):
+    monkeypatch.delenv("MODELMON_URL", raising=False)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    broken = [
+        {"pid": gone.pid, "host": "127.0.0.1", "port": 9127},  # the daemon was killed
+        {"pid": "1", "host": "127.0.0.1", "port": 9127},
+        {"pid": os.getpid(), "host": "127.0.0.1", "port": "9127"},
+        {"pid": os.getpid(), "host": "127.0.0.1", "port": 70000},
+        {"pid": os.getpid(), "host": ["127.0.0.1"], "port": 9127},
+        {"pid": True, "host": "127.0.0.1", "port": 9127},
+        {"pid": os.getpid(), "url": "http://127.0.0.1:9127"},  # no host and port
+    ]
+    for i, info in enumerate(broken):
+        data = _daemon_file(tmp_path / str(i), **info)
+        assert daemon_url(None, data) == DEFAULT_URL, info
+    for i, text in enumerate(["", "not json", "[1, 2]", '"x"', "null"]):
+        (tmp_path / f"t{i}").mkdir()
+        (tmp_path / f"t{i}" / "daemon.json").write_text(text)
+        assert daemon_url(None, str(tmp_path / f"t{i}")) == DEFAULT_URL, text
+    assert daemon_url(None, str(tmp_path / "missing")) == DEFAULT_URL

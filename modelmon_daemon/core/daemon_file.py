@@ -1,0 +1,70 @@
+"""The running daemon's file in its data dir (`daemon.json`: pid, URL, Ray address),
+written once it listens and removed when it stops. The CLI's `stop` and the clients
+find the daemon of a data dir through it, so a daemon on another port than the default
+is reached by naming its data dir alone."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+DAEMON_FILE = "daemon.json"
+DATA_DIR_ENV = "MODELMON_DAEMON_DATA_DIR"
+DEFAULT_DATA_DIR = "./modelmon-data"
+# the addresses a daemon listens on for every interface, and the one to connect to
+_ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def read_daemon_file(data_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(data_dir).expanduser() / DAEMON_FILE
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_pid(info: dict[str, Any] | None) -> int | None:
+    """The pid a daemon file names, if that process is alive (a file left by a daemon
+    that was killed, or holding something else than a pid, names none)."""
+    pid = (info or {}).get("pid")
+    if type(pid) is not int or pid <= 0 or not pid_alive(pid):
+        return None
+    return pid
+
+
+def http_url(host: str, port: int) -> str:
+    """`http://host:port`, an IPv6 literal in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def connect_url(host: str, port: int) -> str:
+    """Where a client on this machine reaches a daemon listening on `host`:`port`."""
+    return http_url(_ANY_ADDRESS.get(host, host), port)
+
+
+def running_daemon_url(data_dir: str | Path | None = None) -> str | None:
+    """The URL of the daemon running on `data_dir` ($MODELMON_DAEMON_DATA_DIR or
+    ./modelmon-data by default), or None when no live daemon wrote its file there."""
+    base = data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    info = read_daemon_file(base)
+    if not info:
+        return None
+    host, port = info.get("host"), info.get("port")
+    if live_pid(info) is None:
+        return None
+    if isinstance(host, str) and type(port) is int and 0 < port < 65536:
+        return connect_url(host, port)
+    return None
