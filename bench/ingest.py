@@ -11,7 +11,9 @@ latency of the answers (p50, p99: from a request's send to its whole answer), th
 daemon's beside the baseline's. For each daemon row the
 CPU time of the daemon's processes (its own and Ray's) per request is printed too: a
 figure that depends less on the shared machine's speed than the rates do
-(BENCH_INGEST_BREAKDOWN=1: by process, " system" being the kernel's part of them all).
+(BENCH_INGEST_BREAKDOWN=1: by process, " system" being the kernel's part of them all),
+and beside it the baseline server's CPU per request and the load generator's own (the
+client shares the two CPUs: a rate is bound by 2 CPU-s over client + server per request).
 BENCH_INGEST_PROFILE=<folder>: py-spy (raw stacks) of the daemon's own process during each
 daemon row, written there, with the row's top functions printed (the rates of a profiled
 run are lower: py-spy shares the two CPUs).
@@ -105,6 +107,8 @@ class LoadResult(NamedTuple):
     failures: int  # answers other than 202
     p50_ms: float  # a request's time from its send to its whole answer
     p99_ms: float
+    client_cpu_us: float  # the load generator's own CPU per request (this process)
+    server_cpu_us: float = math.nan  # the server's processes' CPU per request, if measured
 
 
 async def load(
@@ -113,9 +117,14 @@ async def load(
     seconds: float,
     token: str = "",
     content_type: str = "application/json",
+    server_pid: int = 0,
 ) -> LoadResult:
     """Requests/s with CONNECTIONS concurrent posters (cycling through `url` when it is a
-    list), and the latency of their answers (for the daemon: of a durable 202)."""
+    list), the latency of their answers (for the daemon: of a durable 202), and the CPU
+    a request took the client and (`server_pid`: its process group) the server: on two
+    shared CPUs the rate is bound by their sum."""
+    server_before = cpu_seconds(server_pid) if server_pid else {}
+    client_before = time.process_time()
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
     done = failures = 0
     stop = time.perf_counter() + seconds
@@ -144,8 +153,21 @@ async def load(
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
         elapsed = time.perf_counter() - t0
+    client = time.process_time() - client_before
+    server = math.nan
+    if server_pid:
+        used = cpu_used(server_before, cpu_seconds(server_pid))
+        server = sum(v for k, v in used.items() if k != " system")
     p50, p99 = np.percentile(latencies, [50, 99]) * 1e3 if latencies else (math.nan, math.nan)
-    return LoadResult(done / elapsed, failures, float(p50), float(p99))
+    requests = max(1, done + failures)
+    return LoadResult(
+        done / elapsed,
+        failures,
+        float(p50),
+        float(p99),
+        1e6 * client / requests,
+        1e6 * server / requests,
+    )
 
 
 def payloads() -> dict[str, tuple[bytes, int, str]]:
@@ -189,7 +211,11 @@ FLEET = 1000
 
 
 async def measure(
-    ports: dict[str, int], daemon_url: str, token_file: Path, daemon_pid: int
+    ports: dict[str, int],
+    pids: dict[str, int],
+    daemon_url: str,
+    token_file: Path,
+    daemon_pid: int,
 ) -> None:
     async def ours(
         url: str | list[str], body: bytes, token: str, content_type: str = "application/json"
@@ -243,18 +269,26 @@ async def measure(
     )
     rows = payloads()
     body, _, path = rows["single MLRun event"]
-    base = await load(f"http://127.0.0.1:{ports['noop']}{path}", body, SECONDS)
+    base = await load(
+        f"http://127.0.0.1:{ports['noop']}{path}", body, SECONDS, server_pid=pids["noop"]
+    )
     mine, cpu = await ours(daemon_url + path, body, token)
     report("single MLRun event per POST", mine, 1, base, "no-op aiohttp server", cpu)
     body, events, path = rows["1000-event native msgpack batch"]
     msgpack_type = "application/msgpack"
     base = await load(
-        f"http://127.0.0.1:{ports['decode']}{path}", body, SECONDS, content_type=msgpack_type
+        f"http://127.0.0.1:{ports['decode']}{path}",
+        body,
+        SECONDS,
+        content_type=msgpack_type,
+        server_pid=pids["decode"],
     )
     single, cpu = await ours(daemon_url + path, body, token, msgpack_type)
     report("1000-event native msgpack batch", single, events, base, "msgpack decode-only", cpu)
     body, events, path = rows["1000-event MLRun list"]
-    base = await load(f"http://127.0.0.1:{ports['json']}{path}", body, SECONDS)
+    base = await load(
+        f"http://127.0.0.1:{ports['json']}{path}", body, SECONDS, server_pid=pids["json"]
+    )
     mine, cpu = await ours(daemon_url + path, body, token)
     report("1000-event MLRun JSON list", mine, events, base, "JSON decode-only", cpu)
     body, events, _ = rows["1000-event native msgpack batch"]
@@ -337,6 +371,11 @@ def report(
         f"{mine.p50_ms:.1f} ms, p99 {mine.p99_ms:.1f} ms; {baseline} p50 {base.p50_ms:.1f} ms, "
         f"p99 {base.p99_ms:.1f} ms"
     )
+    server = "" if math.isnan(base.server_cpu_us) else f"{base.server_cpu_us:.0f} us, "
+    print(
+        f"    CPU per request: the client {mine.client_cpu_us:.0f} us beside the daemon; "
+        f"{baseline} {server}its client {base.client_cpu_us:.0f} us"
+    )
 
 
 def main() -> None:
@@ -375,7 +414,11 @@ def main() -> None:
     try:
         asyncio.run(
             measure(
-                ports, f"http://127.0.0.1:{daemon_port}", tmp / "data" / "auth_token", daemon.pid
+                ports,
+                {kind: proc.pid for kind, proc in zip(ports, baselines, strict=True)},
+                f"http://127.0.0.1:{daemon_port}",
+                tmp / "data" / "auth_token",
+                daemon.pid,
             )
         )
     finally:
