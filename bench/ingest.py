@@ -14,6 +14,10 @@ figure that depends less on the shared machine's speed than the rates do
 (BENCH_INGEST_BREAKDOWN=1: by process, " system" being the kernel's part of them all),
 and beside it the baseline server's CPU per request and the load generator's own (the
 client shares the two CPUs: a rate is bound by 2 CPU-s over client + server per request).
+Each daemon row also prints the durability log's group commits during it (from
+`GET /v1/status`): commits a second, requests a commit and a commit's wall time; a
+durable 202 waits for the commit in flight and then its own, so with a fixed number of
+connections (BENCH_CONNECTIONS, default 32) the commit's time bounds the single-event rate.
 BENCH_INGEST_PROFILE=<folder>: py-spy (raw stacks) of the daemon's own process during each
 daemon row, written there, with the row's top functions printed (the rates of a profiled
 run are lower: py-spy shares the two CPUs).
@@ -55,7 +59,7 @@ from modelmon_daemon.core.huge_pages import (  # noqa: E402
 SECONDS = float(os.environ.get("BENCH_SECONDS", "5"))
 BREAKDOWN = bool(os.environ.get("BENCH_INGEST_BREAKDOWN"))  # CPU per request by process
 PROFILE = os.environ.get("BENCH_INGEST_PROFILE", "")  # folder for py-spy of the daemon
-CONNECTIONS = 32
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 
 NOOP = textwrap.dedent(
     """
@@ -170,6 +174,16 @@ async def load(
     )
 
 
+async def log_stats(daemon_url: str, token: str) -> dict[str, float]:
+    """The daemon's durability-log statistics (`GET /v1/status`, `log`)."""
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session,
+        session.get(daemon_url + "/v1/status") as resp,
+    ):
+        status = await resp.json()
+    return dict(status["log"])
+
+
 def payloads() -> dict[str, tuple[bytes, int, str]]:
     rng = np.random.default_rng(0)
     now = time.time()
@@ -223,9 +237,20 @@ async def measure(
         """The daemon's load result and CPU microseconds per request."""
         rows_run.append(url)
         spy = start_profile(daemon_pid, len(rows_run), url, content_type) if PROFILE else None
+        logged = await log_stats(daemon_url, token)
         before, t0 = cpu_seconds(daemon_pid), time.perf_counter()
         result = await load(url, body, SECONDS, token, content_type)
         after, elapsed = cpu_seconds(daemon_pid), time.perf_counter() - t0
+        now_logged = await log_stats(daemon_url, token)
+        commits = now_logged["commits"] - logged["commits"]
+        if commits:
+            requests_logged = now_logged["requests"] - logged["requests"]
+            seconds = now_logged["commit_seconds"] - logged["commit_seconds"]
+            print(
+                f"    durability log: {commits / elapsed:.0f} commits a second, "
+                f"{requests_logged / commits:.1f} requests a commit, "
+                f"{1e3 * seconds / commits:.2f} ms a commit (wall, fsync included)"
+            )
         if spy is not None:
             print(await asyncio.to_thread(stop_profile, *spy))
         requests = max(1.0, result.rate * elapsed)

@@ -57,6 +57,7 @@ class Snapshot:
     tick_errors: int = 0
     notifications_delivered: int = 0
     notification_failures: int = 0
+    log: dict[str, float] = field(default_factory=dict)  # the durability log's CommitLog.stats
     endpoints: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     per_feature: bool = False
@@ -93,6 +94,9 @@ def metric_names() -> set[str]:
         "modelmon_ingest_rows_total",
         "modelmon_ingest_request_duration_seconds",
         "modelmon_wal_pending_records",
+        "modelmon_log_commits_total",
+        "modelmon_log_requests_total",
+        "modelmon_log_commit_seconds_total",
         "modelmon_pending_rows",
         "modelmon_pending_rows_limit",
         "modelmon_lmdb_map_size_bytes",
@@ -145,6 +149,16 @@ class _SnapshotCollector(Collector):
             "Durability-log records whose window is not in Parquet yet.",
             value=s.wal_records,
         )
+        for key, name, text in (
+            ("commits", "modelmon_log_commits", "Durable group commits of the log."),
+            ("requests", "modelmon_log_requests", "Requests made durable by those commits."),
+            (
+                "commit_seconds",
+                "modelmon_log_commit_seconds",
+                "Wall time inside the log's commits (fsync included).",
+            ),
+        ):
+            yield CounterMetricFamily(name, text, value=float(s.log.get(key, 0)))
         yield GaugeMetricFamily(
             "modelmon_pending_rows",
             "Rows acknowledged whose window is not committed yet (429 past the limit).",

@@ -16,6 +16,7 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +89,8 @@ class CommitLog:
         self._forwards: set[asyncio.Task[None]] = set()
         self.commits = 0
         self.records_logged = 0
+        self.requests_committed = 0  # requests made durable (answered 202 by their commit)
+        self.commit_seconds = 0.0  # wall time inside the commits (the fsync included)
         self.queued_rows = 0  # accepted by a handler, not yet in a committed log transaction
         self.committed_rows = 0  # rows this log committed, ever (a running total)
         self.forwarding_rows = 0  # committed, their hand-off to stream actors under way
@@ -138,12 +141,31 @@ class CommitLog:
             if not req.future.done():
                 req.future.set_exception(exc)
 
-    def _committed(self, group: _Group, seqs: list[int], values: list[bytes] | None) -> None:
-        """On the event loop: answer the requests, then hand the records on."""
+    def stats(self) -> dict[str, float]:
+        """How the group commit goes: a request waits for the commit in flight, then its
+        own, so the commit's wall time bounds what a fixed number of clients can post."""
+        commits = self.commits
+        return {
+            "commits": commits,
+            "requests": self.requests_committed,
+            "records": self.records_logged,
+            "rows": self.committed_rows,
+            "commit_seconds": self.commit_seconds,
+            "requests_per_commit": self.requests_committed / commits if commits else 0.0,
+            "mean_commit_ms": 1e3 * self.commit_seconds / commits if commits else 0.0,
+        }
+
+    def _committed(
+        self, group: _Group, seqs: list[int], values: list[bytes] | None, seconds: float = 0.0
+    ) -> None:
+        """On the event loop: answer the requests, then hand the records on. `seconds`:
+        the commit's wall time."""
         rows = group.rows
         self.committed_rows += rows
         self.queued_rows -= rows
         self.commits += 1
+        self.requests_committed += len(group.requests)
+        self.commit_seconds += seconds
         self.records_logged += len(group.merged)
         for req in group.requests:
             if not req.future.done():
@@ -203,7 +225,9 @@ class GroupCommitLog(CommitLog):
                 continue
             try:
                 group = _Group.of(requests)
+                started = time.perf_counter()
                 seqs, values = await self._append(group.wires(), group.specs, group.registered)
+                seconds = time.perf_counter() - started
             except asyncio.CancelledError:
                 for req in requests:
                     if not req.future.done():
@@ -212,7 +236,7 @@ class GroupCommitLog(CommitLog):
             except Exception as exc:
                 self._failed(requests, exc)
                 continue
-            self._committed(group, seqs, values)
+            self._committed(group, seqs, values, seconds)
             if not self._queue:
                 self._idle.set()
 
@@ -280,11 +304,13 @@ class ThreadedCommitLog(CommitLog):
                 requests, self._pending = self._pending, []
             try:
                 group = _Group.of(requests)
+                started = time.perf_counter()
                 seqs, values = self._commit(group.wires(), group.specs, group.registered)
+                seconds = time.perf_counter() - started
             except Exception as exc:  # nothing was written: every request gets the error
                 loop.call_soon_threadsafe(self._failed, requests, exc)
                 continue
-            loop.call_soon_threadsafe(self._committed, group, seqs, values)
+            loop.call_soon_threadsafe(self._committed, group, seqs, values, seconds)
 
 
 def _merge(records: list[tuple[str, float, ColumnBatch]]) -> list[tuple[str, float, ColumnBatch]]:

@@ -260,5 +260,8 @@ def test_every_node_serves_ingestion_into_the_one_log(cluster, short_tmp):
         assert sorted(labels["request_id"]) == sorted(acked[:5])
         _, health = http("GET", urls[0] + "/healthz")
         assert health["status"] == "ok" and health["ingest"]["rows_accepted"] == 60
+        # its own appends to the log owner: every row it accepted went in one of them
+        assert health["log"]["rows"] == 60 and health["log"]["commits"] >= 1
+        assert health["log"]["requests"] >= health["log"]["commits"]
     finally:
         daemon.stop()

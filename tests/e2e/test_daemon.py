@@ -105,8 +105,15 @@ def test_mlrun_events_give_exact_results_over_http_and_parquet(daemon):
                     ts,
                 )
             )
+    logged = daemon.get("/v1/status")[1]["log"]
     status, body = daemon.post("/v1/events", events)
     assert (status, body["accepted"]) == (202, 360)
+    # the 202 came after a durable commit, which the log's statistics count
+    now_logged = daemon.get("/v1/status")[1]["log"]
+    assert now_logged["requests"] >= logged["requests"] + 1
+    assert now_logged["commits"] >= logged["commits"] + 1
+    assert now_logged["rows"] >= logged["rows"] + 360
+    assert now_logged["commit_seconds"] > logged["commit_seconds"]
 
     def all_windows():
         _, res = daemon.get(

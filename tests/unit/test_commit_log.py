@@ -86,6 +86,12 @@ async def test_requests_queued_during_a_commit_share_the_next_and_stop_writes_th
     await asyncio.wait_for(asyncio.gather(first, *later, stopping), 10)
     assert groups == [1, 10]  # the queued five in one transaction, before the thread ended
     assert store.wal_rows() == 11 and log.queued_rows == 0
+    # the statistics /v1/status and /metrics show: the first commit was held >= 50 ms
+    stats = log.stats()
+    assert (stats["commits"], stats["requests"], stats["rows"]) == (2, 6, 11)
+    assert stats["requests_per_commit"] == 3.0
+    assert stats["commit_seconds"] >= 0.1 and stats["mean_commit_ms"] >= 50
+    assert stats["mean_commit_ms"] == 1e3 * stats["commit_seconds"] / 2
     store.close()
 
 

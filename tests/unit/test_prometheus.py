@@ -12,6 +12,7 @@ def snapshot(per_feature=False):
         rows=31,
         wal_records=2,
         ticks=5,
+        log={"commits": 4, "requests": 30, "commit_seconds": 0.012},
         endpoints=[
             {
                 "uid": "ep1",
@@ -67,6 +68,9 @@ def test_exposition_parses_and_follows_naming_conventions():
     got = samples(text)
     assert got[("modelmon_ingest_requests_total", (("route", "mlrun_events"),))] == 3
     assert got[("modelmon_ingest_events_total", ())] == 30
+    assert got[("modelmon_log_commits_total", ())] == 4
+    assert got[("modelmon_log_requests_total", ())] == 30
+    assert got[("modelmon_log_commit_seconds_total", ())] == 0.012
     assert got[("modelmon_endpoint_predictions_total", (("endpoint", "ep1"),))] == 62.0
     bucket = ("modelmon_endpoint_latency_seconds_bucket", (("endpoint", "ep1"), ("le", "0.01")))
     assert got[bucket] == 3.0
