@@ -212,6 +212,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     streams = len(ctl.get("stream_actors", []))
     print(f"actors      {', '.join(sorted(health['actors']))} + {streams} stream")
     print(f"ticks       {ctl.get('ticks')}  (errors {ctl.get('tick_errors')})")
+    logged = status.get("log") or {}
+    if logged.get("commits"):
+        print(
+            f"log         {logged['requests']} requests durable in {logged['commits']} commits "
+            f"({logged['requests_per_commit']:.1f} a commit, {logged['mean_commit_ms']:.2f} ms "
+            "each)"
+        )
     return 0
 
 

@@ -97,6 +97,7 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
         assert info["url"] == url
         status = cli("status", "--url", url, "--data-dir", str(data))
         assert status.returncode == 0 and "ok" in status.stdout
+        assert "\nlog " not in status.stdout  # nothing committed yet
         assert (
             http(
                 "POST",
@@ -138,6 +139,9 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
         assert "general_drift" in table.stdout and "START" in table.stdout
         listing = cli("endpoints", "--url", url, "--data-dir", str(data))
         assert "cli-ep" in listing.stdout and "UID" in listing.stdout
+        # the registration and the events post: two durable requests, one commit each
+        status = cli("status", "--url", url, "--data-dir", str(data))
+        assert "\nlog         2 requests durable in 2 commits (1.0 a commit" in status.stdout
         # the data dir alone finds its daemon on another port than the default
         assert info["host"] == "127.0.0.1" and info["port"] == port
         found = cli("endpoints", "--data-dir", str(data), env_extra={"MODELMON_URL": ""})
