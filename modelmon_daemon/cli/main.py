@@ -15,7 +15,13 @@ from typing import Any
 from modelmon_daemon.cli.progress import terminal_progress
 from modelmon_daemon.client import Client, ClientError, DaemonUnreachable, daemon_url
 from modelmon_daemon.config import ConfigError, Settings, load_settings
-from modelmon_daemon.core.daemon_file import live_pid, pid_alive, read_daemon_file
+from modelmon_daemon.core.daemon_file import (
+    connect_url,
+    http_url,
+    live_pid,
+    pid_alive,
+    read_daemon_file,
+)
 from modelmon_daemon.core.huge_pages import restart_with_huge_pages
 from modelmon_daemon.server.daemon import StartupError, check_can_start
 
@@ -100,7 +106,8 @@ def _start_detached(args: argparse.Namespace, settings: Settings) -> int:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    url = f"http://{settings.daemon.host}:{settings.daemon.port}"
+    url = http_url(settings.daemon.host, settings.daemon.port)
+    probe_url = connect_url(settings.daemon.host, settings.daemon.port)  # 0.0.0.0: loopback
     deadline = time.time() + args.wait
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -113,7 +120,7 @@ def _start_detached(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 1
         try:
-            with Client(url, timeout=2, retries=0) as probe:
+            with Client(probe_url, timeout=2, retries=0) as probe:
                 probe.health()
             # healthy, and ours: the daemon at that URL wrote this data dir's daemon
             # file with our child's pid (not another daemon holding the address)

@@ -24,6 +24,7 @@ from modelmon_daemon.client import (
     DaemonUnreachable,
     daemon_url,
 )
+from modelmon_daemon.core.daemon_file import http_url
 
 
 class Server:
@@ -150,6 +151,8 @@ def test_the_daemon_of_a_data_dir_is_found_by_its_daemon_file(tmp_path, monkeypa
     assert daemon_url(None, anyv6) == "http://[::1]:9125"
     v6 = _daemon_file(tmp_path / "c", pid=alive, host="::1", port=9126)
     assert daemon_url(None, v6) == "http://[::1]:9126"
+    assert http_url("::1", 8470) == "http://[::1]:8470"  # as the daemon writes its URL
+    assert http_url("0.0.0.0", 8470) == "http://0.0.0.0:8470"
     # the data dir from the environment when none is given
     monkeypatch.setenv("MODELMON_DAEMON_DATA_DIR", data)
     assert daemon_url() == "http://127.0.0.1:9123"
