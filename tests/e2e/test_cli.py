@@ -69,6 +69,37 @@ def test_an_unreachable_ray_address_stops_startup_in_one_line(tmp_path):
     assert not (tmp_path / "d" / "lmdb").exists()
 
 
+def test_a_stale_daemon_file_never_stops_the_process_that_got_its_pid(tmp_path):
+    """A daemon killed without cleaning up leaves daemon.json; the system may give its
+    pid to another process since: `stop` leaves that one alone, queries do not go to the
+    file's port."""
+    data = tmp_path / "data"
+    data.mkdir()
+    written = time.time() - 30
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (data / "daemon.json").write_text(
+            json.dumps(
+                {
+                    "pid": other.pid,
+                    "url": "http://127.0.0.1:9",
+                    "host": "127.0.0.1",
+                    "port": 9,
+                    "started": written,
+                }
+            )
+        )
+        out = cli("stop", "--data-dir", str(data), "--timeout", "2")
+        assert out.returncode == 1 and out.stdout.strip() == f"no daemon running on {data}"
+        time.sleep(0.2)
+        assert other.poll() is None  # not signalled
+        down = cli("status", "--data-dir", str(data), env_extra={"MODELMON_URL": ""})
+        assert "127.0.0.1:9" not in down.stdout + down.stderr
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_detach_status_queries_handles_and_stop(short_tmp):
     data = short_tmp / "cli"
     port = free_port()

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 
 import msgpack
 import pandas as pd
@@ -24,7 +25,7 @@ from modelmon_daemon.client import (
     DaemonUnreachable,
     daemon_url,
 )
-from modelmon_daemon.core.daemon_file import http_url
+from modelmon_daemon.core.daemon_file import http_url, live_pid
 
 
 class Server:
@@ -183,3 +184,21 @@ def test_a_stale_or_broken_daemon_file_means_the_default_url(tmp_path, monkeypat
         (tmp_path / f"t{i}" / "daemon.json").write_text(text)
         assert daemon_url(None, str(tmp_path / f"t{i}")) == DEFAULT_URL, text
     assert daemon_url(None, str(tmp_path / "missing")) == DEFAULT_URL
+
+
+def test_a_pid_the_system_gave_to_a_later_process_is_not_the_daemon(tmp_path, monkeypatch):
+    """A daemon killed without cleaning up leaves its file; its pid may be reused."""
+    monkeypatch.delenv("MODELMON_URL", raising=False)
+    written = time.time() - 10  # the file of a daemon that died ten seconds ago
+    later = subprocess.Popen(["sleep", "30"])  # a process that got its pid since
+    try:
+        stale = {"pid": later.pid, "started": written, "host": "127.0.0.1", "port": 9128}
+        assert live_pid(stale) is None
+        assert daemon_url(None, _daemon_file(tmp_path / "stale", **stale)) == DEFAULT_URL
+        # the process that wrote the file (it started before it): the daemon
+        ours = dict(stale, started=time.time() + 1)
+        assert live_pid(ours) == later.pid
+        assert daemon_url(None, _daemon_file(tmp_path / "ours", **ours)) == "http://127.0.0.1:9128"
+    finally:
+        later.kill()
+        later.wait()
