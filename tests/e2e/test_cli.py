@@ -223,6 +223,13 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
             f"modelmon-daemon: cannot listen on 127.0.0.1:{port}: Address already in use"
         )
         assert not (other / "daemon.json").exists()
+        # a second daemon on the data dir in use: refused, the running one untouched
+        pid = json.loads((data / "daemon.json").read_text())["pid"]
+        same = cli("start", "--detach", "--data-dir", str(data), "--port", str(free_port()))
+        assert same.returncode == 1 and "Traceback" not in same.stderr
+        assert f"modelmon-daemon: a daemon (pid {pid}) already runs on {data}" in same.stderr
+        assert json.loads((data / "daemon.json").read_text())["pid"] == pid
+        assert cli("status", "--url", url, "--data-dir", str(data)).returncode == 0
     finally:
         stopped = cli("stop", "--data-dir", str(data))
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
