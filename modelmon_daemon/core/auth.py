@@ -21,10 +21,34 @@ def token_path(data_dir: str | Path, token_file: str = "") -> Path:
     return Path(data_dir).expanduser().resolve() / TOKEN_FILE
 
 
-def load_or_create_token(path: Path) -> str:
-    """The token in `path`, or a new random one written there with mode 0600."""
+class TokenFileError(ValueError):
+    """The token file holds something no client could send as a bearer token."""
+
+
+def _token_text(path: Path) -> str:
+    """The stripped text of a token file; TokenFileError if it is not a token: one line of
+    printable ASCII, what an Authorization header can carry."""
     try:
-        existing = path.read_text().strip()
+        raw = path.read_bytes().strip()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise TokenFileError(f"{path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise TokenFileError(f"{path}: not a bearer token (not ASCII text)") from None
+    if any(not 0x20 <= ord(c) <= 0x7E for c in text):
+        raise TokenFileError(f"{path}: not a bearer token (line breaks or control characters)")
+    return text
+
+
+def load_or_create_token(path: Path) -> str:
+    """The token in `path`, or a new random one written there with mode 0600 when the file
+    is missing or empty. TokenFileError when it holds something else than a token: the
+    operator's clients use that file, so it is never replaced silently."""
+    try:
+        existing = _token_text(path)
     except FileNotFoundError:
         existing = ""
     if existing:
@@ -54,8 +78,8 @@ def find_token(explicit: str | None = None, data_dir: str | Path | None = None) 
     candidates.append(Path(base).expanduser() / TOKEN_FILE)
     for path in candidates:
         try:
-            text = path.read_text().strip()
-        except OSError:
+            text = _token_text(path)
+        except (OSError, TokenFileError):  # the daemon refuses such a file at start
             continue
         if text:
             return text

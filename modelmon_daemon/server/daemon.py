@@ -27,7 +27,7 @@ from aiohttp import web
 
 from modelmon_daemon.config import Settings, stream_row_budget
 from modelmon_daemon.core import gc_policy
-from modelmon_daemon.core.auth import load_or_create_token
+from modelmon_daemon.core.auth import TokenFileError, load_or_create_token
 from modelmon_daemon.core.daemon_file import DAEMON_FILE, http_url, live_pid, read_daemon_file
 from modelmon_daemon.core.durations import format_duration
 from modelmon_daemon.core.tasks import cancel_and_wait
@@ -178,7 +178,12 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     if running is not None and running != os.getpid():
         raise StartupError(f"a daemon (pid {running}) already runs on {data}")
     check_can_start(settings)
-    token = load_or_create_token(settings.token_path)
+    try:
+        token = load_or_create_token(settings.token_path)
+    except TokenFileError as exc:
+        raise StartupError(
+            f"{exc}; remove it to have a new one made, or write a token there"
+        ) from None
     store = LmdbStore(data, settings.storage.lmdb_map_size, settings.storage.lmdb_max_map_size)
     _check_wal_period(settings, store)
     _load_config_alerts(settings, store)

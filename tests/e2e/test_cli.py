@@ -32,6 +32,19 @@ def test_bad_config_value_stops_startup_naming_the_key(tmp_path):
     assert not (tmp_path / "lmdb").exists()  # nothing was started
 
 
+def test_a_token_file_holding_no_token_stops_startup_naming_it(tmp_path):
+    token = tmp_path / "auth_token"
+    token.write_bytes(b"\xff\xfe not a token")
+    out = cli("start", "--data-dir", str(tmp_path), "--port", str(free_port()), timeout=120)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (
+        f"modelmon-daemon: {token}: not a bearer token (not ASCII text); "
+        "remove it to have a new one made, or write a token there"
+    )
+    assert token.read_bytes() == b"\xff\xfe not a token"  # kept: clients may read it
+    assert not (tmp_path / "lmdb").exists()
+
+
 def test_a_port_in_use_stops_startup_in_one_line_before_anything_starts(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]

@@ -5,7 +5,12 @@ import base64
 
 import pytest
 
-from modelmon_daemon.core.auth import bearer_matches
+from modelmon_daemon.core.auth import (
+    TokenFileError,
+    bearer_matches,
+    find_token,
+    load_or_create_token,
+)
 
 TOKEN = "s3cret-token"
 
@@ -37,3 +42,47 @@ def test_the_token_is_accepted(header):
 )
 def test_anything_else_is_refused(header):
     assert not bearer_matches(header, TOKEN)
+
+
+@pytest.fixture(autouse=True)
+def _no_token_from_the_environment(monkeypatch):
+    monkeypatch.delenv("MODELMON_TOKEN", raising=False)
+    monkeypatch.delenv("MODELMON_DAEMON_AUTH_TOKEN_FILE", raising=False)
+
+
+def test_a_token_file_is_made_once_then_read(tmp_path):
+    path = tmp_path / "auth_token"
+    token = load_or_create_token(path)
+    assert len(token) >= 32 and path.stat().st_mode & 0o777 == 0o600
+    assert load_or_create_token(path) == token
+    assert find_token(None, tmp_path) == token
+    path.write_text("\n")  # empty: a new one is made
+    assert load_or_create_token(path) not in ("", token)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"\xff\xfebad", "not ASCII text"),
+        ("s\u00e9cret".encode(), "not ASCII text"),
+        (b"two\nlines", "line breaks or control characters"),
+        (b"nul\x00inside", "line breaks or control characters"),
+    ],
+)
+def test_a_token_file_holding_no_token_is_named_and_kept(tmp_path, content, reason):
+    """The daemon refuses to start on it (one line naming the file) and never replaces
+    the file its clients read; a client skips it (and gets 401, not a traceback)."""
+    path = tmp_path / "auth_token"
+    path.write_bytes(content)
+    with pytest.raises(TokenFileError) as raised:
+        load_or_create_token(path)
+    assert str(raised.value) == f"{path}: not a bearer token ({reason})"
+    assert path.read_bytes() == content
+    assert find_token(None, tmp_path) is None
+
+
+def test_a_token_path_that_is_a_folder_is_named(tmp_path):
+    (tmp_path / "auth_token").mkdir()
+    with pytest.raises(TokenFileError, match="auth_token: Is a directory"):
+        load_or_create_token(tmp_path / "auth_token")
+    assert find_token(None, tmp_path) is None
