@@ -162,6 +162,7 @@ def _load_config_alerts(settings: Settings, store: Any) -> None:
 async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> bool:
     """Run the daemon until SIGINT/SIGTERM (or `stop_event`). True when it stopped because
     the node of the Ray it started was lost (`run` then starts it again)."""
+    import lmdb
     import ray
 
     from modelmon_daemon.actors import remote
@@ -184,7 +185,13 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
         raise StartupError(
             f"{exc}; remove it to have a new one made, or write a token there"
         ) from None
-    store = LmdbStore(data, settings.storage.lmdb_map_size, settings.storage.lmdb_max_map_size)
+    try:
+        store = LmdbStore(data, settings.storage.lmdb_map_size, settings.storage.lmdb_max_map_size)
+    except lmdb.Error as exc:  # a damaged or foreign file: one line, nothing touched
+        raise StartupError(
+            f"cannot open the store: {exc}; restore it from a backup, or move the data "
+            "dir aside to start empty"
+        ) from None
     _check_wal_period(settings, store)
     _load_config_alerts(settings, store)
     store.put_meta("label_ttl", settings.performance.label_ttl)

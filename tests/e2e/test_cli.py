@@ -32,6 +32,20 @@ def test_bad_config_value_stops_startup_naming_the_key(tmp_path):
     assert not (tmp_path / "lmdb").exists()  # nothing was started
 
 
+def test_a_damaged_store_stops_startup_in_one_line_and_is_left_as_it_is(tmp_path):
+    (tmp_path / "lmdb").mkdir()
+    damaged = bytes(range(256)) * 400  # not an LMDB file
+    (tmp_path / "lmdb" / "data.mdb").write_bytes(damaged)
+    out = cli("start", "--data-dir", str(tmp_path), "--port", str(free_port()), timeout=120)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (
+        f"modelmon-daemon: cannot open the store: {tmp_path / 'lmdb'}: MDB_INVALID: File is "
+        "not an LMDB file; restore it from a backup, or move the data dir aside to start empty"
+    )
+    assert (tmp_path / "lmdb" / "data.mdb").read_bytes() == damaged
+    assert not (tmp_path / "daemon.json").exists()
+
+
 def test_a_token_file_holding_no_token_stops_startup_naming_it(tmp_path):
     token = tmp_path / "auth_token"
     token.write_bytes(b"\xff\xfe not a token")
