@@ -36,39 +36,32 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def process_start_time(pid: int) -> float | None:
-    """When a process started (seconds since the epoch, to a clock tick; Linux's /proc),
-    or None where that cannot be read."""
+def process_start_ticks(pid: int) -> int | None:
+    """When a process started, in clock ticks since the machine booted (Linux's /proc,
+    field 22 of its stat): unlike the wall clock, unchanged by clock steps, and together
+    with the pid unique to one process until the next boot. None where it cannot be read."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        with open("/proc/stat") as boot:
-            btime = next(int(line.split()[1]) for line in boot if line.startswith("btime "))
-        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime
-    except (OSError, StopIteration, ValueError, IndexError):
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
         return None
-    return btime + ticks / os.sysconf("SC_CLK_TCK")
-
-
-# a daemon writes its file seconds after its process starts (Ray's start-up); /proc's
-# boot time is whole seconds
-START_SLACK = 2.0
 
 
 def live_pid(info: dict[str, Any] | None) -> int | None:
     """The pid a daemon file names, if that process is alive and is the one that wrote
-    the file. A file left by a daemon that was killed (or by one before a reboot) may name
-    a pid the system has given to another process since, which started after the file
-    was written: that one is not the daemon, so `stop` never signals it and `start` is
-    not refused. A file holding something else than a pid names none."""
+    the file (the same start time, `proc_start`). A file left by a daemon that was killed
+    (or by one before a reboot) may name a pid the system has given to another process
+    since: that one is not the daemon, so `stop` never signals it and `start` is not
+    refused. A file holding something else than a pid names none."""
     info = info or {}
     pid = info.get("pid")
     if type(pid) is not int or pid <= 0 or not pid_alive(pid):
         return None
-    started = info.get("started")
-    if not isinstance(started, int | float) or isinstance(started, bool):
-        return pid  # nothing to tell them apart by
-    began = process_start_time(pid)
-    if began is not None and began > started + START_SLACK:
+    recorded = info.get("proc_start")
+    if type(recorded) is not int:
+        return pid  # a file without it (or where /proc is not): the pid alone
+    current = process_start_ticks(pid)
+    if current is not None and current != recorded:
         return None
     return pid
 

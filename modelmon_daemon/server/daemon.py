@@ -28,7 +28,13 @@ from aiohttp import web
 from modelmon_daemon.config import Settings, stream_row_budget
 from modelmon_daemon.core import gc_policy
 from modelmon_daemon.core.auth import TokenFileError, load_or_create_token
-from modelmon_daemon.core.daemon_file import DAEMON_FILE, http_url, live_pid, read_daemon_file
+from modelmon_daemon.core.daemon_file import (
+    DAEMON_FILE,
+    http_url,
+    live_pid,
+    process_start_ticks,
+    read_daemon_file,
+)
 from modelmon_daemon.core.durations import format_duration
 from modelmon_daemon.core.tasks import cancel_and_wait
 
@@ -291,6 +297,7 @@ async def _serve_until_stopped(
         json.dumps(
             {
                 "pid": os.getpid(),
+                "proc_start": process_start_ticks(os.getpid()),  # tells a reused pid apart
                 "url": url,
                 "host": settings.daemon.host,
                 "port": port,

@@ -102,17 +102,19 @@ def test_a_stale_daemon_file_never_stops_the_process_that_got_its_pid(tmp_path):
     file's port."""
     data = tmp_path / "data"
     data.mkdir()
-    written = time.time() - 30
     other = subprocess.Popen(["sleep", "60"])
     try:
+        stat = (Path("/proc") / str(other.pid) / "stat").read_text()
+        began = int(stat.rsplit(")", 1)[1].split()[19])  # its start, in ticks since boot
         (data / "daemon.json").write_text(
             json.dumps(
                 {
                     "pid": other.pid,
+                    "proc_start": began - 100,  # the dead daemon's process started earlier
                     "url": "http://127.0.0.1:9",
                     "host": "127.0.0.1",
                     "port": 9,
-                    "started": written,
+                    "started": time.time() - 30,
                 }
             )
         )

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import threading
-import time
 
 import msgpack
 import pandas as pd
@@ -25,7 +24,7 @@ from modelmon_daemon.client import (
     DaemonUnreachable,
     daemon_url,
 )
-from modelmon_daemon.core.daemon_file import http_url, live_pid
+from modelmon_daemon.core.daemon_file import http_url, live_pid, process_start_ticks
 
 
 class Server:
@@ -186,19 +185,24 @@ def test_a_stale_or_broken_daemon_file_means_the_default_url(tmp_path, monkeypat
     assert daemon_url(None, str(tmp_path / "missing")) == DEFAULT_URL
 
 
-def test_a_pid_the_system_gave_to_a_later_process_is_not_the_daemon(tmp_path, monkeypatch):
-    """A daemon killed without cleaning up leaves its file; its pid may be reused."""
+def test_a_pid_the_system_gave_to_another_process_is_not_the_daemon(tmp_path, monkeypatch):
+    """A daemon killed without cleaning up leaves its file; its pid may be reused. The
+    file records its process's start (clock ticks since boot), which tells them apart."""
     monkeypatch.delenv("MODELMON_URL", raising=False)
-    written = time.time() - 10  # the file of a daemon that died ten seconds ago
-    later = subprocess.Popen(["sleep", "30"])  # a process that got its pid since
+    later = subprocess.Popen(["sleep", "30"])  # a process that got the dead daemon's pid
     try:
-        stale = {"pid": later.pid, "started": written, "host": "127.0.0.1", "port": 9128}
+        began = process_start_ticks(later.pid)
+        assert isinstance(began, int) and began > 0
+        assert began >= process_start_ticks(os.getpid())  # started after this test's process
+        stale = {"pid": later.pid, "proc_start": began - 1, "host": "127.0.0.1", "port": 9128}
         assert live_pid(stale) is None
         assert daemon_url(None, _daemon_file(tmp_path / "stale", **stale)) == DEFAULT_URL
-        # the process that wrote the file (it started before it): the daemon
-        ours = dict(stale, started=time.time() + 1)
+        # the process that wrote the file: the daemon
+        ours = dict(stale, proc_start=began)
         assert live_pid(ours) == later.pid
         assert daemon_url(None, _daemon_file(tmp_path / "ours", **ours)) == "http://127.0.0.1:9128"
+        # a file without the field (an older daemon's): the pid alone
+        assert live_pid({"pid": later.pid}) == later.pid
     finally:
         later.kill()
         later.wait()
