@@ -47,7 +47,9 @@ class ClientError(RuntimeError):
 
 
 class DaemonUnreachable(OSError):
-    """No connection to the daemon (after the retries)."""
+    """No connection to the daemon (after the retries); `url`: the one tried."""
+
+    url: str = ""
 
 
 @dataclass
@@ -108,6 +110,11 @@ class _Api:
         self.token = find_token(token, data_dir)
         self.retries = retries
         self.max_backoff = max_backoff
+
+    def _unreachable(self, exc: Exception) -> DaemonUnreachable:
+        error = DaemonUnreachable(str(exc) or repr(exc))
+        error.url = self.url
+        return error
 
     def _headers(self, call: Call) -> dict[str, str]:
         headers = {}
@@ -331,7 +338,7 @@ class Client(_Api):
                 response = self.http.request(**self._request_args(call))
             except httpx.TransportError as exc:
                 if attempt == self.retries or not isinstance(exc, httpx.ConnectError):
-                    raise DaemonUnreachable(str(exc) or repr(exc)) from None
+                    raise self._unreachable(exc) from None
                 time.sleep(_backoff(attempt, None, self.max_backoff))
                 continue
             if response.status_code in RETRY_STATUSES and attempt < self.retries:
@@ -372,7 +379,7 @@ class AsyncClient(_Api):
                 response = await self.http.request(**self._request_args(call))
             except httpx.TransportError as exc:
                 if attempt == self.retries or not isinstance(exc, httpx.ConnectError):
-                    raise DaemonUnreachable(str(exc) or repr(exc)) from None
+                    raise self._unreachable(exc) from None
                 await asyncio.sleep(_backoff(attempt, None, self.max_backoff))
                 continue
             if response.status_code in RETRY_STATUSES and attempt < self.retries:

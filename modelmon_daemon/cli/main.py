@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modelmon-daemon: {exc}", file=sys.stderr)
         return 1
     except DaemonUnreachable as exc:  # the daemon is down: one line, no traceback
-        url = daemon_url(getattr(args, "url", None), getattr(args, "data_dir", None))
+        url = exc.url or daemon_url(getattr(args, "url", None), getattr(args, "data_dir", None))
         reason = getattr(exc, "reason", None) or exc.strerror or exc
         print(f"modelmon-daemon: cannot reach the daemon at {url}: {reason}", file=sys.stderr)
         return 1

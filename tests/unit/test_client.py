@@ -113,8 +113,9 @@ def test_a_daemon_that_is_down_is_an_oserror():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens once closed
     client = Client(f"http://127.0.0.1:{port}", retries=1, max_backoff=0.01)
-    with client, pytest.raises(DaemonUnreachable):
+    with client, pytest.raises(DaemonUnreachable) as raised:
         client.endpoint("ep")
+    assert raised.value.url == f"http://127.0.0.1:{port}"  # the one tried, for the message
 
 
 def test_the_async_client_makes_the_same_calls():
