@@ -221,12 +221,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"ticks       {ctl.get('ticks')}  (errors {ctl.get('tick_errors')})")
     logged = status.get("log") or {}
     if logged.get("commits"):
+        requests, commits = logged["requests"], logged["commits"]
         print(
-            f"log         {logged['requests']} requests durable in {logged['commits']} commits "
+            f"log         {_count(requests, 'request')} durable in {_count(commits, 'commit')} "
             f"({logged['requests_per_commit']:.1f} a commit, {logged['mean_commit_ms']:.2f} ms "
             "each)"
         )
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _table(rows: list[list[Any]], header: list[str]) -> str:
