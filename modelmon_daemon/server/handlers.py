@@ -310,7 +310,7 @@ async def status(request: web.Request) -> web.Response:
             "settings": describe(services.settings),
             "controller": controller,
             "ingest": services.counters.__dict__,
-            "log": services.log.stats() if services.log is not None else {},
+            "log": services.log_stats(),
             "ingestion_servers": [
                 {"node": node, "url": url} for node, url in sorted(services.node_servers.items())
             ],
@@ -346,7 +346,7 @@ async def metrics(request: web.Request) -> web.Response:
         tick_errors=int(controller.get("tick_errors", 0)),
         notifications_delivered=delivery.delivered if delivery else 0,
         notification_failures=delivery.failed_attempts if delivery else 0,
-        log=services.log.stats() if services.log is not None else {},
+        log=services.log_stats(),
         endpoints=endpoints,
         alerts=[alert_record(services, a) for a in services.store.list_alerts()],
         per_feature=services.settings.metrics.per_feature,

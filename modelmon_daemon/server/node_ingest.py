@@ -77,7 +77,7 @@ async def node_healthz(request: web.Request) -> web.Response:
             "pending_rows": services.pending_rows(),
             "pending_rows_limit": services.settings.pending_rows_limit,
             "ingest": services.counters.__dict__,
-            "log": services.log.stats() if services.log is not None else {},
+            "log": services.log_stats(),
         },
         200 if ok else 503,
     )

@@ -66,6 +66,11 @@ class IngestServices:
         """Rows in the durability log whose window is not committed yet."""
         return 0
 
+    def log_stats(self) -> dict[str, float]:
+        """The durability log's group commits (CommitLog.stats), empty while it is not up:
+        what /v1/status, a node server's /healthz and /metrics show."""
+        return self.log.stats() if self.log is not None else {}
+
     def pending_rows(self) -> int:
         """Rows acknowledged (or being acknowledged) whose window is not committed yet.
         The log's row count is read at most every 50 ms (a read per request cost ~5% of a

@@ -156,7 +156,7 @@ class CommitLog:
         }
 
     def _committed(
-        self, group: _Group, seqs: list[int], values: list[bytes] | None, seconds: float = 0.0
+        self, group: _Group, seqs: list[int], values: list[bytes] | None, seconds: float
     ) -> None:
         """On the event loop: answer the requests, then hand the records on. `seconds`:
         the commit's wall time."""
