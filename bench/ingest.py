@@ -112,7 +112,17 @@ class LoadResult(NamedTuple):
     p50_ms: float  # a request's time from its send to its whole answer
     p99_ms: float
     client_cpu_us: float  # the load generator's own CPU per request (this process)
-    server_cpu_us: float = math.nan  # the server's processes' CPU per request, if measured
+    requests: int = 1  # answered, whatever their status
+    # CPU seconds of the server's processes by name (" system": the kernel's part of them
+    # all), if measured
+    server_cpu: dict[str, float] | None = None
+
+    @property
+    def server_cpu_us(self) -> float:
+        """The server's processes' CPU per request (their kernel time included)."""
+        if self.server_cpu is None:
+            return math.nan
+        return 1e6 * sum(v for k, v in self.server_cpu.items() if k != " system") / self.requests
 
 
 async def load(
@@ -158,19 +168,11 @@ async def load(
         await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
         elapsed = time.perf_counter() - t0
     client = time.process_time() - client_before
-    server = math.nan
-    if server_pid:
-        used = cpu_used(server_before, cpu_seconds(server_pid))
-        server = sum(v for k, v in used.items() if k != " system")
+    server = cpu_used(server_before, cpu_seconds(server_pid)) if server_pid else None
     p50, p99 = np.percentile(latencies, [50, 99]) * 1e3 if latencies else (math.nan, math.nan)
     requests = max(1, done + failures)
     return LoadResult(
-        done / elapsed,
-        failures,
-        float(p50),
-        float(p99),
-        1e6 * client / requests,
-        1e6 * server / requests,
+        done / elapsed, failures, float(p50), float(p99), 1e6 * client / requests, requests, server
     )
 
 
@@ -233,14 +235,14 @@ async def measure(
 ) -> None:
     async def ours(
         url: str | list[str], body: bytes, token: str, content_type: str = "application/json"
-    ) -> tuple[LoadResult, float]:
-        """The daemon's load result and CPU microseconds per request."""
+    ) -> LoadResult:
+        """The daemon's load result, its processes' CPU measured."""
         rows_run.append(url)
         spy = start_profile(daemon_pid, len(rows_run), url, content_type) if PROFILE else None
         logged = await log_stats(daemon_url, token)
-        before, t0 = cpu_seconds(daemon_pid), time.perf_counter()
-        result = await load(url, body, SECONDS, token, content_type)
-        after, elapsed = cpu_seconds(daemon_pid), time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = await load(url, body, SECONDS, token, content_type, server_pid=daemon_pid)
+        elapsed = time.perf_counter() - t0
         now_logged = await log_stats(daemon_url, token)
         commits = now_logged["commits"] - logged["commits"]
         if commits:
@@ -253,18 +255,17 @@ async def measure(
             )
         if spy is not None:
             print(await asyncio.to_thread(stop_profile, *spy))
-        requests = max(1.0, result.rate * elapsed)
-        used = cpu_used(before, after)
+        used = result.server_cpu or {}
         if BREAKDOWN:
             print(
                 "    CPU us/request by process:",
                 ", ".join(
-                    f"{k.strip()} {1e6 * v / requests:.0f}"
+                    f"{k.strip()} {1e6 * v / result.requests:.0f}"
                     for k, v in sorted(used.items(), key=lambda kv: -kv[1])
-                    if 1e6 * v / requests >= 5
+                    if 1e6 * v / result.requests >= 5
                 ),
             )
-        return result, 1e6 * sum(v for k, v in used.items() if k != " system") / requests
+        return result
 
     rows_run: list[str | list[str]] = []
     for port in ports.values():
@@ -297,8 +298,8 @@ async def measure(
     base = await load(
         f"http://127.0.0.1:{ports['noop']}{path}", body, SECONDS, server_pid=pids["noop"]
     )
-    mine, cpu = await ours(daemon_url + path, body, token)
-    report("single MLRun event per POST", mine, 1, base, "no-op aiohttp server", cpu)
+    mine = await ours(daemon_url + path, body, token)
+    report("single MLRun event per POST", mine, 1, base, "no-op aiohttp server")
     body, events, path = rows["1000-event native msgpack batch"]
     msgpack_type = "application/msgpack"
     base = await load(
@@ -308,20 +309,18 @@ async def measure(
         content_type=msgpack_type,
         server_pid=pids["decode"],
     )
-    single, cpu = await ours(daemon_url + path, body, token, msgpack_type)
-    report("1000-event native msgpack batch", single, events, base, "msgpack decode-only", cpu)
+    single = await ours(daemon_url + path, body, token, msgpack_type)
+    report("1000-event native msgpack batch", single, events, base, "msgpack decode-only")
     body, events, path = rows["1000-event MLRun list"]
     base = await load(
         f"http://127.0.0.1:{ports['json']}{path}", body, SECONDS, server_pid=pids["json"]
     )
-    mine, cpu = await ours(daemon_url + path, body, token)
-    report("1000-event MLRun JSON list", mine, events, base, "JSON decode-only", cpu)
+    mine = await ours(daemon_url + path, body, token)
+    report("1000-event MLRun JSON list", mine, events, base, "JSON decode-only")
     body, events, _ = rows["1000-event native msgpack batch"]
     urls = [f"{daemon_url}/v1/endpoints/fleet{i}/events" for i in range(FLEET)]
-    mine, cpu = await ours(urls, body, token, msgpack_type)
-    report(
-        f"{FLEET} endpoints x 1000-row batch", mine, events, single, "single-endpoint batch", cpu
-    )
+    mine = await ours(urls, body, token, msgpack_type)
+    report(f"{FLEET} endpoints x 1000-row batch", mine, events, single, "single-endpoint batch")
 
 
 def start_profile(
@@ -377,7 +376,6 @@ def report(
     events: int,
     base: LoadResult,
     baseline: str,
-    cpu_us: float | None = None,
 ) -> None:
     """The row, then the latency of the daemon's answers beside the baseline's."""
     note = f"   ({mine.failures} non-202)" if mine.failures else ""
@@ -386,7 +384,8 @@ def report(
         if base.rate
         else baseline
     )
-    cost = f"   daemon CPU {cpu_us:7.0f} us/request" if cpu_us is not None else ""
+    cpu_us = mine.server_cpu_us
+    cost = "" if math.isnan(cpu_us) else f"   daemon CPU {cpu_us:7.0f} us/request"
     print(
         f"  {name:<34} {mine.rate * events:10.0f} events/s ({mine.rate:7.0f} req/s)   "
         f"{against}{cost}{note}"
