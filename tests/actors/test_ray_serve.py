@@ -12,7 +12,8 @@ import pytest
 import ray
 
 from modelmon_daemon.integrations.ray_serve import monitored
-from tests.e2e.conftest import Daemon, free_port
+from tests.e2e.conftest import Daemon
+from tests.ports import free_port
 
 pytestmark = pytest.mark.actors
 

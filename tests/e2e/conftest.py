@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import http.client as http_client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,13 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http(
@@ -61,6 +57,10 @@ def cli(*args, timeout=180, env_extra=None):
     )
 
 
+class PortTaken(Exception):
+    """The daemon could not listen on the port chosen for it."""
+
+
 class Daemon:
     def __init__(self, data_dir: Path, port: int, extra: list[str], lateness: str = "2s") -> None:
         self.data_dir, self.port, self.extra, self.lateness = data_dir, port, extra, lateness
@@ -69,6 +69,20 @@ class Daemon:
         self.log = data_dir.parent / f"{data_dir.name}.log"
 
     def start(self, timeout: float = 120) -> Daemon:
+        """Start the daemon and wait until it answers /healthz. A port that another process
+        took since it was chosen (the daemon exits saying "cannot listen on") is replaced
+        by a new one, at most twice: the port is the harness's choice, not the test's."""
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> Daemon:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env["PYTHONPATH"] = str(ROOT)
         argv = [
@@ -94,6 +108,7 @@ class Daemon:
             "storage.lmdb_map_size=256MiB",
             *self.extra,
         ]
+        log_start = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 argv,
@@ -106,17 +121,30 @@ class Daemon:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"daemon exited {self.proc.returncode}: {self.log.read_text()[-3000:]}"
-                )
-            try:
-                status, _ = http("GET", self.url + "/healthz", timeout=5)
-                if status == 200:
-                    return self
-            except OSError:
-                pass
+                tail = self.log.read_bytes()[log_start:].decode(errors="replace")
+                if f"cannot listen on 127.0.0.1:{self.port}" in tail:
+                    raise PortTaken(self.port)
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: {tail[-3000:]}")
+            if self._answers_health():
+                return self
             time.sleep(0.3)
         raise RuntimeError(f"daemon not healthy: {self.log.read_text()[-3000:]}")
+
+    def _answers_health(self) -> bool:
+        """/healthz answered 200 by this daemon: its file in the data dir names its pid.
+        Whatever else answers on the port (another process's protocol, another server)
+        is not this daemon; it then exits, unable to listen, and start() tells that."""
+        try:
+            status, _ = http("GET", self.url + "/healthz", timeout=5)
+        except (OSError, http_client.HTTPException):
+            return False
+        if status != 200:
+            return False
+        try:
+            announced = json.loads((self.data_dir / "daemon.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return self.proc is not None and announced.get("pid") == self.proc.pid
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -12,7 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import Daemon, free_port
+from tests.e2e.conftest import Daemon
+from tests.ports import free_port
 from tests.receivers import HttpReceiver, SmtpReceiver
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, Daemon, cli, free_port, http
+from tests.e2e.conftest import ROOT, Daemon, cli, http
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

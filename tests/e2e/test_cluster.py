@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import Daemon, free_port, http
+from tests.e2e.conftest import Daemon, http
 from tests.helpers import stored_events
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 P = 30.0

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.conftest import Daemon, free_port, http
+from tests.e2e.conftest import Daemon, http
+from tests.ports import free_port
 from tests.routes import V1_ROUTES
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,8 @@ import pytest
 
 from modelmon_daemon import Client
 from modelmon_daemon.core.times import iso
-from tests.e2e.conftest import Daemon, free_port
+from tests.e2e.conftest import Daemon
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 P = 30.0

@@ -18,8 +18,9 @@ import msgpack
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import Daemon, free_port
+from tests.e2e.conftest import Daemon
 from tests.helpers import stored_events
+from tests.ports import free_port
 from tests.receivers import HangingSmtp
 
 pytestmark = pytest.mark.e2e

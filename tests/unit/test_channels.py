@@ -15,7 +15,8 @@ import pytest
 from modelmon_daemon.alerts.channels import SIGNATURE_HEADER, DeliveryError, send
 from modelmon_daemon.server.delivery import OutboxDelivery, StoreOutbox
 from modelmon_daemon.storage.lmdb_store import LmdbStore
-from tests.receivers import HttpReceiver, SmtpReceiver, free_port
+from tests.ports import free_port
+from tests.receivers import HttpReceiver, SmtpReceiver
 
 
 def entry(channel):
