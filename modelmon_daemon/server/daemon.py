@@ -56,28 +56,51 @@ def ray_temp_dir(settings: Settings) -> str:
     return str(Path(tempfile.gettempdir()) / f"mm-{digest}")
 
 
-def check_listen_address(host: str, port: int) -> None:
-    """StartupError naming the address unless every address `host` resolves to can bind
-    `port` (as the HTTP server will, SO_REUSEADDR included): a port taken by another
-    process is told in a line, before Ray starts, not as a traceback after it."""
+def open_listeners(host: str, port: int, backlog: int = 128) -> list[socket.socket]:
+    """The daemon's listening sockets, one per address `host` resolves to (as aiohttp's
+    TCPSite would make them, SO_REUSEADDR included), or a StartupError naming the address.
+    They listen from start-up on, so the port is the daemon's while Ray starts (Ray's
+    processes bind ports of their own and could otherwise take it); a client that connects
+    early waits in the backlog and is answered once the daemon serves."""
     try:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
     except socket.gaierror as exc:
         raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    for family, kind, proto, _, address in infos:
-        try:
-            with socket.socket(family, kind, proto) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                probe.bind(address)
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc} "
-                "(another process has it? choose one with --port)"
-            ) from None
+    listeners: list[socket.socket] = []
+    seen: set[tuple[int, Any]] = set()
+    try:
+        for family, kind, proto, _, address in infos:
+            if (family, address) in seen:
+                continue
+            seen.add((family, address))
+            listener = socket.socket(family, kind, proto)
+            listeners.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind(address)
+            listener.listen(backlog)
+            listener.setblocking(False)
+    except OSError as exc:
+        close_listeners(listeners)
+        raise StartupError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(another process has it? choose one with --port)"
+        ) from None
+    return listeners
+
+
+def close_listeners(listeners: list[socket.socket]) -> None:
+    for listener in listeners:
+        listener.close()
+
+
+def check_listen_address(host: str, port: int) -> None:
+    """StartupError naming the address unless the daemon could listen on it now: told in
+    a line before anything starts (`start --detach` asks before it detaches)."""
+    close_listeners(open_listeners(host, port))
 
 
 def check_ray_address(address: str, wait_s: float = 5.0) -> None:
@@ -168,6 +191,23 @@ def _load_config_alerts(settings: Settings, store: Any) -> None:
 async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> bool:
     """Run the daemon until SIGINT/SIGTERM (or `stop_event`). True when it stopped because
     the node of the Ray it started was lost (`run` then starts it again)."""
+    data = settings.data_path
+    data.mkdir(parents=True, exist_ok=True)
+    previous = read_daemon_file(data)
+    running = live_pid(previous)
+    if running is not None and running != os.getpid():
+        raise StartupError(f"a daemon (pid {running}) already runs on {data}")
+    listeners = open_listeners(settings.daemon.host, settings.daemon.port)
+    try:
+        check_ray_address(settings.ray.address)
+        return await _serve_on(settings, listeners, stop_event)
+    finally:
+        close_listeners(listeners)  # the HTTP server closed them already when it served
+
+
+async def _serve_on(
+    settings: Settings, listeners: list[socket.socket], stop_event: asyncio.Event | None
+) -> bool:
     import lmdb
     import ray
 
@@ -179,12 +219,6 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     from modelmon_daemon.storage.parquet_store import ParquetStore
 
     data = settings.data_path
-    data.mkdir(parents=True, exist_ok=True)
-    previous = read_daemon_file(data)
-    running = live_pid(previous)
-    if running is not None and running != os.getpid():
-        raise StartupError(f"a daemon (pid {running}) already runs on {data}")
-    check_can_start(settings)
     try:
         token = load_or_create_token(settings.token_path)
     except TokenFileError as exc:
@@ -243,7 +277,7 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
         await runner.setup()
         try:
             ray_lost = await _serve_until_stopped(
-                settings, services, runner, data, ray_info, stop_event
+                settings, services, runner, listeners, data, ray_info, stop_event
             )
         finally:
             await runner.cleanup()  # stops HTTP, then flushes the durability log
@@ -272,6 +306,7 @@ async def _serve_until_stopped(
     settings: Settings,
     services: Services,
     runner: web.AppRunner,
+    listeners: list[socket.socket],
     data: Path,
     ray_info: dict[str, Any],
     stop_event: asyncio.Event | None,
@@ -284,13 +319,8 @@ async def _serve_until_stopped(
     from modelmon_daemon.actors import remote
     from modelmon_daemon.server.ray_watch import local_node_alive, watch_node
 
-    site = web.TCPSite(runner, settings.daemon.host, settings.daemon.port, reuse_address=True)
-    try:
-        await site.start()
-    except OSError as exc:  # taken since the check at start-up
-        raise StartupError(
-            f"cannot listen on {settings.daemon.host}:{settings.daemon.port}: {exc.strerror or exc}"
-        ) from None
+    for listener in listeners:  # listening since start-up: nothing could take the port
+        await web.SockSite(runner, listener).start()
     port = runner.addresses[0][1] if runner.addresses else settings.daemon.port
     url = http_url(settings.daemon.host, port)
     (data / DAEMON_FILE).write_text(
