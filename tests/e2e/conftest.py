@@ -83,6 +83,23 @@ class Daemon:
         raise AssertionError("unreachable")
 
     def _start_once(self, timeout: float) -> Daemon:
+        log_start = self.log.stat().st_size if self.log.exists() else 0
+        self.spawn()
+        assert self.proc is not None
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log.read_bytes()[log_start:].decode(errors="replace")
+                if f"cannot listen on 127.0.0.1:{self.port}" in tail:
+                    raise PortTaken(self.port)
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: {tail[-3000:]}")
+            if self._answers_health():
+                return self
+            time.sleep(0.3)
+        raise RuntimeError(f"daemon not healthy: {self.log.read_text()[-3000:]}")
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the daemon's process, its output appended to the log; not waiting."""
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env["PYTHONPATH"] = str(ROOT)
         argv = [
@@ -108,7 +125,6 @@ class Daemon:
             "storage.lmdb_map_size=256MiB",
             *self.extra,
         ]
-        log_start = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 argv,
@@ -118,17 +134,7 @@ class Daemon:
                 cwd=ROOT,
                 start_new_session=True,
             )
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                tail = self.log.read_bytes()[log_start:].decode(errors="replace")
-                if f"cannot listen on 127.0.0.1:{self.port}" in tail:
-                    raise PortTaken(self.port)
-                raise RuntimeError(f"daemon exited {self.proc.returncode}: {tail[-3000:]}")
-            if self._answers_health():
-                return self
-            time.sleep(0.3)
-        raise RuntimeError(f"daemon not healthy: {self.log.read_text()[-3000:]}")
+        return self.proc
 
     def _answers_health(self) -> bool:
         """/healthz answered 200 by this daemon: its file in the data dir names its pid.

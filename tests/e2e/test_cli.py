@@ -406,6 +406,39 @@ def test_huge_pages_reach_the_daemon_and_its_ingestion_actors_unless_turned_off(
         off.stop()
 
 
+def test_the_port_listens_before_ray_starts_and_an_early_request_is_answered(short_tmp):
+    """The daemon holds its port from start-up on (Ray's processes, which bind ports of
+    their own, cannot take it): a client connects before Ray is up and the daemon serves,
+    and its request is answered once the daemon is ready."""
+    daemon = Daemon(short_tmp / "early", free_port(), [])
+    proc = daemon.spawn()
+    try:
+        deadline = time.time() + 60
+        while True:
+            assert proc.poll() is None, daemon.log.read_text()[-2000:]
+            assert time.time() < deadline, "the port never listened"
+            try:
+                early = socket.create_connection(("127.0.0.1", daemon.port), timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        log_then = daemon.log.read_text()
+        assert "ray up in" not in log_then and not (daemon.data_dir / "daemon.json").exists()
+        with early:
+            early.settimeout(120)
+            early.sendall(
+                f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{daemon.port}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            answer = b""
+            while chunk := early.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        assert "ray up in" in daemon.log.read_text()  # answered after Ray started
+    finally:
+        daemon.stop()
+
+
 def test_a_new_base_period_waits_for_the_logged_windows_and_says_so(short_tmp):
     """Logged records are windowed by the period they were logged with: a detached start
     with another period while some wait fails in one line that says why (the child's
