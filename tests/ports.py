@@ -1,11 +1,13 @@
 """Loopback ports for the tests' servers, from a range nothing else takes by chance.
 
 A port the kernel hands out for `bind(("127.0.0.1", 0))` is in the ephemeral range, where
-every process that binds port 0 or connects out (Ray's raylet, its workers' gRPC servers,
-the object manager) takes ports too: a port that was free when a test chose it could be
-Ray's a second later, and the daemon under test would then find it taken. So ports come
-from between Ray's worker ports (10002-19999 unless configured) and the start of the
-kernel's ephemeral range, are checked to bind, and are never handed out twice in a run.
+every process that binds port 0 or connects out takes ports too, and where Ray chooses
+the ports of its services: at random between a port the kernel hands out and 65535,
+checked free and then let go until the service binds it (`Node._get_unused_port`). A
+port that was free when a test chose it could be Ray's a second later, and the daemon
+under test would then find it taken. So ports come from between Ray's worker ports
+(10002-19999 unless configured) and the start of the kernel's ephemeral range, are
+checked to bind, and are never handed out twice in a run.
 """
 
 from __future__ import annotations
