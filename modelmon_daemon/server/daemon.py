@@ -59,9 +59,10 @@ def ray_temp_dir(settings: Settings) -> str:
 def open_listeners(host: str, port: int, backlog: int = 128) -> list[socket.socket]:
     """The daemon's listening sockets, one per address `host` resolves to (as aiohttp's
     TCPSite would make them, SO_REUSEADDR included), or a StartupError naming the address.
-    They listen from start-up on, so the port is the daemon's while Ray starts (Ray's
-    processes bind ports of their own and could otherwise take it); a client that connects
-    early waits in the backlog and is answered once the daemon serves."""
+    They listen from start-up on, so the port is the daemon's while Ray starts (Ray chooses
+    the ports of its services at random, checks them free and binds them later: a port
+    only checked could be one of them); a client that connects early waits in the backlog
+    and is answered once the daemon serves."""
     try:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
