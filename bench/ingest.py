@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fleet import cpu_seconds, cpu_used, py_spy_record  # noqa: E402
 
+from modelmon_daemon.client import AsyncClient  # noqa: E402
 from modelmon_daemon.config import load_settings  # noqa: E402
 from modelmon_daemon.core.huge_pages import (  # noqa: E402
     glibc_version,
@@ -178,11 +179,8 @@ async def load(
 
 async def log_stats(daemon_url: str, token: str) -> dict[str, float]:
     """The daemon's durability-log statistics (`GET /v1/status`, `log`)."""
-    async with (
-        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as session,
-        session.get(daemon_url + "/v1/status") as resp,
-    ):
-        status = await resp.json()
+    async with AsyncClient(daemon_url, token=token) as client:
+        status = await client.status()
     return dict(status["log"])
 
 

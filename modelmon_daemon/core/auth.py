@@ -10,6 +10,8 @@ import os
 import secrets
 from pathlib import Path
 
+from modelmon_daemon.core.daemon_file import client_data_dir
+
 TOKEN_FILE = "auth_token"
 TOKEN_ENV = "MODELMON_TOKEN"
 
@@ -74,8 +76,7 @@ def find_token(explicit: str | None = None, data_dir: str | Path | None = None) 
     candidates = []
     if os.environ.get("MODELMON_DAEMON_AUTH_TOKEN_FILE"):
         candidates.append(Path(os.environ["MODELMON_DAEMON_AUTH_TOKEN_FILE"]).expanduser())
-    base = data_dir or os.environ.get("MODELMON_DAEMON_DATA_DIR") or "./modelmon-data"
-    candidates.append(Path(base).expanduser() / TOKEN_FILE)
+    candidates.append(client_data_dir(data_dir) / TOKEN_FILE)
     for path in candidates:
         try:
             text = _token_text(path)

@@ -76,11 +76,16 @@ def connect_url(host: str, port: int) -> str:
     return http_url(_ANY_ADDRESS.get(host, host), port)
 
 
+def client_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The data dir a client looks in for the running daemon and its token: `data_dir`,
+    else $MODELMON_DAEMON_DATA_DIR, else ./modelmon-data."""
+    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR).expanduser()
+
+
 def running_daemon_url(data_dir: str | Path | None = None) -> str | None:
-    """The URL of the daemon running on `data_dir` ($MODELMON_DAEMON_DATA_DIR or
-    ./modelmon-data by default), or None when no live daemon wrote its file there."""
-    base = data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
-    info = read_daemon_file(base)
+    """The URL of the daemon running on `data_dir` (client_data_dir), or None when no
+    live daemon wrote its file there."""
+    info = read_daemon_file(client_data_dir(data_dir))
     if not info:
         return None
     host, port = info.get("host"), info.get("port")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from modelmon_daemon.core.daemon_file import read_daemon_file
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,10 +147,7 @@ class Daemon:
             return False
         if status != 200:
             return False
-        try:
-            announced = json.loads((self.data_dir / "daemon.json").read_text())
-        except (OSError, ValueError):
-            return False
+        announced = read_daemon_file(self.data_dir) or {}
         return self.proc is not None and announced.get("pid") == self.proc.pid
 
     def stop(self) -> None:
