@@ -11,7 +11,14 @@ from modelmon_daemon.applications import build_applications
 from modelmon_daemon.applications.reference_cache import REFERENCE_CACHE
 from modelmon_daemon.applications.runner import run_application
 from modelmon_daemon.config import Settings, application_settings
-from modelmon_daemon.core.records import AppOutput, ColumnBatch, WindowMeta, unpack
+from modelmon_daemon.core.records import (
+    AppOutput,
+    CallOutputs,
+    ColumnBatch,
+    WindowMeta,
+    pack_outputs,
+    unpack,
+)
 
 SPEC_CACHE_SIZE = 50_000  # endpoint specs (reference stats) kept per actor
 
@@ -57,14 +64,15 @@ class ApplicationActor:
         batches: list[ColumnBatch],
         jobs: list[tuple[int, str, str, WindowMeta]],
         specs: dict[str, tuple[str, bytes | dict[str, Any]]],
-    ) -> tuple[list[list[AppOutput] | None], list[str]]:
+    ) -> tuple[bytes | CallOutputs, list[str]]:
         """Every application on many endpoint-windows in one call. `jobs` are (index in
         `batches`, endpoint uid, spec version, meta); endpoint specs are cached here by
         version, so `specs` carries only those this actor may lack (as stored: unpacked
         here, once per version). Returns the outputs per job (None where the spec is
-        missing) and the uids whose spec is needed."""
+        missing), packed for the writer (pack_outputs), and the uids whose spec is
+        needed."""
         self._keep(specs)
-        out: list[list[AppOutput] | None] = []
+        out: CallOutputs = []
         missing: list[str] = []
         for index, uid, version, meta in jobs:
             cached = self.spec_cache.get(uid)
@@ -74,7 +82,7 @@ class ApplicationActor:
                 continue
             batch = batches[index]
             out.append([self.run(name, cached[1], meta, batch) for name in self.apps])
-        return out, missing
+        return pack_outputs(out), missing
 
     def prepare(self, specs: dict[str, tuple[str, bytes | dict[str, Any]]]) -> int:
         """Keep these endpoint records (as run_many does) and let each application derive

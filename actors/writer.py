@@ -28,11 +28,14 @@ from modelmon_daemon.config import Settings
 from modelmon_daemon.core.enums import ResultKind, ResultStatus
 from modelmon_daemon.core.records import (
     AppOutput,
+    CallOutputs,
     ColumnBatch,
+    OutputWire,
     ResultRecord,
     WindowMeta,
     empty_batch,
     unpack_fields,
+    unpack_outputs,
 )
 from modelmon_daemon.storage.lmdb_store import LmdbStore, PerformanceUpdate, WindowCommit
 from modelmon_daemon.storage.parquet_store import EventsFile, ParquetStore, WindowEvents
@@ -91,22 +94,23 @@ class WindowOutputs:
         ]
 
 
-def window_outputs(meta: WindowMeta, outputs: list[AppOutput], project: str) -> WindowOutputs:
-    results = [r.to_dict() for o in outputs for r in o.results]
+def window_outputs(meta: WindowMeta, outputs: list[OutputWire], project: str) -> WindowOutputs:
+    """`outputs`: the window's application outputs as they cross (AppOutput.to_wire)."""
+    results = [r for _, records, _, _ in outputs for r in records]
     updates: dict[str, Any] = {}
-    for output in outputs:
-        updates.update(output.endpoint_updates)
+    for _, _, _, endpoint_updates in outputs:
+        updates.update(endpoint_updates)
     failures = [
         {
             "kind": "mm-app-failed",
-            "application": o.application,
-            "message": o.failure,
+            "application": application,
+            "message": failure,
             "start": meta.start,
             "end": meta.end,
             "time": time.time(),
         }
-        for o in outputs
-        if o.failure
+        for application, _, failure, _ in outputs
+        if failure
     ]
     return WindowOutputs(
         results, updates, failures, events_from_results(meta.uid, project, results, [])
@@ -242,7 +246,8 @@ class WriterActor:
         """Write a closed window (or a late batch) and commit it; False if it was already."""
         if self.store.window_committed(meta):
             return False
-        ready = window_outputs(meta, outputs, str(endpoint.get("project", "")))
+        wire = [o.to_wire() for o in outputs]
+        ready = window_outputs(meta, wire, str(endpoint.get("project", "")))
         prepared = self._prepare(meta, batch, ready, endpoint, applications)
         (done,) = self._commit_round([prepared], [])
         return done
@@ -285,14 +290,16 @@ class WriterActor:
         return len(files)
 
     def stage_outputs(
-        self, tick: int, metas: list[WindowMeta], outputs: list[list[AppOutput] | None]
+        self, tick: int, metas: list[WindowMeta], packed: bytes | CallOutputs
     ) -> bool:
         """The outputs of one application call (`metas`: its windows, in order), made
         ready for the tick's commit as soon as they are computed: the writer does this
         while the other application calls run (it is idle once its events files are
         written), and the commit is left with the stateful applications, the results
         file and the LMDB transaction. True if every window of the call was made ready
-        (then the commit needs not be sent these outputs again)."""
+        (then the commit needs not be sent these outputs again). `packed`: the
+        application call's answer (pack_outputs)."""
+        outputs = unpack_outputs(packed)
         if self._staged_outputs[0] != tick:
             self._staged_outputs = (tick, {})
         ready = self._staged_outputs[1]
@@ -321,14 +328,15 @@ class WriterActor:
         advances: list[tuple[str, float, float | None]],
         applications: list[str],
         batches: list[list[ColumnBatch]] | None = None,
-        *chunks: list[list[AppOutput] | None],
+        *packed_chunks: bytes | CallOutputs | None,
         tick: int | None = None,
     ) -> tuple[list[bool | None], list[tuple[int, list[str]]]]:
         """Every window a tick closed, in few durable transactions. `items` are (batch
         list, index in it, meta, outputs); outputs are given, or are (chunk, position) in
-        `chunks`, the application actors' answers (Ray hands them here from the actors
-        that computed them). `batches`: the stream actors' window data, one list each, or
-        None: then each window's rows are read from the log. Returns per item the status,
+        `packed_chunks`, the application actors' answers (pack_outputs; Ray hands them
+        here from the actors that computed them; None for a chunk staged already).
+        `batches`: the stream actors' window data, one list each, or None: then each
+        window's rows are read from the log. Returns per item the status,
         True (committed now), False (committed before) or None (failed: not to be
         acknowledged; done again next tick), and a summary (results written, failures).
 
@@ -337,6 +345,7 @@ class WriterActor:
         last round. Parquet files are written on a thread pool and marked pending first,
         so a crash leaves no file that counts. `tick`: the first round's events files were
         written by stage_events(tick, ...) and are used if they hold exactly its windows."""
+        chunks = [None if c is None else unpack_outputs(c) for c in packed_chunks]
         staged = self._staged if self._staged is not None and self._staged.tick == tick else None
         if staged is None:
             self._drop_staged()
@@ -366,14 +375,14 @@ class WriterActor:
                 try:
                     project = str(specs[meta.uid].get("project", ""))
                     if not isinstance(placed, tuple):  # given (the application call failed)
-                        outputs = window_outputs(meta, placed, project)
+                        outputs = window_outputs(meta, [o.to_wire() for o in placed], project)
                     elif _key(meta) in ready:  # made ready by stage_outputs
                         outputs = ready[_key(meta)]
-                    elif chunks[placed[0]] is None:  # left out as staged, yet not there
-                        raise RuntimeError("the window's application outputs are missing")
                     else:
-                        found = chunks[placed[0]][placed[1]] or []
-                        outputs = window_outputs(meta, found, project)
+                        chunk = chunks[placed[0]]
+                        if chunk is None:  # left out as staged, yet not there
+                            raise RuntimeError("the window's application outputs are missing")
+                        outputs = window_outputs(meta, chunk[placed[1]] or [], project)
                     summaries[i] = outputs.summary(meta.uid)
                     if self.store.window_committed(meta):
                         status[i] = False
@@ -556,7 +565,7 @@ class WriterActor:
         perf_outputs, perf_update = self._performance(meta, batch, endpoint)
         if perf_outputs:
             applications = [*applications, PERFORMANCE, CONCEPT_DRIFT]
-            perf = window_outputs(meta, perf_outputs, project)
+            perf = window_outputs(meta, [o.to_wire() for o in perf_outputs], project)
             outputs = WindowOutputs(
                 outputs.results + perf.results,
                 {**outputs.updates, **perf.updates},

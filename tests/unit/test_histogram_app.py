@@ -156,7 +156,7 @@ def test_an_application_actor_lets_derived_values_go_with_its_records(monkeypatc
     from modelmon_daemon.actors import application as application_module
     from modelmon_daemon.applications.reference_cache import REFERENCE_CACHE
     from modelmon_daemon.config import Settings
-    from modelmon_daemon.core.records import WindowMeta, pack
+    from modelmon_daemon.core.records import WindowMeta, pack, unpack_outputs
     from tests.helpers import make_batch, make_spec
 
     monkeypatch.setattr(application_module, "SPEC_CACHE_SIZE", 2)
@@ -167,9 +167,10 @@ def test_an_application_actor_lets_derived_values_go_with_its_records(monkeypatc
     def run(uid: str, version: str, seed: int) -> None:
         record = pack(make_spec(uid, seed=seed).to_dict())
         jobs = [(0, uid, version, WindowMeta(uid, 0.0, 60.0, [1], 200))]
-        out, missing = actor.run_many(batches, jobs, {uid: (version, record)})
+        packed, missing = actor.run_many(batches, jobs, {uid: (version, record)})
+        out = unpack_outputs(packed)
         assert missing == [] and out[0] is not None
-        assert not [o.failure for o in out[0] if o.failure]
+        assert not [failure for _, _, failure, _ in out[0] if failure]
 
     before = len(REFERENCE_CACHE)
     run("e0", "v1", 0)

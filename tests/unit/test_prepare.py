@@ -14,7 +14,7 @@ from modelmon_daemon.applications import BUILTIN_APPLICATIONS
 from modelmon_daemon.applications.base import MonitoringContext
 from modelmon_daemon.applications.reference_cache import REFERENCE_CACHE
 from modelmon_daemon.config import Settings
-from modelmon_daemon.core.records import EndpointSpec, WindowMeta, pack, unpack
+from modelmon_daemon.core.records import EndpointSpec, WindowMeta, pack, unpack, unpack_outputs
 from tests.helpers import make_batch
 
 PREPARED = sorted(name for name, cls in BUILTIN_APPLICATIONS.items() if hasattr(cls, "prepare"))
@@ -92,9 +92,10 @@ def test_the_actor_prepares_a_record_once_per_version_and_runs_its_window_on_it(
     assert actor.spec_cache["e0"][1] is held and len(REFERENCE_CACHE) - before == derived
     batch = window("any", held).batch
     jobs = [(0, "e0", "v1", WindowMeta("e0", 0.0, 60.0, [1], len(batch)))]
-    out, missing = actor.run_many([batch], jobs, {})
+    packed, missing = actor.run_many([batch], jobs, {})
+    out = unpack_outputs(packed)
     assert missing == [] and out[0] is not None
-    assert not [o.failure for o in out[0] if o.failure]
+    assert not [failure for _, _, failure, _ in out[0] if failure]
     assert len(REFERENCE_CACHE) - before == derived  # the window derived nothing
     # a new version replaces the record and what came of it
     assert actor.prepare({"e0": ("v2", pack(record("e0", seed=2)))}) == 1
@@ -118,8 +119,9 @@ def test_an_application_whose_prepare_fails_still_runs_at_the_window(caplog):
     assert "no reference for me" in caplog.text
     held = actor.spec_cache["e1"][1]
     batch = window("any", held).batch
-    out, missing = actor.run_many(
+    packed, missing = actor.run_many(
         [batch], [(0, "e1", "v1", WindowMeta("e1", 0.0, 60.0, [1], len(batch)))], {}
     )
+    out = unpack_outputs(packed)
     assert missing == [] and out[0] is not None and len(out[0]) == len(actor.apps)
     derived_from(held)

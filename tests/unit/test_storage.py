@@ -272,6 +272,16 @@ def test_results_of_the_per_endpoint_layout_are_moved_once(tmp_path):
     assert writer.parquet.migrate_results() == 0
 
 
+def _statistics_of(path) -> set[str]:
+    """The columns of a Parquet file's first row group that carry min/max statistics."""
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    return {
+        group.column(i).path_in_schema
+        for i in range(group.num_columns)
+        if group.column(i).is_stats_set and group.column(i).statistics.has_min_max
+    }
+
+
 def test_compaction_merges_past_partitions_once_and_retention_expires_them(tmp_path):
     writer = WriterActor(settings_for(tmp_path))
     day = 86400.0
@@ -289,6 +299,7 @@ def test_compaction_merges_past_partitions_once_and_retention_expires_them(tmp_p
     hour = tmp_path / "events" / "date=1970-01-02" / "hour=00"
     fresh = next(hour.glob("t*.parquet"))
     assert pq.ParquetFile(fresh).metadata.row_group(0).column(0).compression == "LZ4"
+    assert _statistics_of(fresh) == {"endpoint_id", "timestamp", "request_id"}
     before = {uid: writer.parquet.read_results(uid) for uid in ("ep0", "ep1")}
     rows_before = {uid: writer.parquet.read_events(uid)[0] for uid in ("ep0", "ep1")}
     done = writer.maintain(now=3 * day)  # day 1 is in the past now
@@ -306,6 +317,9 @@ def test_compaction_merges_past_partitions_once_and_retention_expires_them(tmp_p
     assert ids == ["ep0"] * 3 + ["ep1"] * 3
     # the tick writes lz4 (fast); compaction re-encodes with zstd (small)
     assert pq.ParquetFile(compacted).metadata.row_group(0).column(0).compression == "ZSTD"
+    assert _statistics_of(compacted) == {"endpoint_id", "timestamp", "request_id"}
+    # results files keep every column's statistics
+    assert "value" in _statistics_of(merged)
     # an interrupted run (merged file written, a source left behind) is finished, not doubled
     source = pq.read_table(merged)
     pq.write_table(source.slice(0, 1), results_dir / "r86400-leftover.parquet")
