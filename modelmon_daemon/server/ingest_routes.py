@@ -42,8 +42,10 @@ def decode(raw: bytes, content_type: str, columns: bool = False) -> Any:
         try:
             return unpack_native(raw) if columns else unpack(raw)
         except Exception as exc:
+            # some decode errors carry no message (msgpack's FormatError): name the kind
+            reason = str(exc) or f"malformed bytes ({type(exc).__name__})"
             raise ApiError(
-                f"body is not valid msgpack: {exc}", {"field": "body"}, code="invalid_body"
+                f"body is not valid msgpack: {reason}", {"field": "body"}, code="invalid_body"
             ) from None
     try:
         return orjson.loads(raw)  # several times faster than json on arrays of numbers
