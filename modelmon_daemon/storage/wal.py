@@ -256,14 +256,18 @@ class ThreadedCommitLog(CommitLog):
         self._kicked = False
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._thread_alive = False  # set by the thread itself: is_alive() takes a lock
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._stopping
+        """Asked on every append: a flag the thread clears as it ends, not
+        `Thread.is_alive` (which takes the thread's state lock, ~1% of a single event)."""
+        return self._thread_alive and not self._stopping
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._work, name="modelmon-log", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="modelmon-log", daemon=True)
+        self._thread_alive = True
         self._thread.start()
 
     async def stop(self) -> None:
@@ -292,6 +296,17 @@ class ThreadedCommitLog(CommitLog):
         with self._lock:
             self._lock.notify()
 
+    def _run(self) -> None:
+        try:
+            self._work()
+        finally:
+            self._thread_alive = False
+            with self._lock:  # nobody will write these: answer them rather than hang
+                orphans, self._pending = self._pending, []
+            if orphans and self._loop is not None and not self._loop.is_closed():
+                stopped = RuntimeError("durability log is not running")
+                self._loop.call_soon_threadsafe(self._failed, orphans, stopped)
+
     def _work(self) -> None:
         loop = self._loop
         assert loop is not None
@@ -310,6 +325,9 @@ class ThreadedCommitLog(CommitLog):
             except Exception as exc:  # nothing was written: every request gets the error
                 loop.call_soon_threadsafe(self._failed, requests, exc)
                 continue
+            except BaseException as exc:  # the thread ends (_run answers what queued)
+                loop.call_soon_threadsafe(self._failed, requests, exc)
+                raise
             loop.call_soon_threadsafe(self._committed, group, seqs, values, seconds)
 
 

@@ -1,6 +1,7 @@
 """The durability log's own thread (ThreadedCommitLog), on a real LMDB store, no Ray: a
 failed commit answers every request of its group with the error and the log goes on;
-stop writes what is queued; requests queued while a commit runs share the next one."""
+stop writes what is queued; requests queued while a commit runs share the next one; a
+thread that dies answers what it held and queued, and the log says it is not running."""
 
 import asyncio
 import threading
@@ -124,3 +125,37 @@ async def test_a_request_cancelled_while_it_waits_leaves_its_group_alone(tmp_pat
         await log.stop()
     assert forwarded == [5] and store.wal_rows() == 5 and log.queued_rows == 0
     store.close()
+
+
+class _ThreadKilled(BaseException):
+    """What no `except Exception` catches: it ends the log's thread."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+async def test_a_log_whose_thread_died_says_so_and_leaves_no_request_hanging(tmp_path):
+    entered = threading.Event()
+    release = threading.Event()
+
+    def commit(records, specs, registered):
+        entered.set()
+        release.wait(5)
+        raise _ThreadKilled
+
+    async def forward(records):
+        raise AssertionError("nothing was committed")
+
+    log = ThreadedCommitLog(commit, forward)
+    await log.start()
+    assert log.running()
+    first = asyncio.ensure_future(log.append([("ep", NOW - 5, rows(1))], []))
+    await asyncio.to_thread(entered.wait, 5)
+    queued = asyncio.ensure_future(log.append([("ep", NOW - 5, rows(2))], []))
+    await asyncio.sleep(0.05)  # queued behind the commit that kills the thread
+    release.set()
+    results = await asyncio.wait_for(asyncio.gather(first, queued, return_exceptions=True), 5)
+    assert isinstance(results[0], _ThreadKilled)
+    assert isinstance(results[1], RuntimeError) and "not running" in str(results[1])
+    assert not log.running() and log.queued_rows == 0
+    with pytest.raises(RuntimeError, match="not running"):
+        await log.append([("ep", NOW - 5, rows(1))], [])
+    await log.stop()
