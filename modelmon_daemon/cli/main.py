@@ -545,9 +545,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _token_values_joined(argv: list[str]) -> list[str]:
+    """`--token VALUE` as `--token=VALUE`: a token may begin with "-", which argparse would
+    otherwise take for an option and answer "expected one argument"."""
+    joined: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--token":
+            value = next(args, None)
+            joined.append(arg if value is None else f"--token={value}")
+        else:
+            joined.append(arg)
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_token_values_joined(sys.argv[1:] if argv is None else argv))
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

@@ -45,6 +45,15 @@ def _token_text(path: Path) -> str:
     return text
 
 
+def new_token() -> str:
+    """32 random bytes, URL-safe, never beginning with "-" (an operator pastes it after
+    `--token` on a command line, where a leading dash reads as an option)."""
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
+
+
 def load_or_create_token(path: Path) -> str:
     """The token in `path`, or a new random one written there with mode 0600 when the file
     is missing or empty. TokenFileError when it holds something else than a token: the
@@ -58,7 +67,7 @@ def load_or_create_token(path: Path) -> str:
             os.chmod(path, 0o600)  # never leave a readable token behind
         return existing
     path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(token + "\n")

@@ -215,7 +215,7 @@ def test_detach_status_queries_handles_and_stop(short_tmp):
         )
         assert report.returncode == 1 and report.stdout == ""
         assert report.stderr.strip() == f"modelmon-daemon: {nowhere}: No such file or directory"
-        wrong = cli("status", "--url", url, "--token", "wrong")
+        wrong = cli("status", "--url", url, "--token", "-wrong")  # a leading dash too
         assert wrong.returncode == 1 and wrong.stdout == ""
         assert wrong.stderr.startswith("modelmon-daemon: HTTP 401: missing or wrong bearer token")
 

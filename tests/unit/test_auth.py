@@ -5,11 +5,13 @@ import base64
 
 import pytest
 
+from modelmon_daemon.cli.main import _token_values_joined, build_parser
 from modelmon_daemon.core.auth import (
     TokenFileError,
     bearer_matches,
     find_token,
     load_or_create_token,
+    new_token,
 )
 
 TOKEN = "s3cret-token"
@@ -86,3 +88,23 @@ def test_a_token_path_that_is_a_folder_is_named(tmp_path):
     with pytest.raises(TokenFileError, match="auth_token: Is a directory"):
         load_or_create_token(tmp_path / "auth_token")
     assert find_token(None, tmp_path) is None
+
+
+def test_a_new_token_never_begins_with_a_dash():
+    """One URL-safe token in 64 would; after `--token` on a command line it reads as an
+    option."""
+    tokens = [new_token() for _ in range(3000)]
+    assert all(len(t) == 43 and not t.startswith("-") for t in tokens)
+    assert len(set(tokens)) == len(tokens)
+
+
+@pytest.mark.parametrize("command", [["status"], ["report", "ep", "--out", "r.html"]])
+def test_a_token_beginning_with_a_dash_is_read_as_the_token(command):
+    """Token files made before tokens avoided a leading dash still work after `--token`
+    (argparse alone answers "expected one argument")."""
+    argv = [*command, "--token", "-Ab_c", "--url", "http://127.0.0.1:9"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv)
+    args = build_parser().parse_args(_token_values_joined(argv))
+    assert args.token == "-Ab_c" and args.url == "http://127.0.0.1:9"
+    assert _token_values_joined(["status", "--token"]) == ["status", "--token"]
