@@ -496,9 +496,27 @@ def load_settings(
             origins.pop(key, None)
             _set(settings, key, value)
     try:
-        return validate(settings)
+        return anchor_paths(validate(settings))
     except ConfigError as exc:
         raise _located(exc, origins) from None
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).expanduser().resolve()) if path else path
+
+
+def anchor_paths(settings: Settings) -> Settings:
+    """Every path setting made absolute, against the folder the settings were loaded in.
+    Actors resolve paths in their own working directory: on a cluster joined with
+    --ray-address that is wherever `ray start` ran, so a relative data dir would be one
+    folder for the HTTP process and another for the log owner."""
+    d = settings.daemon
+    d.data_dir = _absolute(d.data_dir)
+    d.auth_token_file = _absolute(d.auth_token_file)
+    d.reference_dirs = [_absolute(p) for p in d.reference_dirs]
+    settings.notifications.templates = _absolute(settings.notifications.templates)
+    settings.applications.python_path = [_absolute(p) for p in settings.applications.python_path]
+    return settings
 
 
 def _load_file(settings: Settings, file: Path, origins: dict[str, str]) -> None:

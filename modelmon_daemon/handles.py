@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modelmon_daemon.core.daemon_file import read_daemon_file
+from modelmon_daemon.core.ray_auth import AUTH_MODE_ENV, join_with_token_if_available, use_auth_mode
 
 
 @dataclass
@@ -36,18 +37,6 @@ class DaemonHandles:
         return dict(ray.get(self.controller.status.remote()))
 
 
-def _use_auth_mode(mode: str) -> None:
-    """Join a cluster that uses token auth: Ray reads the mode into its cached config, so
-    refresh that config after setting the variable (the token is ~/.ray/auth_token)."""
-    os.environ["RAY_AUTH_MODE"] = mode
-    try:
-        from ray._raylet import Config  # type: ignore[attr-defined]
-
-        Config.initialize("")
-    except (ImportError, AttributeError):  # other Ray versions read the variable at init
-        pass
-
-
 def connect(target: str | os.PathLike[str] = "./modelmon-data") -> DaemonHandles:
     """Join the daemon's Ray cluster. `target` is its data dir (the daemon writes its Ray
     address there) or a Ray address such as `10.0.0.5:6379`."""
@@ -62,10 +51,11 @@ def connect(target: str | os.PathLike[str] = "./modelmon-data") -> DaemonHandles
         if not info or not info.get("gcs_address"):
             raise ConnectionError(f"no running daemon found in {path} (no daemon.json)")
         address = info["gcs_address"]
-        if info.get("ray_auth_mode") and "RAY_AUTH_MODE" not in os.environ:
-            _use_auth_mode(info["ray_auth_mode"])
+        if info.get("ray_auth_mode") and AUTH_MODE_ENV not in os.environ:
+            use_auth_mode(info["ray_auth_mode"])
     os.environ.pop("RAY_ADDRESS", None)
     if not ray.is_initialized():
+        join_with_token_if_available()
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
     from ray.util import list_named_actors
 

@@ -36,6 +36,7 @@ from modelmon_daemon.core.daemon_file import (
     read_daemon_file,
 )
 from modelmon_daemon.core.durations import format_duration
+from modelmon_daemon.core.ray_auth import join_with_token_if_available
 from modelmon_daemon.core.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ def check_can_start(settings: Settings) -> None:
 
 def _init_ray(settings: Settings) -> dict[str, Any]:
     import ray
+    from ray.exceptions import AuthenticationError
 
     os.environ.pop("RAY_ADDRESS", None)
     kwargs: dict[str, Any] = {
@@ -140,7 +142,23 @@ def _init_ray(settings: Settings) -> dict[str, Any]:
     }
     context: Any
     if settings.ray.address:
-        context = ray.init(address=settings.ray.address, **kwargs)
+        token_mode = join_with_token_if_available()
+        try:
+            context = ray.init(address=settings.ray.address, **kwargs)
+        except AuthenticationError as exc:  # token mode without a token: Ray says so
+            raise StartupError(
+                f"cannot join the Ray cluster at {settings.ray.address}: {exc}"
+            ) from None
+        except ConnectionError as exc:
+            where = "~/.ray/auth_token or RAY_AUTH_TOKEN"
+            hint = (
+                f"token authentication on: is the token in {where} the cluster's?"
+                if token_mode
+                else f"if the cluster uses token authentication, put its token in {where}"
+            )
+            raise StartupError(
+                f"cannot join the Ray cluster at {settings.ray.address}: {exc} ({hint})"
+            ) from None
     else:
         if settings.ray.num_cpus:
             kwargs["num_cpus"] = settings.ray.num_cpus

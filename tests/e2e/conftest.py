@@ -47,7 +47,11 @@ def http(
 def cli(*args, timeout=180, env_extra=None):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = str(ROOT)
-    env.update(env_extra or {})
+    for name, value in (env_extra or {}).items():  # None: removed
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return subprocess.run(
         [sys.executable, "-m", "modelmon_daemon", *args],
         capture_output=True,
@@ -63,8 +67,19 @@ class PortTaken(Exception):
 
 
 class Daemon:
-    def __init__(self, data_dir: Path, port: int, extra: list[str], lateness: str = "2s") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        extra: list[str],
+        lateness: str = "2s",
+        cwd: Path | None = None,
+        env: dict[str, str | None] | None = None,
+    ) -> None:
+        """`cwd`: start the daemon in that folder, naming the data dir relative to it.
+        `env`: variables set for the daemon (None: removed)."""
         self.data_dir, self.port, self.extra, self.lateness = data_dir, port, extra, lateness
+        self.cwd, self.env = cwd, env or {}
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data_dir.parent / f"{data_dir.name}.log"
@@ -103,13 +118,18 @@ class Daemon:
         """Start the daemon's process, its output appended to the log; not waiting."""
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env["PYTHONPATH"] = str(ROOT)
+        for name, value in self.env.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
         argv = [
             sys.executable,
             "-m",
             "modelmon_daemon",
             "start",
             "--data-dir",
-            str(self.data_dir),
+            os.path.relpath(self.data_dir, self.cwd) if self.cwd else str(self.data_dir),
             "--port",
             str(self.port),
             "--base-period",
@@ -132,7 +152,7 @@ class Daemon:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                cwd=ROOT,
+                cwd=self.cwd or ROOT,
                 start_new_session=True,
             )
         return self.proc

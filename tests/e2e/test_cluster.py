@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import Daemon, http
+from modelmon_daemon.core.daemon_file import read_daemon_file
+from tests.e2e.conftest import Daemon, cli, http
 from tests.helpers import stored_events
 from tests.ports import free_port
 
@@ -166,11 +172,18 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
 
 def test_every_node_serves_ingestion_into_the_one_log(cluster, short_tmp):
     """Events posted to the ingestion server of each worker node are durable before the
-    202, stored once and analyzed once, next to those posted to the daemon itself."""
+    202, stored once and analyzed once, next to those posted to the daemon itself. The
+    daemon starts in another folder than the cluster's processes, with a relative data
+    dir: the log owner must open the same one."""
     c, workers = cluster
     data = short_tmp / "nodes"
+    assert Path.cwd() != short_tmp
     daemon = Daemon(
-        data, free_port(), ["--ray-address", c.address, "--set", "daemon.node_port=0"], "1s"
+        data,
+        free_port(),
+        ["--ray-address", c.address, "--set", "daemon.node_port=0"],
+        "1s",
+        cwd=short_tmp,
     ).start(timeout=180)
     try:
 
@@ -266,3 +279,102 @@ def test_every_node_serves_ingestion_into_the_one_log(cluster, short_tmp):
         assert health["log"]["requests"] >= health["log"]["commits"]
     finally:
         daemon.stop()
+
+
+# a one-node cluster with token authentication, in a process of its own (so that this
+# process's Ray keeps its own auth mode); it prints its address and lives until stdin ends
+TOKEN_CLUSTER = """
+import sys
+from ray.cluster_utils import Cluster
+c = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1})
+print(c.address, flush=True)
+try:
+    sys.stdin.read()
+finally:
+    c.shutdown()
+"""
+
+
+def test_joins_a_token_cluster_with_the_token_it_finds(short_tmp):
+    """Ray turns token mode on by itself only for clusters it starts: joining one by
+    address with RAY_AUTH_MODE unset, the daemon uses the token Ray would find. Without
+    a token it stops with a line that says what the cluster wants, not Ray's retries."""
+    folder = short_tmp / "tokencl"
+    folder.mkdir()
+    token_file = folder / "ray_token"
+    token_file.write_text(secrets.token_hex(32))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", TOKEN_CLUSTER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        assert holder.stdout is not None
+        address = holder.stdout.readline().strip()
+        assert address, "the token cluster did not start"
+        daemon = Daemon(
+            folder / "data",
+            free_port(),
+            ["--ray-address", address, "--set", "daemon.node_ingestion=false"],
+            env={"RAY_AUTH_MODE": None, "RAY_AUTH_TOKEN_PATH": str(token_file)},
+        ).start(timeout=180)
+        try:
+            assert (read_daemon_file(daemon.data_dir) or {}).get("ray_auth_mode") == "token"
+            status, _ = daemon.post(
+                "/v1/endpoints",
+                {"uid": "tk", "project": "t", "name": "tk", "feature_names": ["a"]},
+            )
+            assert status == 201
+            status, body = daemon.post("/v1/endpoints/tk/events", {"inputs": [[1.0], [2.0]]})
+            assert status == 202 and body["accepted"] == 2, body
+        finally:
+            daemon.stop()
+        # no token where Ray looks (an empty home, a token path that names nothing)
+        home = folder / "home"
+        home.mkdir()
+        started = time.time()
+        result = cli(
+            "start",
+            "--data-dir",
+            str(folder / "data2"),
+            "--port",
+            str(free_port()),
+            "--ray-address",
+            address,
+            env_extra={
+                "HOME": str(home),
+                "RAY_AUTH_TOKEN_PATH": str(folder / "none"),
+                "RAY_AUTH_MODE": None,
+            },
+            timeout=150,
+        )
+        assert result.returncode != 0
+        assert f"cannot join the Ray cluster at {address}" in result.stderr, result.stderr
+        assert "token authentication" in result.stderr, result.stderr
+        assert time.time() - started < 120
+        result = cli(
+            "start",
+            "--data-dir",
+            str(folder / "data3"),
+            "--port",
+            str(free_port()),
+            "--ray-address",
+            address,
+            env_extra={"HOME": str(home), "RAY_AUTH_MODE": "token"},
+            timeout=150,
+        )
+        assert result.returncode != 0
+        assert "no authentication token was found" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+    finally:
+        if holder.stdin is not None:
+            holder.stdin.close()
+        try:
+            holder.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(holder.pid, signal.SIGKILL)

@@ -5,6 +5,7 @@ from modelmon_daemon.config import (
     ConfigError,
     Settings,
     all_keys,
+    anchor_paths,
     env_name,
     load_settings,
 )
@@ -27,9 +28,34 @@ def test_defaults_file_holds_every_key_with_its_default():
     for key in all_keys():
         assert f"\n{key.split('.')[1]} = " in text, key
     settings = load_settings(None, env={})
-    assert settings == Settings()  # the file's values are the code's defaults
+    assert settings == anchor_paths(Settings())  # the file's values are the code's defaults
     assert settings.windows.base_period == 600 and settings.windows.allowed_lateness == 60
     assert settings.daemon.port == 8470 and settings.daemon.host == "127.0.0.1"
+
+
+def test_path_settings_are_made_absolute_where_they_are_loaded(tmp_path, monkeypatch):
+    """Actors resolve paths in their own working directory (on a joined cluster, where
+    `ray start` ran): what `start` loaded must already be absolute."""
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(
+        None,
+        env={"MODELMON_DAEMON_DATA_DIR": "./data"},
+        overrides={
+            "daemon.reference_dirs": ["refs"],
+            "daemon.auth_token_file": "secret/token",
+            "notifications.templates": "t.toml",
+            "applications.python_path": ["apps", "../lib"],
+        },
+    )
+    assert s.daemon.data_dir == str(tmp_path / "data")
+    assert s.daemon.reference_dirs == [str(tmp_path / "refs")]
+    assert s.daemon.auth_token_file == str(tmp_path / "secret" / "token")
+    assert s.notifications.templates == str(tmp_path / "t.toml")
+    assert s.applications.python_path == [str(tmp_path / "apps"), str(tmp_path.parent / "lib")]
+    monkeypatch.chdir(tmp_path.parent)  # an actor elsewhere reads the same folders
+    again = Settings.from_dict(s.to_dict())
+    assert again.data_path == tmp_path / "data" and again.token_path == tmp_path / "secret/token"
+    assert load_settings(None, env={}).notifications.templates == ""  # unset stays unset
 
 
 def test_precedence_file_env_cli(tmp_path):
