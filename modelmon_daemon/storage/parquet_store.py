@@ -188,16 +188,19 @@ def events_table(
     if by_feature is None:
         by_feature = np.ascontiguousarray(batch.features.T)  # one copy, not one per column
     missing = np.isnan(by_feature)
-    for j, name in enumerate(feature_names):
+    n_outputs = len(batch.outputs)
+    outputs = [
+        output_names[j] if j < len(output_names) else default_output_name(j, n_outputs)
+        for j in range(n_outputs)
+    ]
+    stored = event_column_names([*feature_names, *outputs])
+    for j, name in enumerate(stored[: len(feature_names)]):
         if j in batch.categorical:
-            columns[_safe_name(name, columns)] = _object_column(batch.categorical[j])
+            columns[name] = _object_column(batch.categorical[j])
         else:
-            columns[_safe_name(name, columns)] = _float_column(by_feature[j], missing[j])
-    for j, values in enumerate(batch.outputs):
-        name = (
-            output_names[j] if j < len(output_names) else default_output_name(j, len(batch.outputs))
-        )
-        columns[_safe_name(name, columns)] = _column(values)
+            columns[name] = _float_column(by_feature[j], missing[j])
+    for values, name in zip(batch.outputs, stored[len(feature_names) :], strict=True):
+        columns[name] = _column(values)
     return pa.table(columns)
 
 
@@ -205,8 +208,25 @@ def default_output_name(j: int, n: int) -> str:
     return "output" if n == 1 else f"output_{j}"
 
 
-def _safe_name(name: str, taken: dict[str, Any]) -> str:
-    return name if name not in taken else f"{name}_"
+# the columns every events file has, and the hive partition keys of its path
+EVENT_FIXED_COLUMNS = ("endpoint_id", "timestamp", "request_id", "latency_us", "error")
+EVENT_PARTITION_KEYS = ("date", "hour")
+
+
+def event_column_names(names: Sequence[str]) -> list[str]:
+    """The stored column of each feature and output, in order: its name, with "_" added
+    while that is a fixed column, a partition key or a column already given. A file
+    with two columns of one name, or a column named like a partition key, breaks every
+    Parquet reader of the tree (pyarrow, DuckDB, pandas)."""
+    taken = {*EVENT_FIXED_COLUMNS, *EVENT_PARTITION_KEYS}
+    stored = []
+    for name in names:
+        column = name
+        while column in taken:
+            column += "_"
+        taken.add(column)
+        stored.append(column)
+    return stored
 
 
 def results_table(

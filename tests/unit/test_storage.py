@@ -688,3 +688,52 @@ def test_outputs_made_ready_for_another_tick_are_not_used(tmp_path):
     )
     assert status == [True]
     assert [r["value"] for r in writer.parquet.read_results("ep0")] == [0.3]
+
+
+def test_features_named_like_fixed_columns_or_partition_keys_keep_every_reader_working(
+    tmp_path,
+):
+    """A feature or output named like a column every events file has, or like the
+    tree's partition keys (date, hour), is stored as name + "_" (more while taken):
+    two columns of one name, or a `date` column inside a `date=` folder, broke
+    pyarrow, pandas and DuckDB on the whole tree."""
+    from modelmon_daemon.storage.parquet_store import ParquetStore, event_column_names
+
+    names = ["endpoint_id", "timestamp_", "timestamp", "date", "hour", "error", "x"]
+    stored = event_column_names([*names, "request_id"])
+    assert stored == [
+        "endpoint_id_",
+        "timestamp_",
+        "timestamp__",
+        "date_",
+        "hour_",
+        "error_",
+        "x",
+        "request_id_",
+    ]
+    assert event_column_names(["a", "output"]) == ["a", "output"]  # others as they are
+    store = ParquetStore(str(tmp_path))
+    hour = 3600.0 * 30
+    rows = [[float(10 * r + j) for j in range(len(names))] for r in range(2)]
+    window = WindowEvents(
+        WindowMeta("odd", hour, hour + 60.0, [1], rows=2),
+        make_batch([hour + 1, hour + 2], rows, outputs=[0.25, 0.75], rids=["q0", "q1"]),
+        names,
+        ["request_id"],
+    )
+    for file in store.events_files([window]):
+        store.write_events(file)
+    table, _ = store.read_events("odd")
+    assert table.column_names[4:] == stored
+    for j, column in enumerate(stored[:-1]):
+        assert table.column(column).to_pylist() == [rows[0][j], rows[1][j]], column
+    assert table.column("request_id").to_pylist() == ["q0", "q1"]
+    assert table.column("request_id_").to_pylist() == [0.25, 0.75]
+    # outside readers of the whole tree, partition keys included
+    frame = pd.read_parquet(tmp_path / "events")
+    assert frame["endpoint_id"].tolist() == ["odd", "odd"]
+    assert frame["date"].astype(str).tolist() == ["1970-01-02"] * 2
+    assert frame["date_"].tolist() == [3.0, 13.0]
+    assert stored_events(tmp_path, "odd")["hour_"].tolist() == [4.0, 14.0]
+    single = next((tmp_path / "events").rglob("*.parquet"))
+    assert pq.read_table(single).column_names[0] == "endpoint_id"
