@@ -7,16 +7,21 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import msgpack
+
 
 def parse_time(value: Any) -> float:
-    """Epoch seconds from ISO 8601 / MLRun's "YYYY-MM-DD HH:MM:SS.ffffff" (UTC if naive)
-    or a number of epoch seconds."""
+    """Epoch seconds from ISO 8601 / MLRun's "YYYY-MM-DD HH:MM:SS.ffffff" (UTC if naive),
+    a number of epoch seconds, or msgpack's timestamp type (what msgpack libraries of
+    other languages write for a time value)."""
     if isinstance(value, bool):
         raise ValueError(f"not a time: {value!r}")
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise ValueError(f"not a time: {value!r}")
         return float(value)
+    if isinstance(value, msgpack.Timestamp):
+        return float(value.to_unix())
     if isinstance(value, str):
         text = value.strip()
         if text.endswith("Z"):

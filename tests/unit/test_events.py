@@ -1,6 +1,7 @@
 import hashlib
 from datetime import UTC, datetime
 
+import msgpack
 import numpy as np
 import pytest
 
@@ -207,6 +208,26 @@ def test_parse_time_forms():
     assert parse_time(12.5) == 12.5
     with pytest.raises(ValueError):
         parse_time(True)
+
+
+def test_msgpack_timestamps_are_times():
+    """msgpack's timestamp type (what other languages' msgpack libraries write for a
+    time) is read as the time it holds, in a native batch's body as decoded."""
+    from modelmon_daemon.ingest.msgpack_columns import unpack_native
+
+    moment = datetime(2026, 11, 30, 10, 0, 1, 250000, tzinfo=UTC)
+    stamp = msgpack.Timestamp.from_datetime(moment)
+    assert parse_time(stamp) == moment.timestamp()
+    body = msgpack.packb(
+        {"inputs": [[1.0, 2.0], [3.0, 4.0]], "timestamps": [stamp, moment.timestamp() + 1]},
+        datetime=False,
+    )
+    batch = parse_native_events(unpack_native(body), ["x", "y"], 1, NOW)
+    assert batch.timestamps.tolist() == [moment.timestamp(), moment.timestamp() + 1]
+    late = msgpack.Timestamp.from_unix(NOW + 2 * 86400)
+    with pytest.raises(InvalidEvent) as err:
+        parse_native_events({"inputs": [[1.0, 2.0]], "timestamps": [late]}, ["x", "y"], 1, NOW)
+    assert err.value.details == {"index": 0, "field": "timestamps"}
 
 
 def test_split_by_window_aligns_to_epoch_multiples():
