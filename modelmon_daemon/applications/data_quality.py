@@ -30,13 +30,22 @@ def quality_rates(
     return missing_rate, out_rate
 
 
+def _bound(stats: dict[str, Any], name: str, key: str, unknown: float) -> float:
+    """A feature's reference min or max; `unknown` unless it is a number (MLRun's stats of
+    a time column hold its min and max as text)."""
+    value = stats.get(name, {}).get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return unknown
+    return float(value)
+
+
 def _bounds(stats: dict[str, Any], names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Each feature's reference (min, max), unbounded where unknown, once per reference
     (see reference_cache)."""
 
     def build() -> tuple[np.ndarray, np.ndarray]:
-        lows = np.array([stats.get(n, {}).get("min", -np.inf) for n in names], dtype=np.float64)
-        highs = np.array([stats.get(n, {}).get("max", np.inf) for n in names], dtype=np.float64)
+        lows = np.array([_bound(stats, n, "min", -np.inf) for n in names], dtype=np.float64)
+        highs = np.array([_bound(stats, n, "max", np.inf) for n in names], dtype=np.float64)
         return np.where(np.isnan(lows), -np.inf, lows), np.where(np.isnan(highs), np.inf, highs)
 
     return REFERENCE_CACHE.get(stats, ("bounds", names), build)

@@ -17,7 +17,7 @@ from modelmon_daemon.analytics.categorical import category_counts
 from modelmon_daemon.analytics.estimation import POSITIVE_CLASS, fit_estimator
 from modelmon_daemon.analytics.multivariate import fit_pca
 from modelmon_daemon.analytics.performance import classification_keys
-from modelmon_daemon.analytics.stats import pad_feature_stats, reference_feature_stats
+from modelmon_daemon.analytics.stats import STAT_KEYS, pad_feature_stats, reference_feature_stats
 from modelmon_daemon.applications.prediction_drift import prediction_stats
 from modelmon_daemon.core.errors import ApiError, Forbidden
 from modelmon_daemon.core.identity import (
@@ -72,8 +72,14 @@ def _check_feature_stats(
         if not isinstance(feature, dict):
             raise _bad(field, "must be an object")
         hist = feature.get("hist")
-        if hist is None:
+        if hist is None:  # MLRun's stats of a text or time column: strings, no histogram
             continue
+        for key in STAT_KEYS:  # a numeric feature's, read as numbers every window
+            v = feature.get(key)
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+            ):
+                raise _bad(f"{field}.{key}", f"must be a finite number or null, got {v!r:.40}")
         if not (
             isinstance(hist, list) and len(hist) == 2 and all(isinstance(h, list) for h in hist)
         ):
@@ -99,6 +105,8 @@ def _check_feature_stats(
             raise _bad(f"{field}.hist", "edges must be increasing")
         if sum(counts) <= 0:
             raise _bad(f"{field}.hist", "counts are all zero")
+        if not math.isfinite(sum(counts)):
+            raise _bad(f"{field}.hist", "counts must add up to a finite number")
     return pad_feature_stats(stats)
 
 

@@ -49,6 +49,12 @@ def test_uid_from_function_uri_matches_mlrun_events():
         ({"feature_stats": {"a": {"hist": [[1, 2], [0, 1]]}}}, "feature_stats.a.hist"),
         ({"feature_stats": {"zz": {"hist": [[1], [0, 1]]}}}, "feature_stats.zz"),
         ({"feature_stats": {"a": {"hist": [[1, 1], [0, 2, 1]]}}}, "feature_stats.a.hist"),
+        # a numeric feature's stats are read as numbers every window: refused up front
+        ({"feature_stats": {"a": {"mean": "x", "hist": [[1], [0, 1]]}}}, "feature_stats.a.mean"),
+        ({"feature_stats": {"a": {"max": {"q": 1}, "hist": [[1], [0, 1]]}}}, "feature_stats.a.max"),
+        ({"feature_stats": {"a": {"std": [1.0], "hist": [[1], [0, 1]]}}}, "feature_stats.a.std"),
+        ({"feature_stats": {"a": {"count": True, "hist": [[1], [0, 1]]}}}, "feature_stats.a.count"),
+        ({"feature_stats": {"a": {"hist": [[1e308, 1e308], [0, 1, 2]]}}}, "feature_stats.a.hist"),
         ({"uid": "bad uid!"}, "uid"),
         ({"feature_names": ["a", "a"]}, "feature_names"),
         ({"labels": ["team"]}, "labels"),
@@ -60,6 +66,24 @@ def test_bad_registration_names_the_field(extra, field):
     with pytest.raises(ApiError) as err:
         build_spec(body(**extra), 0.0)
     assert err.value.details["field"] == field
+
+
+def test_mlrun_stats_of_text_and_time_columns_are_kept_as_they_are():
+    """MLRun's get_df_stats writes a non-numeric column's describe() values as strings
+    and gives it no histogram: such stats are kept, and the data-quality application
+    treats a min or max that is no number as unknown (no bound), not as an error."""
+    from modelmon_daemon.applications.data_quality import _bounds, quality_rates
+
+    stats = {
+        "a": {"count": 4, "unique": 2, "top": "x", "freq": 3},
+        "b": {"count": 4, "min": "2026-01-01 00:00:00", "max": "2026-02-01 00:00:00"},
+        "c": {"count": 4, "mean": None, "min": 0.0, "max": 1.0, "hist": [[1, 3], [0, 0.5, 1]]},
+    }
+    spec = build_spec(body(feature_names=["a", "b", "c"], feature_stats=stats), 0.0)
+    assert spec.feature_stats["b"]["min"] == "2026-01-01 00:00:00"
+    matrix = np.array([[1.0, 5.0, 2.0], [2.0, -5.0, 0.5]])
+    missing, outside = quality_rates(matrix, *_bounds(spec.feature_stats, ("a", "b", "c")))
+    assert missing.tolist() == [0.0, 0.0, 0.0] and outside.tolist() == [0.0, 0.0, 0.5]
 
 
 def test_given_feature_stats_are_padded_once():
