@@ -227,6 +227,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"({logged['requests_per_commit']:.1f} a commit, {logged['mean_commit_ms']:.2f} ms "
             "each)"
         )
+    for server in status.get("ingestion_servers") or []:
+        print(f"ingestion   node {server['node'][:12]}  {server['url']}")
+    for failed in status.get("ingestion_server_errors") or []:
+        print(f"ingestion   node {failed['node'][:12]}  not serving: {failed['error']}")
     return 0
 
 

@@ -314,6 +314,10 @@ async def status(request: web.Request) -> web.Response:
             "ingestion_servers": [
                 {"node": node, "url": url} for node, url in sorted(services.node_servers.items())
             ],
+            "ingestion_server_errors": [
+                {"node": node, "error": error}
+                for node, error in sorted(services.node_server_errors.items())
+            ],
         }
     )
 

@@ -7,6 +7,7 @@ itself. The daemon keeps one server on every alive node (`keep_node_servers`).""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -149,11 +150,14 @@ def build_node_app(settings: Settings, token: str) -> web.Application:
 
 
 async def reconcile_node_servers(services: Services, runtime: Any) -> dict[str, str]:
-    """An ingestion server on every alive node but the daemon's; their URLs by node."""
+    """An ingestion server on every alive node but the daemon's; their URLs by node. Why
+    a server did not start is kept in `services.node_server_errors` (shown by
+    /v1/status) and logged once per node and reason, not at every check."""
     settings = services.settings
     port = settings.daemon.port if settings.daemon.node_port == -1 else settings.daemon.node_port
     host = settings.daemon.host
     urls: dict[str, str] = {}
+    errors: dict[str, str] = {}
     for node, address in remote.node_addresses().items():
         if node == runtime.node_id:
             continue
@@ -164,8 +168,26 @@ async def reconcile_node_servers(services: Services, runtime: Any) -> dict[str, 
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("ingestion server on node %s did not start: %r", node[:12], exc)
+            errors[node] = start_failure(exc, host, port)
+            if services.node_server_errors.get(node) != errors[node]:
+                log.warning("ingestion server on node %s did not start: %s", node, errors[node])
+    services.node_server_errors = errors
     return urls
+
+
+def start_failure(exc: BaseException, host: str, port: int) -> str:
+    """Why a node's server did not start, in one line: the actor's own exception (Ray
+    wraps it, and the wrapper's repr drops its message), with a hint for a port taken."""
+    cause = getattr(exc, "cause", None) or exc
+    if isinstance(cause, TimeoutError | asyncio.TimeoutError):
+        return "no answer within 60 s"
+    reason = " ".join(str(cause).split()) or type(cause).__name__
+    if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+        reason += (
+            f" ({host}:{port} is taken on that node: nodes that share a machine need "
+            "daemon.node_port = 0, or a port of their own)"
+        )
+    return reason
 
 
 async def keep_node_servers(services: Services, runtime: Any) -> None:

@@ -98,6 +98,8 @@ class Services(IngestServices):
     started: float = 0.0
     runtime: Any = None  # creates the actors (actors/remote.py: RayRuntime)
     node_servers: dict[str, str] = field(default_factory=dict)  # node id -> ingestion URL
+    # node id -> why its ingestion server did not start (the last reason)
+    node_server_errors: dict[str, str] = field(default_factory=dict)
 
     def stored_spec(self, uid: str) -> dict[str, Any] | None:
         return self.store.get_endpoint(uid)

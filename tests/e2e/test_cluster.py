@@ -94,6 +94,17 @@ def test_a_worker_node_lost_under_load_loses_nothing(cluster, short_tmp):
         on_node = Counter(placed[n] for n in names)
         assert sorted(on_node.values()) == [2, 2, 2], placed
         assert set(by_node) < set(on_node), (placed, list(by_node))
+        # node servers on the daemon's port (the default): on one machine it is taken, and
+        # status says so, node by node, with the way out
+        failed = daemon.wait_for(
+            lambda: (
+                len(found := daemon.get("/v1/status")[1]["ingestion_server_errors"]) == 2 and found
+            ),
+            timeout=60,
+        )
+        assert {f["node"] for f in failed} == set(by_node), failed
+        assert all("daemon.node_port = 0" in f["error"] for f in failed), failed
+        assert "not serving: " in daemon.cli("status").stdout
         _, status_body = daemon.get("/v1/status")
         nodes = status_body["controller"]["application_nodes"]
         assert len(set(nodes)) == 3, nodes  # spread over the three nodes
