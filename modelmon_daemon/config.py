@@ -168,6 +168,7 @@ class MetricsSettings:
 @dataclass
 class NotificationSettings:
     allow_http_commands: bool = False
+    max_alerts: int = 10000  # alert configs in all (MLRun's alerts.max_allowed)
     public_url: str = ""
     templates: str = ""
     max_attempts: int = 8
@@ -341,6 +342,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("controller.max_tick_rows", "must be at least 1")
     if settings.stream.max_actors < 0:
         raise ConfigError("stream.max_actors", "must be 0 (two per CPU) or more")
+    if settings.notifications.max_alerts < 1:
+        raise ConfigError("notifications.max_alerts", "must be at least 1")
     if settings.daemon.event_loop not in ("uvloop", "asyncio"):
         raise ConfigError("daemon.event_loop", "uvloop or asyncio")
     if settings.stream.max_buffered_rows < 0:

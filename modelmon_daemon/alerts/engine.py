@@ -61,7 +61,11 @@ def evaluate(
     if state["active"]:
         return Decision(state, history=[{**record, "action": "deduplicated"}])
     end = max(e.end for e in fired)
-    times = [t for t in state["times"] if t > end - alert.period and t != end] + [end]
+    # the last `count` times within the period decide; older ones are never needed, so a
+    # long period in a cooldown keeps at most `count` of them
+    times = ([t for t in state["times"] if t > end - alert.period and t != end] + [end])[
+        -alert.count :
+    ]
     state["times"] = times
     if len(times) < alert.count:
         return Decision(state, history=[{**record, "action": "counted", "count": len(times)}])

@@ -24,6 +24,7 @@ EVENT_KINDS = sorted(
     [f"{p}-{s}" for p in KIND_PREFIX.values() for s in ("detected", "suspected")] + [APP_FAILED]
 )
 SEVERITIES = ("low", "medium", "high")
+MAX_CRITERIA_COUNT = 100  # MLRun's alerts.max_criteria_count: windows an alert counts
 CHANNELS = {
     "webhook": ({"url"}, {"headers", "secret", "override_body", "verify_ssl"}),
     "slack": ({"webhook_url"}, set()),
@@ -198,6 +199,10 @@ def parse_alert(
     count = criteria.get("count", 1)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise _bad("criteria.count", "a positive integer")
+    if count > MAX_CRITERIA_COUNT:
+        raise _bad(
+            "criteria.count", f"at most {MAX_CRITERIA_COUNT} (MLRun's alerts.max_criteria_count)"
+        )
     try:
         period = parse_duration(criteria.get("period", "10m"))
     except ValueError as exc:

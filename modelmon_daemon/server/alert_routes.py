@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from modelmon_daemon.alerts.model import AlertConfig, parse_alert
-from modelmon_daemon.core.errors import Forbidden, NotFound
+from modelmon_daemon.core.errors import ApiError, Forbidden, NotFound
 from modelmon_daemon.core.times import iso
 from modelmon_daemon.server.ingest_routes import read_body
 from modelmon_daemon.server.state import SERVICES, Services, json_response
@@ -52,6 +52,16 @@ async def create_alert(request: web.Request) -> web.Response:
     existing = services.store.get_alert(alert.name)
     if existing is not None:
         alert.created = existing.created
+    else:
+        limit = services.settings.notifications.max_alerts
+        if services.store.alert_count() >= limit:  # every window is matched against them
+            raise ApiError(
+                f"{limit} alerts exist (notifications.max_alerts): delete one, or update an "
+                "existing one by its name",
+                {"field": "name", "limit": limit},
+                status=409,
+                code="limit_reached",
+            )
     await asyncio.get_running_loop().run_in_executor(
         services.executor, services.store.put_alert, alert
     )

@@ -169,21 +169,28 @@ def test_a_receiver_that_is_down_is_retried_and_analysis_goes_on(short_tmp):
             "--set",
             "notifications.max_attempts=100",
             "--set",
+            "notifications.max_alerts=2",
+            "--set",
             "applications.builtin=histogram-data-drift",
         ],
     ).start()
     receiver = None
     try:
-        status, _ = daemon.post(
-            "/v1/alerts",
-            {
-                "name": "to-webhook",
-                "entities": {"kind": "model-endpoint-result", "ids": ["late-rx"]},
-                "trigger": {"events": ["data-drift-detected"]},
-                "notifications": [{"kind": "webhook", "url": f"http://127.0.0.1:{port}/hook"}],
-            },
-        )
+        to_webhook = {
+            "name": "to-webhook",
+            "entities": {"kind": "model-endpoint-result", "ids": ["late-rx"]},
+            "trigger": {"events": ["data-drift-detected"]},
+            "notifications": [{"kind": "webhook", "url": f"http://127.0.0.1:{port}/hook"}],
+        }
+        status, _ = daemon.post("/v1/alerts", to_webhook)
         assert status == 201
+        # notifications.max_alerts: a new name past it is refused, updates still work
+        assert daemon.post("/v1/alerts", {**to_webhook, "name": "second"})[0] == 201
+        status, body = daemon.post("/v1/alerts", {**to_webhook, "name": "third"})
+        assert status == 409 and body["error"]["code"] == "limit_reached", body
+        assert body["error"]["details"]["limit"] == 2
+        assert daemon.post("/v1/alerts", {**to_webhook, "severity": "high"})[0] == 200
+        assert daemon.delete("/v1/alerts/second")[0] == 200
         rng = np.random.default_rng(3)
         register(daemon, "late-rx", rng)
         first = (math.floor(time.time() / P) - 5) * P

@@ -140,6 +140,23 @@ def test_count_within_period():
     assert fired == [False, False, False, False, True]
 
 
+def test_the_count_keeps_only_the_times_that_can_decide():
+    """In a long cooldown with a long period every window would add a time to the state
+    (read and written every window); only the last `count` within the period decide."""
+    a = alert(criteria={"count": 3, "period": "30d"}, cooldown="30d")
+    state = evaluate(a, new_state(), [event(end=600 * k) for k in (1,)], now=1.0).state
+    for k in (2, 3):
+        state = evaluate(a, state, [event(end=600 * k)], now=float(k)).state
+    assert state["active"] is True  # the third window activated it
+    state, _ = manual_reset(state)
+    for k in range(4, 200):  # counted again, then held by the cooldown: never notified
+        d = evaluate(a, state, [event(end=600 * k)], now=float(k))
+        assert not d.notify
+        assert d.history[0]["action"] == ("counted" if k < 6 else "cooldown"), k
+        state = d.state
+    assert state["times"] == [600.0 * k for k in (197, 198, 199)]
+
+
 def test_manual_reset_policy_ignores_clearing_events():
     a = alert(reset_policy="manual", cooldown="0s")
     d = evaluate(a, new_state(), [event()], now=1.0)
@@ -164,6 +181,7 @@ def test_other_kinds_do_not_trigger():
         ({"trigger": {"events": ["drift-happened"]}}, "trigger.events[0]"),
         ({"entities": {"kind": "model-endpoint-result", "ids": []}}, "entities.ids"),
         ({"criteria": {"count": 0}}, "criteria.count"),
+        ({"criteria": {"count": 101}}, "criteria.count"),  # MLRun's max_criteria_count
         ({"reset_policy": "sometimes"}, "reset_policy"),
         ({"notifications": [{"kind": "pager"}]}, "notifications[0].kind"),
         (

@@ -42,6 +42,11 @@ class AlertsTable(LmdbEnvironment):
             return [AlertConfig.from_dict(unpack(v)) for _, v in txn.cursor()]
 
     @growing
+    def alert_count(self) -> int:
+        with self.env.begin(db=self.db["alerts"]) as txn:
+            return int(txn.stat(self.db["alerts"])["entries"])
+
+    @growing
     def delete_alert(self, name: str) -> bool:
         with self.env.begin(write=True) as txn:
             found = txn.delete(name.encode(), db=self.db["alerts"])
