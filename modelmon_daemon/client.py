@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import msgpack
@@ -44,6 +45,26 @@ class ClientError(RuntimeError):
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.body = body
+
+
+class InvalidDaemonUrl(ValueError):
+    """A daemon URL that is no http(s)://host[:port] URL."""
+
+
+def checked_url(url: str) -> str:
+    """`url` if it is an http(s) URL with a host (and a valid port; `host:port` alone is
+    taken as http://host:port, as curl takes it), else InvalidDaemonUrl naming it: a typo
+    gets one clear line instead of an HTTP library's error on every call."""
+    if "://" not in url:
+        url = f"http://{url}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number 0..65535
+    except ValueError as exc:
+        raise InvalidDaemonUrl(f"{url!r} is not a daemon URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidDaemonUrl(f"{url!r} is not a daemon URL (expected http://host:port)")
+    return url
 
 
 class DaemonUnreachable(OSError):
@@ -105,7 +126,7 @@ class _Api:
         retries: int = 4,
         max_backoff: float = 10.0,
     ) -> None:
-        self.url = daemon_url(url, data_dir)
+        self.url = checked_url(daemon_url(url, data_dir))
         self.timeout = timeout
         self.token = find_token(token, data_dir)
         self.retries = retries

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from modelmon_daemon.cli.progress import terminal_progress
-from modelmon_daemon.client import Client, ClientError, DaemonUnreachable, daemon_url
+from modelmon_daemon.client import (
+    Client,
+    ClientError,
+    DaemonUnreachable,
+    InvalidDaemonUrl,
+    daemon_url,
+)
 from modelmon_daemon.config import ConfigError, Settings, load_settings
 from modelmon_daemon.core.daemon_file import (
     connect_url,
@@ -283,7 +289,10 @@ def cmd_results(args: argparse.Namespace) -> int:
     if args.since:
         from modelmon_daemon.core.durations import parse_duration
 
-        start = time.time() - parse_duration(args.since)
+        try:
+            start = time.time() - parse_duration(args.since)
+        except ValueError as exc:
+            raise CliError(f"--since: {exc}") from None
     rows = client.results(args.uid, start=start, application=args.application, name=args.name)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -574,6 +583,9 @@ def main(argv: list[str] | None = None) -> int:
     except ClientError as exc:
         print(f"modelmon-daemon: {exc}", file=sys.stderr)
         return 1
+    except InvalidDaemonUrl as exc:
+        print(f"modelmon-daemon: {exc}", file=sys.stderr)
+        return 2
     except DaemonUnreachable as exc:  # the daemon is down: one line, no traceback
         url = exc.url or daemon_url(getattr(args, "url", None), getattr(args, "data_dir", None))
         reason = getattr(exc, "reason", None) or exc.strerror or exc

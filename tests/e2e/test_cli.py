@@ -310,6 +310,14 @@ def test_alerts_from_the_command_line(daemon, tmp_path):
     assert "cli-alert" not in daemon.cli("alerts").stdout
 
 
+def test_a_bad_since_is_one_line_naming_the_flag(daemon):
+    out = daemon.cli("results", "any-endpoint", "--since", "yesterday")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip() == (
+        "modelmon-daemon: --since: not a duration: 'yesterday' (use e.g. 30s, 10m, 1h, 1h30m)"
+    )
+
+
 def _environ(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(item.decode(errors="replace").partition("=")[::2] for item in raw if item)

@@ -22,6 +22,7 @@ from modelmon_daemon.client import (
     Client,
     ClientError,
     DaemonUnreachable,
+    InvalidDaemonUrl,
     daemon_url,
 )
 from modelmon_daemon.core.daemon_file import http_url, live_pid, process_start_ticks
@@ -106,6 +107,28 @@ def test_gives_up_after_its_retries_with_the_error():
             client.log_events("ep", FRAME)
         assert err.value.status == 503
         assert not server.bodies
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ftp://x", "expected http://host:port"),
+        ("http://[::1", "Invalid IPv6 URL"),
+        ("http://h:99999", "Port out of range"),
+        ("http://:8470", "expected http://host:port"),
+    ],
+)
+def test_a_url_that_is_no_daemon_url_is_refused_naming_it(url, reason):
+    with pytest.raises(InvalidDaemonUrl) as caught:
+        Client(url)
+    assert str(caught.value).startswith(f"{url!r} is not a daemon URL") and reason in str(
+        caught.value
+    )
+
+
+def test_host_and_port_alone_are_an_http_url():
+    with Client("127.0.0.1:8470") as client:
+        assert client.url == "http://127.0.0.1:8470"
 
 
 def test_a_daemon_that_is_down_is_an_oserror():
