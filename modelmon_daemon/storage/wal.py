@@ -207,7 +207,11 @@ class GroupCommitLog(CommitLog):
             if self._queue:
                 self._idle.clear()
                 await self._idle.wait()
-            await cancel_and_wait(self._task)
+            if not self._task.done():
+                await cancel_and_wait(self._task)
+            elif not self._task.cancelled() and self._task.exception() is not None:
+                # ended earlier; its requests were answered then
+                log.error("durability log had stopped: %r", self._task.exception())
             self._task = None
         await self._drain_forwards()
 
@@ -216,29 +220,40 @@ class GroupCommitLog(CommitLog):
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            requests, self._queue = self._queue, []
-            if not requests:
-                self._idle.set()
-                continue
-            try:
-                group = _Group.of(requests)
-                started = time.perf_counter()
-                seqs, values = await self._append(group.wires(), group.specs, group.registered)
-                seconds = time.perf_counter() - started
-            except asyncio.CancelledError:
-                for req in requests:
-                    if not req.future.done():
-                        req.future.cancel()
-                raise
-            except Exception as exc:
-                self._failed(requests, exc)
-                continue
-            self._committed(group, seqs, values, seconds)
-            if not self._queue:
-                self._idle.set()
+        requests: list[_Request] = []
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                requests, self._queue = self._queue, []
+                if not requests:
+                    self._idle.set()
+                    continue
+                try:
+                    group = _Group.of(requests)
+                    started = time.perf_counter()
+                    seqs, values = await self._append(group.wires(), group.specs, group.registered)
+                    seconds = time.perf_counter() - started
+                except asyncio.CancelledError:
+                    for req in requests:
+                        if not req.future.done():
+                            req.future.cancel()
+                    raise
+                except Exception as exc:
+                    self._failed(requests, exc)
+                    continue
+                self._committed(group, seqs, values, seconds)
+                if not self._queue:
+                    self._idle.set()
+        finally:
+            # ended (cancelled, or by what no `except Exception` catches): nobody will
+            # write what it held or what is queued; answer them rather than leave them
+            # waiting, and let stop() stop waiting for an idle log
+            orphans = [r for r in (*requests, *self._queue) if not r.future.done()]
+            self._queue = []
+            if orphans:
+                self._failed(orphans, RuntimeError("durability log is not running"))
+            self._idle.set()
 
 
 class ThreadedCommitLog(CommitLog):

@@ -159,3 +159,37 @@ async def test_a_log_whose_thread_died_says_so_and_leaves_no_request_hanging(tmp
     with pytest.raises(RuntimeError, match="not running"):
         await log.append([("ep", NOW - 5, rows(1))], [])
     await log.stop()
+
+
+async def test_a_group_commit_task_that_died_answers_what_it_held_and_queued():
+    """The node ingestion servers' log (GroupCommitLog: an async append to the log owner):
+    a task ended by what no `except Exception` catches answers the request it was
+    writing and the ones queued behind it, says it is not running, and stops at once."""
+    from modelmon_daemon.storage.wal import GroupCommitLog
+
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def append(records, specs, registered):
+        entered.set()
+        await release.wait()
+        raise _ThreadKilled
+
+    async def forward(records):
+        raise AssertionError("nothing was committed")
+
+    log = GroupCommitLog(append, forward)
+    await log.start()
+    assert log.running()
+    first = asyncio.ensure_future(log.append([("ep", NOW - 5, rows(1))], []))
+    await asyncio.wait_for(entered.wait(), 5)
+    queued = asyncio.ensure_future(log.append([("ep", NOW - 5, rows(2))], []))
+    await asyncio.sleep(0.01)  # queued behind the append that ends the task
+    release.set()
+    results = await asyncio.wait_for(asyncio.gather(first, queued, return_exceptions=True), 5)
+    assert [type(r) for r in results] == [RuntimeError, RuntimeError], results
+    assert all("not running" in str(r) for r in results)
+    assert not log.running() and log.queued_rows == 0
+    with pytest.raises(RuntimeError, match="not running"):
+        await log.append([("ep", NOW - 5, rows(1))], [])
+    await asyncio.wait_for(log.stop(), 5)
