@@ -131,6 +131,29 @@ class _ThreadKilled(BaseException):
     """What no `except Exception` catches: it ends the log's thread."""
 
 
+async def _one_written_one_queued(log, writing, release) -> list:
+    """A request being written (`writing` returns once it is), a second queued behind
+    it, then the write released to end the log: both answers. Afterwards the log says it
+    is not running, refuses appends, and stops at once."""
+    await log.start()
+    assert log.running()
+    first = asyncio.ensure_future(log.append([("ep", NOW - 5, rows(1))], []))
+    await writing()
+    queued = asyncio.ensure_future(log.append([("ep", NOW - 5, rows(2))], []))
+    await asyncio.sleep(0.05)  # queued behind the write that ends the log
+    release()
+    results = await asyncio.wait_for(asyncio.gather(first, queued, return_exceptions=True), 5)
+    assert not log.running() and log.queued_rows == 0
+    with pytest.raises(RuntimeError, match="not running"):
+        await log.append([("ep", NOW - 5, rows(1))], [])
+    await asyncio.wait_for(log.stop(), 5)
+    return results
+
+
+async def _nothing_forwarded(records):
+    raise AssertionError("nothing was committed")
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 async def test_a_log_whose_thread_died_says_so_and_leaves_no_request_hanging(tmp_path):
     entered = threading.Event()
@@ -141,24 +164,12 @@ async def test_a_log_whose_thread_died_says_so_and_leaves_no_request_hanging(tmp
         release.wait(5)
         raise _ThreadKilled
 
-    async def forward(records):
-        raise AssertionError("nothing was committed")
-
-    log = ThreadedCommitLog(commit, forward)
-    await log.start()
-    assert log.running()
-    first = asyncio.ensure_future(log.append([("ep", NOW - 5, rows(1))], []))
-    await asyncio.to_thread(entered.wait, 5)
-    queued = asyncio.ensure_future(log.append([("ep", NOW - 5, rows(2))], []))
-    await asyncio.sleep(0.05)  # queued behind the commit that kills the thread
-    release.set()
-    results = await asyncio.wait_for(asyncio.gather(first, queued, return_exceptions=True), 5)
+    log = ThreadedCommitLog(commit, _nothing_forwarded)
+    results = await _one_written_one_queued(
+        log, lambda: asyncio.to_thread(entered.wait, 5), release.set
+    )
     assert isinstance(results[0], _ThreadKilled)
     assert isinstance(results[1], RuntimeError) and "not running" in str(results[1])
-    assert not log.running() and log.queued_rows == 0
-    with pytest.raises(RuntimeError, match="not running"):
-        await log.append([("ep", NOW - 5, rows(1))], [])
-    await log.stop()
 
 
 async def test_a_group_commit_task_that_died_answers_what_it_held_and_queued():
@@ -175,21 +186,9 @@ async def test_a_group_commit_task_that_died_answers_what_it_held_and_queued():
         await release.wait()
         raise _ThreadKilled
 
-    async def forward(records):
-        raise AssertionError("nothing was committed")
-
-    log = GroupCommitLog(append, forward)
-    await log.start()
-    assert log.running()
-    first = asyncio.ensure_future(log.append([("ep", NOW - 5, rows(1))], []))
-    await asyncio.wait_for(entered.wait(), 5)
-    queued = asyncio.ensure_future(log.append([("ep", NOW - 5, rows(2))], []))
-    await asyncio.sleep(0.01)  # queued behind the append that ends the task
-    release.set()
-    results = await asyncio.wait_for(asyncio.gather(first, queued, return_exceptions=True), 5)
+    log = GroupCommitLog(append, _nothing_forwarded)
+    results = await _one_written_one_queued(
+        log, lambda: asyncio.wait_for(entered.wait(), 5), release.set
+    )
     assert [type(r) for r in results] == [RuntimeError, RuntimeError], results
     assert all("not running" in str(r) for r in results)
-    assert not log.running() and log.queued_rows == 0
-    with pytest.raises(RuntimeError, match="not running"):
-        await log.append([("ep", NOW - 5, rows(1))], [])
-    await asyncio.wait_for(log.stop(), 5)
