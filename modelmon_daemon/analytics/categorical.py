@@ -40,6 +40,12 @@ def category_counts(values: Iterable[Any]) -> dict[str, int]:
     return out
 
 
+# unseen categories listed by name in a result (the first, in sorted order); all are
+# counted. An identifier-like column can bring a new value on every row: its list would
+# make every result row, Parquet file and notification of the window that large
+MAX_LISTED_UNSEEN = 20
+
+
 def categorical_drift(current: dict[str, int], reference: dict[str, int]) -> dict[str, Any]:
     categories = sorted(set(reference) | set(current))
     t = np.array([current.get(c, 0) for c in categories], dtype=np.float64)
@@ -48,6 +54,7 @@ def categorical_drift(current: dict[str, int], reference: dict[str, int]) -> dic
     if n == 0 or m == 0:
         return {"n": int(n), "categories": categories}
     tp, up = t / n, u / m
+    unseen = sorted(c for c in current if c not in reference)
     expected = np.where(u > 0, u, 0.5) / (m + 0.5 * np.sum(u == 0)) * n
     chi2, p_value = scipy_stats.chisquare(t, expected * n / expected.sum())
     tvd = float(total_variance_distance(tp, up)[0])
@@ -60,6 +67,7 @@ def categorical_drift(current: dict[str, int], reference: dict[str, int]) -> dic
         "js": float(jensen_shannon_divergence(tp, up)[0]),
         "chi2": float(chi2),
         "p_value": float(p_value),
-        "unseen": sorted(c for c in current if c not in reference),
+        "unseen": unseen[:MAX_LISTED_UNSEEN],
+        "unseen_count": len(unseen),
         "categories": categories,
     }

@@ -69,7 +69,8 @@ class PredictionDriftApplication:
             if "drift" not in found:
                 return []
             value, n = found["drift"], found["n"]
-            extra = {k: found[k] for k in ("tvd", "hellinger", "js", "chi2", "p_value", "unseen")}
+            keys = ("tvd", "hellinger", "js", "chi2", "p_value", "unseen", "unseen_count")
+            extra = {k: found[k] for k in keys}
         status = status_for(value, potential, detected)
         if n < int(context.settings.get("min_sample_size", 0)):
             status = ResultStatus.irrelevant

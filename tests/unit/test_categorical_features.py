@@ -104,6 +104,7 @@ def test_categorical_drift_unseen_categories_and_missing_rate():
     assert isinstance(cat, Result) and cat.value > 0.5
     assert cat.status in (ResultStatus.potential_detection, ResultStatus.detected)
     assert cat.extra_data["features"]["color"]["unseen"] == ["teal"]
+    assert cat.extra_data["features"]["color"]["unseen_count"] == 1
     assert "color" in out["drifted_features_share"].extra_data["drifted"]
     quality = run(DataQualityApplication(), spec, batch)
     assert quality["missing_rate_max"].extra_data["features"]["color"]["missing_rate"] == 0.1
@@ -123,3 +124,23 @@ def test_categories_are_strings_in_parquet(tmp_path):
     (path,) = list((tmp_path / "events").rglob("*.parquet"))
     table = pq.read_table(path)
     assert table.column("color").to_pylist() == ["red", "7"]
+
+
+def test_an_identifier_like_column_lists_a_bounded_number_of_unseen_values():
+    """A new value on every row (an id sent as a categorical feature): the result names
+    the first MAX_LISTED_UNSEEN of them and counts them all; the distances are those of
+    the whole window (reference implementation: numpy on the full count vectors)."""
+    from modelmon_daemon.analytics.categorical import MAX_LISTED_UNSEEN, categorical_drift
+
+    reference = {"a": 60, "b": 40}
+    current = {f"id-{i:05d}": 1 for i in range(5000)} | {"a": 30}
+    found = categorical_drift(current, reference)
+    assert found["unseen_count"] == 5000
+    assert found["unseen"] == [f"id-{i:05d}" for i in range(MAX_LISTED_UNSEEN)]
+    cats = sorted(set(reference) | set(current))
+    t = np.array([current.get(c, 0) for c in cats], dtype=float)
+    u = np.array([reference.get(c, 0) for c in cats], dtype=float)
+    tp, up = t / t.sum(), u / u.sum()
+    assert found["tvd"] == pytest.approx(np.abs(tp - up).sum() / 2, abs=1e-12)
+    hellinger = np.sqrt(max(1 - np.sqrt(tp * up).sum(), 0))
+    assert found["hellinger"] == pytest.approx(hellinger, abs=1e-12)
