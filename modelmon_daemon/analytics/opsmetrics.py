@@ -42,9 +42,11 @@ class ArrivalRing:
     def predictions_over(self, now: float, period: int) -> float:
         return float(self.count[self._mask(now, period)].sum())
 
-    def count_over(self, now: float, period: int) -> int:
-        """Predictions in the last `period` seconds, rounded (sampled rows weigh more)."""
-        return round(self.predictions_over(now, period))
+    def count_over(self, now: float, period: int) -> int | float | None:
+        """Predictions in the last `period` seconds, rounded (sampled rows weigh more).
+        A sum too large for an exact integer stays a float, and one that is no number is
+        None: a count must never break the JSON of a record (no integer past 2**63)."""
+        return whole_count(self.predictions_over(now, period))
 
     def latency_avg_over(self, now: float, period: int) -> float | None:
         mask = self._mask(now, period)
@@ -62,6 +64,14 @@ class ArrivalRing:
             "predictions_count_1h": self.count_over(now, 3600),
             "predictions_per_second": self.predictions_over(now, 60) / 60.0,
         }
+
+
+def whole_count(value: float) -> int | float | None:
+    """`value` rounded to an int while ints represent it exactly, else as it is (or None
+    when it is no number)."""
+    if not math.isfinite(value):
+        return None
+    return round(value) if abs(value) < 2.0**53 else float(value)
 
 
 # model latency buckets (seconds): 100 µs .. 10 s

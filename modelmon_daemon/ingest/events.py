@@ -674,6 +674,8 @@ def mlrun_columns(
     percentage = np.array(percentages, dtype=np.float64)
     if not (np.isfinite(count) & (count > 0) & (percentage > 0) & (percentage <= 100)).all():
         return None
+    if not (count * 100.0 / percentage <= MAX_PREDICTIONS_PER_EVENT).all():
+        return None  # the per-event parser names the event
     per_event = np.asarray(counts, dtype=np.float64)
     weight = count * 100.0 / percentage / per_event
     ids = fields.request_ids
@@ -821,6 +823,11 @@ def _expand_batches(events: list[Any]) -> tuple[list[Any], list[tuple[int, str]]
     return out, origins
 
 
+# what one sampled event may stand for: far beyond any real rate, and counts of such
+# events stay exact integers in every read (a count past 2**63 broke the JSON of records)
+MAX_PREDICTIONS_PER_EVENT = 1e12
+
+
 def _sampling_weight(i: int, event: dict[str, Any], rows: int) -> float:
     """Predictions each row of the event stands for, as MLRun estimates them:
     effective_sample_count (default 1) x 100 / sampling_percentage (default 100), spread
@@ -839,7 +846,18 @@ def _sampling_weight(i: int, event: dict[str, Any], rows: int) -> float:
         )
     if not math.isfinite(count):
         raise InvalidEvent(i, "effective_sample_count", f"must be finite, got {count!r}")
-    return float(count) * 100.0 / float(percentage) / rows
+    stands_for = float(count) * 100.0 / float(percentage)
+    if stands_for > MAX_PREDICTIONS_PER_EVENT:
+        field = (
+            "sampling_percentage" if "sampling_percentage" in event else "effective_sample_count"
+        )
+        raise InvalidEvent(
+            i,
+            field,
+            f"effective_sample_count x 100 / sampling_percentage is {stands_for:.3g} "
+            f"predictions, more than {MAX_PREDICTIONS_PER_EVENT:.0e} for one event",
+        )
+    return stands_for / rows
 
 
 def _objects(values: Sequence[Any]) -> np.ndarray:

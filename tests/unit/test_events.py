@@ -321,6 +321,44 @@ def test_bad_sampling_fields_name_the_field(field, value):
     assert err.value.details == {"index": 0, "field": field}
 
 
+@pytest.mark.parametrize("events", [1, 20])  # the single-event path, and the column path
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"sampling_percentage": 1e-300}, "sampling_percentage"),
+        ({"effective_sample_count": 1e300}, "effective_sample_count"),
+        ({"effective_sample_count": 2e10, "sampling_percentage": 1}, "sampling_percentage"),
+    ],
+)
+def test_an_event_standing_for_absurdly_many_predictions_is_refused(events, fields, named):
+    """effective_sample_count x 100 / sampling_percentage at most 1e12 for one event: a
+    count of 1e302 predictions had been stored, and its rounding to an integer past 2**63
+    made GET /v1/endpoints answer 500 for every endpoint."""
+    body = [mlrun([[1.0]], [0]) for _ in range(events)]
+    body[-1].update(fields)
+    with pytest.raises(InvalidEvent) as err:
+        parse_mlrun_events(body, unknown, NOW)
+    assert err.value.details == {"index": events - 1, "field": named}
+    body[-1].update(effective_sample_count=1e9, sampling_percentage=0.1)  # 1e12: the limit
+    assert parse_mlrun_events(body, unknown, NOW).rows == events
+
+
+def test_prediction_counts_are_whole_while_exact_and_never_break_json():
+    import orjson
+
+    from modelmon_daemon.analytics.opsmetrics import ArrivalRing, whole_count
+
+    assert whole_count(12.6) == 13 and isinstance(whole_count(12.6), int)
+    assert whole_count(1.5e302) == 1.5e302 and isinstance(whole_count(1.5e302), float)
+    assert whole_count(float("inf")) is None and whole_count(float("nan")) is None
+    ring = ArrivalRing()
+    ring.add(NOW, 1e300, np.array([1.0]))
+    ring.add(NOW, 1e300, np.array([1.0]))
+    snapshot = ring.snapshot(NOW)
+    assert snapshot["predictions_count_5m"] == 2e300
+    orjson.dumps(snapshot)  # an int past 2**63 here raised "Integer exceeds 64-bit range"
+
+
 def test_mlrun_batched_pushes_are_their_events():
     """MLRun 1.7 with log_stream_batch > 1 pushes {..., headers, values}: the same rows as
     the events one by one."""
