@@ -30,6 +30,19 @@ def quality_rates(
     return missing_rate, out_rate
 
 
+# unexpected columns named in a result: those most rows had (the value counts them all);
+# a client sending a new column name on every request would otherwise make the list as
+# long as the window's requests
+MAX_LISTED_COLUMNS = 20
+
+
+def listed_columns(unexpected: dict[str, int]) -> dict[str, int]:
+    """The MAX_LISTED_COLUMNS unexpected columns most rows had (ties by name), with their
+    row counts."""
+    top = sorted(unexpected.items(), key=lambda item: (-item[1], item[0]))[:MAX_LISTED_COLUMNS]
+    return dict(top)
+
+
 def _bound(stats: dict[str, Any], name: str, key: str, unknown: float) -> float:
     """A feature's reference min or max; `unknown` unless it is a number (MLRun's stats of
     a time column hold its min and max as text)."""
@@ -106,7 +119,7 @@ class DataQualityApplication:
                 ResultStatus.potential_detection
                 if context.batch.unexpected
                 else ResultStatus.no_detection,
-                {"columns": dict(context.batch.unexpected)},
+                {"columns": listed_columns(context.batch.unexpected)},
             ),
             Result(
                 "missing_features",

@@ -73,3 +73,40 @@ def test_unexpected_columns_are_reported_not_refused():
     assert found["unexpected_columns"].extra_data["columns"] == {"new": 2}
     assert found["unexpected_columns"].status is ResultStatus.potential_detection
     assert out["unexpected_columns"].value == 0
+
+
+def test_many_unexpected_columns_are_counted_and_the_commonest_named():
+    from modelmon_daemon.applications.data_quality import MAX_LISTED_COLUMNS, listed_columns
+    from modelmon_daemon.core.records import ColumnBatch
+
+    batches = [
+        parse_native_events(
+            {"inputs": {"a": [1], "b": [2], "c": [3], f"n{k:03d}": [0]}}, ["a", "b", "c"], 1, 0.0
+        )
+        for k in range(100)
+    ]
+    batches.append(
+        parse_native_events(
+            {"inputs": {"a": [1, 2], "b": [2, 3], "c": [3, 4], "n050": [0, 0]}},
+            ["a", "b", "c"],
+            1,
+            0.0,
+        )
+    )
+    window = ColumnBatch.concat(batches, 3, 1)
+    assert len(window.unexpected) == 100 and window.unexpected["n050"] == 3
+    listed = listed_columns(window.unexpected)
+    assert len(listed) == MAX_LISTED_COLUMNS
+    assert list(listed)[:3] == ["n050", "n000", "n001"]  # most rows first, then by name
+    stats = {n: {"min": 0.0, "max": 10.0} for n in ("a", "b", "c")}
+    ctx = MonitoringContext(
+        "data-quality",
+        {"uid": "e", "feature_names": ["a", "b", "c"], "feature_stats": stats},
+        0,
+        60,
+        window,
+        {},
+    )
+    found = {o.name: o for o in DataQualityApplication().do_tracking(ctx)}
+    assert found["unexpected_columns"].value == 100
+    assert found["unexpected_columns"].extra_data["columns"] == listed
