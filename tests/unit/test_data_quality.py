@@ -8,13 +8,17 @@ from tests.helpers import make_batch
 
 
 def run(matrix, names=("a", "b", "c")):
+    return run_batch(make_batch(np.zeros(len(matrix)), matrix), names)
+
+
+def run_batch(batch, names=("a", "b", "c")):
     stats = {n: {"min": 0.0, "max": 10.0} for n in names}
     ctx = MonitoringContext(
         "data-quality",
         {"uid": "e", "feature_names": list(names), "feature_stats": stats},
         0,
         60,
-        make_batch(np.zeros(len(matrix)), matrix),
+        batch,
         {},
     )
     return {o.name: o for o in DataQualityApplication().do_tracking(ctx)}
@@ -59,16 +63,7 @@ def test_unexpected_columns_are_reported_not_refused():
     assert batch.unexpected == {"new": 2}
     assert ColumnBatch.from_wire(batch.to_wire()).unexpected == {"new": 2}
     out = run(batch.features)
-    stats = {n: {"min": 0.0, "max": 10.0} for n in ("a", "b", "c")}
-    ctx = MonitoringContext(
-        "data-quality",
-        {"uid": "e", "feature_names": ["a", "b", "c"], "feature_stats": stats},
-        0,
-        60,
-        batch,
-        {},
-    )
-    found = {o.name: o for o in DataQualityApplication().do_tracking(ctx)}
+    found = run_batch(batch)
     assert found["unexpected_columns"].value == 1
     assert found["unexpected_columns"].extra_data["columns"] == {"new": 2}
     assert found["unexpected_columns"].status is ResultStatus.potential_detection
@@ -98,15 +93,6 @@ def test_many_unexpected_columns_are_counted_and_the_commonest_named():
     listed = listed_columns(window.unexpected)
     assert len(listed) == MAX_LISTED_COLUMNS
     assert list(listed)[:3] == ["n050", "n000", "n001"]  # most rows first, then by name
-    stats = {n: {"min": 0.0, "max": 10.0} for n in ("a", "b", "c")}
-    ctx = MonitoringContext(
-        "data-quality",
-        {"uid": "e", "feature_names": ["a", "b", "c"], "feature_stats": stats},
-        0,
-        60,
-        window,
-        {},
-    )
-    found = {o.name: o for o in DataQualityApplication().do_tracking(ctx)}
+    found = run_batch(window)
     assert found["unexpected_columns"].value == 100
     assert found["unexpected_columns"].extra_data["columns"] == listed
