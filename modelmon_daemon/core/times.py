@@ -20,8 +20,6 @@ def parse_time(value: Any) -> float:
         if not math.isfinite(value):
             raise ValueError(f"not a time: {value!r}")
         return float(value)
-    if isinstance(value, msgpack.Timestamp):
-        return float(value.to_unix())
     if isinstance(value, str):
         text = value.strip()
         if text.endswith("Z"):
@@ -33,6 +31,8 @@ def parse_time(value: Any) -> float:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         return moment.timestamp()
+    if isinstance(value, msgpack.Timestamp):  # after str: MLRun's times are strings
+        return float(value.to_unix())
     raise ValueError(f"not a time: {value!r}")
 
 

@@ -674,10 +674,10 @@ def mlrun_columns(
     percentage = np.array(percentages, dtype=np.float64)
     if not (np.isfinite(count) & (count > 0) & (percentage > 0) & (percentage <= 100)).all():
         return None
-    if not (count * 100.0 / percentage <= MAX_PREDICTIONS_PER_EVENT).all():
+    stands_for = count * 100.0 / percentage
+    if not (stands_for <= MAX_PREDICTIONS_PER_EVENT).all():
         return None  # the per-event parser names the event
-    per_event = np.asarray(counts, dtype=np.float64)
-    weight = count * 100.0 / percentage / per_event
+    weight = stands_for / np.asarray(counts, dtype=np.float64)
     ids = fields.request_ids
     if not all(ids):
         ids = [
