@@ -19,6 +19,7 @@ from typing import Any
 
 from modelmon_daemon.actors import ray_metrics
 from modelmon_daemon.config import Settings
+from modelmon_daemon.core.errors import one_line
 from modelmon_daemon.core.records import AppOutput, WindowMeta, spec_version
 from modelmon_daemon.core.tasks import cancel_and_wait
 from modelmon_daemon.storage.log_view import LogView
@@ -338,8 +339,8 @@ class ControllerActor:
                     await self._run_batch(batch, report)
                 except Exception as exc:
                     self.tick_errors += 1
-                    report.failures.append(f"tick: {exc!r}"[:500])
-                    log.warning("tick failed (retried next tick): %r", exc, exc_info=True)
+                    report.failures.append(f"tick: {one_line(exc)}"[:500])
+                    log.warning("tick failed (retried next tick): %s", one_line(exc), exc_info=True)
             self._maintain_when_due()
             report.finished = time.time()
             self.ticks += 1
@@ -371,7 +372,7 @@ class ControllerActor:
                 return await handle.collect.remote(now)
             except Exception as exc:  # restarting: the first call may fail, retry briefly
                 if attempt == 2:
-                    report.failures.append(f"{name}: collect: {exc!r}"[:500])
+                    report.failures.append(f"{name}: collect: {one_line(exc)}"[:500])
                     return None  # its windows come back next tick
                 await asyncio.sleep(0.2)
         return None

@@ -124,7 +124,7 @@ class WriterActor:
         self.store = store or LmdbStore(
             data, self.settings.storage.lmdb_map_size, self.settings.storage.lmdb_max_map_size
         )
-        self.parquet = ParquetStore(str(data))
+        self.parquet = ParquetStore(self.settings.parquet_root)
         self.windows_written = 0
         self.late_batches_written = 0
         self.rows_written = 0

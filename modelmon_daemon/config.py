@@ -11,6 +11,7 @@ import functools
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +126,9 @@ class DriftSettings:
 
 @dataclass
 class StorageSettings:
+    # where the Parquet tree goes: "" = the data dir; a folder, or a URI pyarrow opens
+    # (s3://bucket/prefix?region=…, gs://…, hdfs://…, file:///…)
+    parquet_uri: str = ""
     lmdb_map_size: int = 16 * 1024**3
     lmdb_max_map_size: int = 1024**4
     retention: float = 0.0
@@ -198,6 +202,11 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.daemon.data_dir).expanduser().resolve()
+
+    @property
+    def parquet_root(self) -> str:
+        """Where the Parquet tree is: storage.parquet_uri, or the data dir."""
+        return self.storage.parquet_uri or str(self.data_path)
 
     @property
     def token_path(self) -> Path:
@@ -330,6 +339,19 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(
             "daemon.node_port", f"must be -1 (the daemon's), 0 (any) or a port, got {d.node_port}"
         )
+    if is_uri(d.data_dir):
+        raise ConfigError(
+            "daemon.data_dir",
+            f"must be a local folder (LMDB and the token live there), got {d.data_dir!r}; "
+            "put the Parquet tree elsewhere with storage.parquet_uri (--parquet-uri)",
+        )
+    if is_uri(settings.storage.parquet_uri):
+        scheme = settings.storage.parquet_uri.split("://", 1)[0].lower()
+        if scheme not in PARQUET_SCHEMES:
+            raise ConfigError(
+                "storage.parquet_uri",
+                f"unknown scheme {scheme!r} (known: {', '.join(PARQUET_SCHEMES)})",
+            )
     if d.max_body_size < 1024:
         raise ConfigError("daemon.max_body_size", "must be at least 1KiB")
     if w.base_period < 1:
@@ -508,6 +530,37 @@ def _absolute(path: str) -> str:
     return str(Path(path).expanduser().resolve()) if path else path
 
 
+# the file systems pyarrow opens by URI
+PARQUET_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+
+def is_uri(path: str) -> bool:
+    """A URI (scheme://…), not a local path."""
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path))
+
+
+_SECRET_PARAMS = ("access_key", "secret_key", "session_token", "password", "account_key")
+
+
+def redacted_uri(uri: str) -> str:
+    """The URI to show (status, logs, errors): credentials in it (user:secret@, or
+    parameters such as secret_key or session_token) replaced by ***."""
+    if not is_uri(uri):
+        return uri
+    parts = urllib.parse.urlsplit(uri)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = urllib.parse.urlencode(
+        [
+            (k, "***" if k.lower() in _SECRET_PARAMS else v)
+            for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*:",
+    )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def anchor_paths(settings: Settings) -> Settings:
     """Every path setting made absolute, against the folder the settings were loaded in.
     Actors resolve paths in their own working directory: on a cluster joined with
@@ -515,6 +568,9 @@ def anchor_paths(settings: Settings) -> Settings:
     folder for the HTTP process and another for the log owner."""
     d = settings.daemon
     d.data_dir = _absolute(d.data_dir)
+    storage = settings.storage
+    if not is_uri(storage.parquet_uri):
+        storage.parquet_uri = _absolute(storage.parquet_uri)
     d.auth_token_file = _absolute(d.auth_token_file)
     d.reference_dirs = [_absolute(p) for p in d.reference_dirs]
     settings.notifications.templates = _absolute(settings.notifications.templates)
@@ -596,6 +652,7 @@ def describe(settings: Settings) -> dict[str, Any]:
     """Settings as a person reads them (durations spelled out)."""
     out = settings.to_dict()
     out.pop("alerts", None)  # may hold secrets; GET /v1/alerts shows them redacted
+    out["storage"]["parquet_uri"] = redacted_uri(out["storage"]["parquet_uri"])
     for key in DURATION_KEYS:
         section, name = key.split(".")
         out[section][name] = format_duration(out[section][name])

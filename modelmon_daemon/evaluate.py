@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from modelmon_daemon.analytics.stats import reference_feature_stats
 from modelmon_daemon.applications import build_applications
 from modelmon_daemon.applications.runner import run_application
-from modelmon_daemon.config import Settings, application_settings
+from modelmon_daemon.config import Settings, application_settings, is_uri
 from modelmon_daemon.core.records import ColumnBatch, EndpointSpec, ResultRecord, WindowMeta
 from modelmon_daemon.storage import table_files
 from modelmon_daemon.storage.parquet_store import ParquetStore
@@ -148,8 +148,11 @@ def evaluate(
 
 
 def write_results(evaluation: Evaluation, data_dir: str) -> list[str]:
-    """Results Parquet files exactly where the daemon writes them."""
-    store = ParquetStore(str(Path(data_dir).expanduser().resolve()))
+    """Results Parquet files exactly where the daemon writes them. `data_dir`: a folder,
+    or a URI pyarrow opens (as storage.parquet_uri)."""
+    store = ParquetStore(
+        data_dir if is_uri(data_dir) else str(Path(data_dir).expanduser().resolve())
+    )
     project = evaluation.spec.project
     windows = [
         (meta, [r for r in evaluation.results if r.start == meta.start], project)

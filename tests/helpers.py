@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 
 from modelmon_daemon.analytics.stats import reference_feature_stats
-from modelmon_daemon.core.records import ColumnBatch, EndpointSpec
+from modelmon_daemon.core.enums import ResultKind, ResultStatus
+from modelmon_daemon.core.records import (
+    AppOutput,
+    ColumnBatch,
+    EndpointSpec,
+    ResultRecord,
+    WindowMeta,
+)
 
 
 def make_batch(ts, features, outputs=None, rids=None):
@@ -68,3 +75,24 @@ def stored_events(data_dir: Any, uid: str) -> pd.DataFrame:
         and (c in EVENT_COLUMNS or frame[c].notna().any())
     ]
     return frame[keep].reset_index(drop=True)
+
+
+def drift_output(meta: WindowMeta, value: float) -> AppOutput:
+    """One window's histogram-data-drift output: general_drift = value, no detection."""
+    return AppOutput(
+        "histogram-data-drift",
+        [
+            ResultRecord(
+                "histogram-data-drift",
+                "general_drift",
+                "result",
+                value,
+                meta.start,
+                meta.end,
+                ResultKind.data_drift,
+                ResultStatus.no_detection,
+                {},
+                1,
+            )
+        ],
+    )

@@ -39,6 +39,7 @@ FLAG_KEYS = {
     "allowed_lateness": "windows.allowed_lateness",
     "ray_address": "ray.address",
     "tick_interval": "controller.tick_interval",
+    "parquet_uri": "storage.parquet_uri",
 }
 
 
@@ -61,6 +62,11 @@ def _add_daemon_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allowed-lateness", help="watermark lag and idle timeout, e.g. 60s")
     p.add_argument("--tick-interval", help="how often the controller looks for closed windows")
     p.add_argument("--ray-address", help="join this Ray cluster instead of starting one")
+    p.add_argument(
+        "--parquet-uri",
+        help="put the Parquet tree here instead of the data dir: a folder or a URI "
+        "(s3://bucket/prefix?region=...)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -217,6 +223,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     ctl = status["controller"]
     print(f"daemon      {client.url}  {health['status']}")
     print(f"data dir    {status['data_dir']}")
+    if status.get("parquet", status["data_dir"]) != status["data_dir"]:
+        print(f"parquet     {status['parquet']}")
     print(
         f"windows     base_period {status['base_period_s']:g}s, "
         f"allowed_lateness {status['allowed_lateness_s']:g}s"
@@ -447,7 +455,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(as_rows(result), indent=2))
     else:
-        data_dir = args.data_dir or settings.daemon.data_dir
+        data_dir = args.data_dir or settings.parquet_root
         paths = write_results(result, data_dir)
         drift = [r for r in result.results if r.name == "general_drift"]
         detected = sum(1 for r in drift if r.status is not None and int(r.status) == 2)

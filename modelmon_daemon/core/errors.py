@@ -74,3 +74,15 @@ class Overloaded(ApiError):
             code=code,
             headers={"Retry-After": seconds},
         )
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as a person reads it, in one line: its type and message. A Ray call's
+    error is the remote exception itself (Ray wraps it, and the wrapper's repr,
+    `RayTaskError(OSError)()`, drops the message that says what went wrong)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        exc = cause
+    message = " ".join(str(exc).split())
+    name = type(exc).__name__
+    return f"{name}: {message}" if message else name

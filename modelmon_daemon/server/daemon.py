@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from modelmon_daemon.config import Settings, stream_row_budget
+from modelmon_daemon.config import Settings, redacted_uri, stream_row_budget
 from modelmon_daemon.core import gc_policy
 from modelmon_daemon.core.auth import TokenFileError, load_or_create_token
 from modelmon_daemon.core.daemon_file import (
@@ -228,6 +228,7 @@ async def _serve_on(
     settings: Settings, listeners: list[socket.socket], stop_event: asyncio.Event | None
 ) -> bool:
     import lmdb
+    import pyarrow as pa
     import ray
 
     from modelmon_daemon.actors import remote
@@ -250,6 +251,12 @@ async def _serve_on(
         raise StartupError(
             f"cannot open the store: {exc}; restore it from a backup, or move the data "
             "dir aside to start empty"
+        ) from None
+    try:
+        parquet = ParquetStore(settings.parquet_root)
+    except (OSError, ValueError, pa.ArrowException) as exc:  # a bad URI, an unreachable store
+        raise StartupError(
+            f"cannot open the Parquet store {redacted_uri(settings.parquet_root)}: {exc}"
         ) from None
     _check_wal_period(settings, store)
     _load_config_alerts(settings, store)
@@ -281,7 +288,7 @@ async def _serve_on(
         services = Services(
             settings=settings,
             store=store,
-            parquet=ParquetStore(str(data)),
+            parquet=parquet,
             directory=directory,
             executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelmon-io"),
             specs={e["uid"]: EndpointSpec.from_dict(e) for e in store.list_endpoints()},
@@ -363,8 +370,10 @@ async def _serve_until_stopped(
         data,
         ray_info.get("dashboard_url") or "off",
     )
+    tree = settings.parquet_root
+    shown = "" if tree == str(data) else f"; parquet: {redacted_uri(tree)}"
     print(
-        f"modelmon-daemon ready on {url} (data: {data}; token: {settings.token_path})",
+        f"modelmon-daemon ready on {url} (data: {data}{shown}; token: {settings.token_path})",
         flush=True,
     )
     _settle_garbage_collector()

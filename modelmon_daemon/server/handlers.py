@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
-from modelmon_daemon.config import describe
-from modelmon_daemon.core.errors import ApiError, Unavailable
+from modelmon_daemon.config import describe, redacted_uri
+from modelmon_daemon.core.errors import ApiError, Overloaded, Unavailable, one_line
 from modelmon_daemon.core.records import EndpointSpec
 from modelmon_daemon.core.times import iso, query_time
 from modelmon_daemon.ingest.registration import build_spec
 from modelmon_daemon.server.ingest_routes import endpoint_spec, read_body
 from modelmon_daemon.server.state import SERVICES, Services, json_response
+
+T = TypeVar("T")
 
 
 def _services(request: web.Request) -> Services:
@@ -191,7 +194,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
         if services.owner_state is not None:  # the writer: the owner of those files
             files = await services.owner_state.purge(uid)
         else:
-            files = await loop.run_in_executor(services.executor, services.parquet.purge, uid)
+            files = await _read_store(services, services.parquet.purge, uid)
     return json_response(
         {"deleted": uid, "purged": purge == "true", "dropped_rows": dropped, "files": files}
     )
@@ -238,8 +241,8 @@ async def get_events(request: web.Request) -> web.Response:
     if not raw_limit.isdigit() or not 0 < int(raw_limit) <= MAX_EVENT_ROWS:
         raise ApiError(f"limit must be 1..{MAX_EVENT_ROWS}", {"field": "limit"})
     limit = int(raw_limit)
-    table, truncated = await asyncio.get_running_loop().run_in_executor(
-        services.executor, services.parquet.read_events, uid, start, end, limit
+    table, truncated = await _read_store(
+        services, services.parquet.read_events, uid, start, end, limit
     )
     if ARROW_STREAM in request.headers.get("Accept", ""):
         import pyarrow as pa
@@ -263,10 +266,28 @@ async def get_results(request: web.Request) -> web.Response:
     _spec(services, uid)
     start, end = _time_param(request, "start"), _time_param(request, "end")
     application, name = request.query.get("application"), request.query.get("name")
-    rows = await asyncio.get_running_loop().run_in_executor(
-        services.executor, services.parquet.read_results, uid, start, end, application, name
+    rows = await _read_store(
+        services, services.parquet.read_results, uid, start, end, application, name
     )
     return json_response({"results": rows})
+
+
+STORE_RETRY_AFTER = 5.0
+
+
+async def _read_store(services: Services, read: Callable[..., T], *args: Any) -> T:
+    """A read of the Parquet tree, off the event loop. A store that cannot be read (an
+    object store gone away, a failing disk) is a 503 with Retry-After that says why, not
+    a 500: the data is there once the store is back."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(services.executor, read, *args)
+    except OSError as exc:
+        raise Overloaded(
+            f"the Parquet store cannot be read: {one_line(exc)}",
+            STORE_RETRY_AFTER,
+            status=503,
+            code="storage_unavailable",
+        ) from None
 
 
 # -- operations ------------------------------------------------------------------------------
@@ -299,6 +320,7 @@ async def status(request: web.Request) -> web.Response:
         {
             "uptime_s": time.time() - services.started,
             "data_dir": str(services.settings.data_path),
+            "parquet": redacted_uri(services.settings.parquet_root),
             "base_period_s": services.settings.windows.base_period,
             "allowed_lateness_s": services.settings.windows.allowed_lateness,
             "drift_thresholds": {

@@ -1,4 +1,5 @@
-"""Parquet files under the data dir, readable by pandas, DuckDB or Polars as they are.
+"""Parquet files under the data dir (or storage.parquet_uri), readable by pandas, DuckDB
+or Polars as they are.
 
 events/date={YYYY-MM-DD}/hour={HH}/t{first start}-{digest}.parquet   rows of a tick's windows
 results/date={YYYY-MM-DD}/r{first start}-{digest}.parquet            results + metrics
@@ -9,7 +10,8 @@ layout for events, per tick and day for results: a fleet of 1000 endpoints write
 or two a tick, not 2000), with an `endpoint_id` column they are sorted by, so row-group
 statistics let readers skip other endpoints. File names are a digest of the windows they
 hold, so writing the same windows again replaces the file instead of duplicating rows. A
-file is written to a temporary name and renamed into place.
+local file is written to a temporary name and renamed into place; on an object store
+(storage.parquet_uri, e.g. S3) a write is all or nothing by itself.
 """
 
 from __future__ import annotations
@@ -282,6 +284,9 @@ class ParquetStore:
             self.fs, self.root = pafs.FileSystem.from_uri(root)
         else:
             self.fs, self.root = pafs.LocalFileSystem(), root.rstrip("/")
+        # a local file system renames a file into place; an object store's write is
+        # already all or nothing, and its rename is a copy
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
         self.fs.create_dir(self.root, recursive=True)
         self._made_dirs: set[str] = set()
 
@@ -782,7 +787,7 @@ class ParquetStore:
         """`statistics`: every column's row-group statistics, or only these columns'."""
         parent = path.rsplit("/", 1)[0]
         # not *.parquet: a glob such as DuckDB's never meets a half-written file
-        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}" if self.local else path
         # dictionaries only where values repeat (strings): trying them on float columns
         # costs ~40% of the write and makes files larger
         strings = [
@@ -807,7 +812,8 @@ class ParquetStore:
         except FileNotFoundError:  # the directory went since (retention, purge): again
             self._make_dir(parent)
             write()
-        self.fs.move(tmp, path)
+        if tmp != path:
+            self.fs.move(tmp, path)
 
     def _make_dir(self, path: str) -> None:
         """Create a directory (and its parents), remembering it: a tick writes a thousand
@@ -821,7 +827,7 @@ class ParquetStore:
         """Make every file written so far durable (one flush of the data dir's file
         system, not one fsync per file): called before the LMDB commit that lets the
         log forget the rows these files hold. Object stores are durable on write."""
-        if not isinstance(self.fs, pafs.LocalFileSystem):
+        if not self.local:
             return
         fd = os.open(self.root, os.O_RDONLY)
         try:

@@ -58,6 +58,30 @@ def test_path_settings_are_made_absolute_where_they_are_loaded(tmp_path, monkeyp
     assert load_settings(None, env={}).notifications.templates == ""  # unset stays unset
 
 
+def test_the_parquet_tree_is_the_data_dir_a_folder_or_a_uri(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(None, env={}, overrides={"daemon.data_dir": "data"})
+    assert s.parquet_root == str(tmp_path / "data")
+    s = load_settings(None, env={"MODELMON_STORAGE_PARQUET_URI": "tree"})
+    assert s.parquet_root == str(tmp_path / "tree")  # anchored as every path is
+    uri = "s3://bucket/mm?region=eu-west-1&endpoint_override=127.0.0.1:9000"
+    s = load_settings(None, env={}, overrides={"storage.parquet_uri": uri})
+    assert s.parquet_root == uri  # a URI is left as it is
+    assert Settings.from_dict(s.to_dict()).parquet_root == uri
+
+
+def test_credentials_in_the_parquet_uri_are_never_shown():
+    from modelmon_daemon.config import describe, redacted_uri
+
+    uri = "s3://AKIA:shh@bucket/mm?access_key=AKIA&secret_key=shh&session_token=t&region=x"
+    shown = redacted_uri(uri)
+    assert "shh" not in shown and "AKIA" not in shown and "session_token=***" in shown
+    assert shown.startswith("s3://***@bucket/mm?") and "region=x" in shown
+    assert redacted_uri("/data/tree") == "/data/tree"
+    s = load_settings(None, env={}, overrides={"storage.parquet_uri": uri})
+    assert "shh" not in str(describe(s)) and s.storage.parquet_uri == uri
+
+
 def test_precedence_file_env_cli(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[windows]\nbase_period = "5m"\n[daemon]\nport = 9000\n')
@@ -79,6 +103,8 @@ def test_precedence_file_env_cli(tmp_path):
         ({"stream.max_actors": -1}, "stream.max_actors"),
         ({"stream.max_buffered_rows": -1}, "stream.max_buffered_rows"),
         ({"applications.builtin": ["nope"]}, "applications.builtin"),
+        ({"daemon.data_dir": "s3://bucket/data"}, "daemon.data_dir"),
+        ({"storage.parquet_uri": "ftp://host/data"}, "storage.parquet_uri"),
     ],
 )
 def test_bad_values_name_the_key(overrides, key):

@@ -1,5 +1,5 @@
-"""Why a node's ingestion server did not start, in one line: Ray wraps the actor's
-exception, and the wrapper's repr (what the log showed) dropped its message."""
+"""Why a node's ingestion server did not start, or a tick failed, in one line: Ray wraps
+the actor's exception, and the wrapper's repr (what the log showed) dropped its message."""
 
 from __future__ import annotations
 
@@ -30,3 +30,15 @@ def test_other_failures_keep_their_own_message():
     assert start_failure(wrapped, "0.0.0.0", 8470) == "bad thing"
     assert start_failure(TimeoutError(), "0.0.0.0", 8470) == "no answer within 60 s"
     assert start_failure(RuntimeError(), "0.0.0.0", 8470) == "RuntimeError"
+
+
+def test_an_actor_error_reads_as_the_remote_exception_in_one_line():
+    from modelmon_daemon.core.errors import one_line
+
+    cause = OSError("When uploading part for key 'events/x.parquet':\n  connection refused")
+    wrapped = RayTaskError("commit_tick", "Traceback ...", cause).as_instanceof_cause()
+    assert repr(wrapped) == "RayTaskError(OSError)()"  # what a tick's failure said
+    assert one_line(wrapped) == (
+        "OSError: When uploading part for key 'events/x.parquet': connection refused"
+    )
+    assert one_line(KeyError("k")) == "KeyError: 'k'" and one_line(RuntimeError()) == "RuntimeError"

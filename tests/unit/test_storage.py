@@ -12,7 +12,7 @@ from modelmon_daemon.core.enums import ResultKind, ResultStatus
 from modelmon_daemon.core.records import AppOutput, ColumnBatch, ResultRecord, WindowMeta
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 from modelmon_daemon.storage.parquet_store import WindowEvents
-from tests.helpers import make_batch, make_spec, stored_events
+from tests.helpers import drift_output, make_batch, make_spec, stored_events
 
 MAP = 64 * 1024**2
 
@@ -206,26 +206,6 @@ def test_a_drift_result_queues_one_notification_per_channel_exactly_once(tmp_pat
     assert [h["action"] for h in reopened.alert_history("drift")] == ["activated", "deduplicated"]
 
 
-def _drift_output(meta, value):
-    return AppOutput(
-        "histogram-data-drift",
-        [
-            ResultRecord(
-                "histogram-data-drift",
-                "general_drift",
-                "result",
-                value,
-                meta.start,
-                meta.end,
-                ResultKind.data_drift,
-                ResultStatus.no_detection,
-                {},
-                1,
-            )
-        ],
-    )
-
-
 def _commit_drift_results(writer, values):
     """One window per value (endpoints ep0, ep1, ...), committed in one tick."""
     batches, items = [], []
@@ -234,7 +214,7 @@ def _commit_drift_results(writer, values):
         writer.store.put_endpoint(make_spec(uid).to_dict())
         meta = WindowMeta(uid, 0.0, 60.0, [], rows=1)
         batches.append(make_batch([1.0], [[1, 2]]))
-        items.append((0, i, meta, [_drift_output(meta, value)]))
+        items.append((0, i, meta, [drift_output(meta, value)]))
     return writer.commit_tick(items, [], ["histogram-data-drift"], [batches])[0]
 
 
@@ -263,7 +243,7 @@ def test_results_of_the_per_endpoint_layout_are_moved_once(tmp_path):
     old = tmp_path / "results" / "endpoint_id=old" / "date=1970-01-01"
     old.mkdir(parents=True)
     meta = WindowMeta("old", 0.0, 60.0, [], rows=1)
-    legacy = results_table(_drift_output(meta, 0.5).results, "p").drop(["endpoint_id"])
+    legacy = results_table(drift_output(meta, 0.5).results, "p").drop(["endpoint_id"])
     pq.write_table(legacy, old / "w0.parquet")
     writer = WriterActor(settings_for(tmp_path))
     assert not (tmp_path / "results" / "endpoint_id=old").exists()
@@ -293,7 +273,7 @@ def test_compaction_merges_past_partitions_once_and_retention_expires_them(tmp_p
             start = day + 60.0 * i
             meta = WindowMeta(uid, start, start + 60.0, [], rows=1)
             batch = make_batch([start + 1.0], [[1, 2]])
-            writer.commit_tick([(0, 0, meta, [_drift_output(meta, 0.1 * i)])], [], ["h"], [[batch]])
+            writer.commit_tick([(0, 0, meta, [drift_output(meta, 0.1 * i)])], [], ["h"], [[batch]])
     results_dir = tmp_path / "results" / "date=1970-01-02"
     assert len(list(results_dir.glob("*.parquet"))) == 6
     hour = tmp_path / "events" / "date=1970-01-02" / "hour=00"
@@ -560,7 +540,7 @@ def _logged_windows(writer, n, rows=3):
         (seq,) = writer.store.wal_append([(uid, 0.0, batch.to_wire())], [spec])
         meta = WindowMeta(uid, 0.0, 60.0, [seq], rows=rows, first_event=1.0, last_event=50.0)
         metas.append(meta)
-        items.append((0, i, meta, [_drift_output(meta, 0.1)]))
+        items.append((0, i, meta, [drift_output(meta, 0.1)]))
     return metas, items
 
 
@@ -645,7 +625,7 @@ def test_outputs_made_ready_while_others_compute_commit_as_the_outputs_themselve
     for name, staged in (("given", False), ("staged", True)):
         writer = WriterActor(settings_for(tmp_path / name))
         metas, _ = _logged_windows(writer, 3)
-        chunk = [[_drift_output(m, 0.1 * (i + 1)), _failing_output(m)] for i, m in enumerate(metas)]
+        chunk = [[drift_output(m, 0.1 * (i + 1)), _failing_output(m)] for i, m in enumerate(metas)]
         items = [(0, i, m, (0, i)) for i, m in enumerate(metas)]
         if staged:
             assert writer.stage_outputs(5, metas, chunk) is True
@@ -666,7 +646,7 @@ def test_outputs_made_ready_while_others_compute_commit_as_the_outputs_themselve
 def test_outputs_left_out_of_the_commit_but_never_made_ready_are_not_committed(tmp_path):
     writer = WriterActor(settings_for(tmp_path))
     metas, _ = _logged_windows(writer, 2)
-    chunk = [[_drift_output(m, 0.2)] for m in metas]
+    chunk = [[drift_output(m, 0.2)] for m in metas]
     writer.stage_outputs(1, metas[:1], chunk[:1])  # only the first window made ready
     items = [(0, 0, metas[0], (0, 0)), (0, 1, metas[1], (1, 0))]
     status, _ = writer.commit_tick(items, [], ["histogram-data-drift"], None, None, None, tick=1)
@@ -681,8 +661,8 @@ def test_outputs_left_out_of_the_commit_but_never_made_ready_are_not_committed(t
 def test_outputs_made_ready_for_another_tick_are_not_used(tmp_path):
     writer = WriterActor(settings_for(tmp_path))
     metas, _ = _logged_windows(writer, 1)
-    writer.stage_outputs(1, metas, [[_drift_output(metas[0], 0.9)]])
-    fresh = [[_drift_output(metas[0], 0.3)]]
+    writer.stage_outputs(1, metas, [[drift_output(metas[0], 0.9)]])
+    fresh = [[drift_output(metas[0], 0.3)]]
     status, _ = writer.commit_tick(
         [(0, 0, metas[0], (0, 0))], [], ["histogram-data-drift"], None, fresh, tick=2
     )

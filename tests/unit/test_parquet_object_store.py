@@ -1,0 +1,127 @@
+"""The Parquet tree on an object store (storage.parquet_uri = s3://…): the writer's
+events and results, their read-back, compaction, retention, purge and the removal of
+files of a commit that never happened, against a local S3-compatible server."""
+
+import numpy as np
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from modelmon_daemon.actors.writer import WriterActor
+from modelmon_daemon.config import Settings
+from modelmon_daemon.core.records import WindowMeta
+from tests.helpers import drift_output, make_batch, make_spec
+from tests.s3 import LocalS3, local_s3
+
+BUCKET = "modelmon-unit"
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with local_s3() as server:
+        server.make_bucket(BUCKET)
+        yield server
+
+
+@pytest.fixture
+def prefix(request):
+    return request.node.name.replace("[", "-").replace("]", "")
+
+
+def _writer(tmp_path, s3: LocalS3, prefix: str) -> WriterActor:
+    s = Settings()
+    s.daemon.data_dir = str(tmp_path)
+    s.storage.lmdb_map_size = 64 * 1024**2
+    s.storage.parquet_uri = s3.uri(BUCKET, prefix)
+    return WriterActor(s.to_dict())
+
+
+def _log_windows(writer: WriterActor, n: int, start: float = 0.0, rows: int = 3):
+    """n endpoints with one logged window each, from `start`: (metas, items)."""
+    metas, items = [], []
+    for i in range(n):
+        uid = f"ep{i}"
+        spec = make_spec(uid).to_dict()
+        batch = make_batch(np.linspace(start + 1, start + 50, rows), np.full((rows, 2), float(i)))
+        (seq,) = writer.store.wal_append([(uid, start, batch.to_wire())], [spec])
+        meta = WindowMeta(
+            uid, start, start + 60.0, [seq], rows=rows, first_event=start + 1, last_event=start + 50
+        )
+        metas.append(meta)
+        items.append((0, i, meta, [drift_output(meta, 0.1 * (i + 1))]))
+    return metas, items
+
+
+def _commit(writer: WriterActor, n: int, start: float, tick: int) -> None:
+    metas, items = _log_windows(writer, n, start)
+    writer.stage_events(tick, metas)
+    status, _ = writer.commit_tick(items, [], ["histogram-data-drift"], None, tick=tick)
+    assert status == [True] * n
+
+
+def test_a_tick_lands_in_the_bucket_and_reads_back(tmp_path, s3, prefix):
+    writer = _writer(tmp_path, s3, prefix)
+    assert not writer.parquet.local
+    _commit(writer, 3, 0.0, tick=1)
+    keys = s3.keys(BUCKET)
+    events = [k for k in keys if k.startswith(f"{prefix}/events/") and k.endswith(".parquet")]
+    results = [k for k in keys if k.startswith(f"{prefix}/results/") and k.endswith(".parquet")]
+    assert len(events) == 1 and "/date=1970-01-01/hour=00/t0-" in events[0]
+    assert len(results) == 1 and "/date=1970-01-01/r0-" in results[0]
+    assert not [k for k in keys if "/.tmp-" in k]  # written in place: no rename on S3
+    # nothing of the Parquet tree in the local data dir: only LMDB and the like
+    assert not list(tmp_path.rglob("*.parquet"))
+    assert writer.store.wal_size() == 0 and writer.store.pending_files() == []
+    for i in range(3):
+        table, truncated = writer.parquet.read_events(f"ep{i}")
+        assert not truncated and table.column("x0").to_pylist() == [float(i)] * 3
+        (row,) = writer.parquet.read_results(f"ep{i}")
+        assert row["value"] == pytest.approx(0.1 * (i + 1)) and row["status"] == 0
+    # any pyarrow reader of the bucket splits them by endpoint_id
+    fs = s3.filesystem()
+    frame = (
+        ds.dataset(f"{BUCKET}/{prefix}/results", filesystem=fs, partitioning="hive")
+        .to_table(filter=ds.field("endpoint_id") == "ep1")
+        .to_pylist()
+    )
+    assert [(r["name"], r["date"]) for r in frame] == [("general_drift", "1970-01-01")]
+
+
+def test_compaction_retention_and_purge_work_on_the_bucket(tmp_path, s3, prefix):
+    writer = _writer(tmp_path, s3, prefix)
+    for tick in range(3):  # three ticks of two endpoints on day 1
+        _commit(writer, 2, DAY + 60.0 * tick, tick=tick + 1)
+    before = {u: writer.parquet.read_events(u)[0] for u in ("ep0", "ep1")}
+    results = {u: writer.parquet.read_results(u) for u in ("ep0", "ep1")}
+    assert len(before["ep0"]) == 9
+    done = writer.maintain(now=3 * DAY)
+    assert done["compacted"] == 3 + 3  # three events files, three results files
+    keys = [k for k in s3.keys(BUCKET) if k.startswith(prefix + "/")]
+    parquet = sorted(k.rsplit("/", 1)[1][:10] for k in keys if k.endswith(".parquet"))
+    assert parquet == ["compacted-", "compacted-"]
+    merged = next(k for k in keys if "/events/" in k and "compacted-" in k)
+    ids = pq.read_table(f"{BUCKET}/{merged}", filesystem=s3.filesystem()).column("endpoint_id")
+    assert ids.to_pylist() == ["ep0"] * 9 + ["ep1"] * 9
+    for uid in ("ep0", "ep1"):
+        assert writer.parquet.read_events(uid)[0].equals(before[uid])
+        assert writer.parquet.read_results(uid) == results[uid]
+    assert writer.parquet.purge("ep0") == 2  # the events file and the results file
+    assert writer.parquet.read_events("ep0")[0].num_rows == 0
+    assert writer.parquet.read_events("ep1")[0].equals(before["ep1"])
+    writer.settings.storage.retention = DAY
+    assert writer.maintain(now=3 * DAY)["expired"] == 2  # day 1 of results and of events
+    assert writer.parquet.read_results("ep1") == []
+    assert not [k for k in s3.keys(BUCKET) if k.startswith(prefix + "/") and ".parquet" in k]
+
+
+def test_files_of_a_tick_that_never_committed_leave_the_bucket_on_restart(tmp_path, s3, prefix):
+    writer = _writer(tmp_path, s3, prefix)
+    metas, _ = _log_windows(writer, 2)
+    assert writer.stage_events(1, metas) == 1
+    assert [k for k in s3.keys(BUCKET) if k.startswith(f"{prefix}/events/")]
+    writer.store.close()
+    restarted = _writer(tmp_path, s3, prefix)  # as after a crash between staging and commit
+    assert not [k for k in s3.keys(BUCKET) if k.startswith(f"{prefix}/events/")]
+    assert restarted.store.pending_files() == []
+    assert restarted.store.wal_size() == 2  # the rows are still in the log, to commit again
