@@ -40,8 +40,19 @@ class NotFound(ApiError):
 
 
 class Unavailable(ApiError):
+    """Retry later: the daemon is starting or stopping, or something it needs (an actor,
+    the log, the Parquet store) failed for now. Always with Retry-After."""
+
     status = 503
     code = "unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5, code: str = "unavailable") -> None:
+        super().__init__(
+            message,
+            {"retry_after_s": retry_after},
+            code=code,
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 class Unauthorized(ApiError):

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from modelmon_daemon.config import describe, redacted_uri
-from modelmon_daemon.core.errors import ApiError, Overloaded, Unavailable, one_line
+from modelmon_daemon.core.errors import ApiError, Unavailable, one_line
 from modelmon_daemon.core.records import EndpointSpec
 from modelmon_daemon.core.times import iso, query_time
 from modelmon_daemon.ingest.registration import build_spec
@@ -184,7 +184,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        raise Unavailable(f"the controller could not stop the endpoint: {exc!r}") from None
+        raise Unavailable(f"the controller could not stop the endpoint: {one_line(exc)}") from None
     loop = asyncio.get_running_loop()
     dropped = await loop.run_in_executor(services.executor, services.store.delete_endpoint, uid)
     services.specs.pop(uid, None)
@@ -192,7 +192,16 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     files = 0
     if purge == "true":
         if services.owner_state is not None:  # the writer: the owner of those files
-            files = await services.owner_state.purge(uid)
+            try:
+                files = await services.owner_state.purge(uid)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the endpoint is deleted; its files are kept for now
+                raise Unavailable(
+                    f"endpoint {uid} deleted, its files not purged: {one_line(exc)}; "
+                    "its stored rows stay until a purge succeeds",
+                    code="storage_unavailable",
+                ) from None
         else:
             files = await _read_store(services, services.parquet.purge, uid)
     return json_response(
@@ -272,9 +281,6 @@ async def get_results(request: web.Request) -> web.Response:
     return json_response({"results": rows})
 
 
-STORE_RETRY_AFTER = 5.0
-
-
 async def _read_store(services: Services, read: Callable[..., T], *args: Any) -> T:
     """A read of the Parquet tree, off the event loop. A store that cannot be read (an
     object store gone away, a failing disk) is a 503 with Retry-After that says why, not
@@ -282,11 +288,8 @@ async def _read_store(services: Services, read: Callable[..., T], *args: Any) ->
     try:
         return await asyncio.get_running_loop().run_in_executor(services.executor, read, *args)
     except OSError as exc:
-        raise Overloaded(
-            f"the Parquet store cannot be read: {one_line(exc)}",
-            STORE_RETRY_AFTER,
-            status=503,
-            code="storage_unavailable",
+        raise Unavailable(
+            f"the Parquet store cannot be read: {one_line(exc)}", code="storage_unavailable"
         ) from None
 
 

@@ -12,7 +12,14 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from modelmon_daemon.core.errors import ApiError, InvalidEvent, NotFound, Overloaded, Unavailable
+from modelmon_daemon.core.errors import (
+    ApiError,
+    InvalidEvent,
+    NotFound,
+    Overloaded,
+    Unavailable,
+    one_line,
+)
 from modelmon_daemon.core.records import ColumnBatch, EndpointSpec
 from modelmon_daemon.ingest.events import (
     ParsedRequest,
@@ -177,7 +184,7 @@ async def _accept(
     except StoreFull as exc:  # nothing was written: the client may retry the same request
         raise Overloaded(str(exc), retry_after=30, status=507, code="storage_full") from None
     except Exception as exc:
-        raise Unavailable(f"events could not be made durable: {exc!r}") from None
+        raise Unavailable(f"events could not be made durable: {one_line(exc)}") from None
     for spec in new_specs:
         services.specs[spec.uid] = spec
 
@@ -327,7 +334,7 @@ async def _store_labels(
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        raise Unavailable(f"labels could not be made durable: {exc!r}") from None
+        raise Unavailable(f"labels could not be made durable: {one_line(exc)}") from None
     finally:
         services.labels_in_flight -= 1
 

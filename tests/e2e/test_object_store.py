@@ -162,6 +162,11 @@ def test_a_store_that_goes_away_holds_windows_in_the_log_until_it_is_back(s3_dae
             assert res["error"]["code"] == "storage_unavailable"
             assert "cannot be read: OSError:" in res["error"]["message"]
             assert res["error"]["details"]["retry_after_s"] == 5
+        # labels are stored whole or not at all: their Parquet copy comes first
+        status, res = d.post("/v1/endpoints/outage/labels", {"request_ids": ids, "labels": ids})
+        assert status == 503 and res["error"]["code"] == "unavailable", res
+        assert "labels could not be made durable: OSError:" in res["error"]["message"]
+        assert res["error"]["details"]["retry_after_s"] == 5
     finally:
         s3.restart()
 

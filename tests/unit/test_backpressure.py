@@ -62,7 +62,27 @@ async def test_rows_stuck_on_their_way_to_stream_actors_answer_503(tmp_path):
         store.close()
 
 
-async def test_label_requests_waiting_for_their_owner_are_bounded():
+class _FailingOwner:
+    """The labels' owner as a Ray call that failed: the remote error wrapped by Ray."""
+
+    async def log_labels(self, *args):
+        from ray.exceptions import RayTaskError
+
+        cause = OSError("When uploading part for key 'labels/x': connection refused")
+        raise RayTaskError("log_labels", "Traceback ...", cause).as_instanceof_cause()
+
+
+@pytest.mark.parametrize(
+    ("in_flight", "owner", "code", "retry_after", "message"),
+    [
+        ("max", None, "busy", "1", "label requests"),
+        (0, None, "unavailable", "5", "the daemon is starting or stopping"),
+        (0, _FailingOwner(), "unavailable", "5", "durable: OSError: When uploading part"),
+    ],
+)
+async def test_label_requests_that_cannot_be_stored_now_say_when_to_retry(
+    in_flight, owner, code, retry_after, message
+):
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
@@ -72,7 +92,9 @@ async def test_label_requests_waiting_for_their_owner_are_bounded():
     from tests.helpers import make_spec
 
     services = IngestServices(settings=Settings(), token="t", specs={"ep": make_spec("ep")})
-    services.labels_in_flight = MAX_LABEL_REQUESTS  # as many as the owner is working on
+    # as many as the owner is working on, or none
+    services.labels_in_flight = MAX_LABEL_REQUESTS if in_flight == "max" else in_flight
+    services.owner_state = owner
     app = web.Application(middlewares=[api_middleware])
     app[INGEST] = services
     app.router.add_post("/v1/endpoints/{uid}/labels", post_labels)
@@ -82,5 +104,8 @@ async def test_label_requests_waiting_for_their_owner_are_bounded():
             json={"request_ids": ["r1"], "labels": [1]},
             headers={"Authorization": "Bearer t"},
         )
-        assert resp.status == 503 and resp.headers["Retry-After"] == "1"
-        assert (await resp.json())["error"]["code"] == "busy"
+        assert resp.status == 503 and resp.headers["Retry-After"] == retry_after
+        error = (await resp.json())["error"]
+        assert error["code"] == code and message in error["message"], error
+        assert error["details"]["retry_after_s"] == int(retry_after)
+    assert services.labels_in_flight == (MAX_LABEL_REQUESTS if in_flight == "max" else 0)
