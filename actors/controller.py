@@ -364,7 +364,7 @@ class ControllerActor:
         try:
             self.writer.maintain_when_due.remote()
         except Exception as exc:  # the writer restarting: asked again next interval
-            log.warning("storage maintenance not asked for: %r", exc)
+            log.warning("storage maintenance not asked for: %s", one_line(exc))
 
     async def _collect(self, name: str, handle: Any, now: float, report: TickReport) -> Any:
         for attempt in range(3):
@@ -431,7 +431,7 @@ class ControllerActor:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the commit writes them instead
-            log.warning("staging events files failed (written at the commit): %r", exc)
+            log.warning("staging events files failed (written at the commit): %s", one_line(exc))
         # outputs the writer made ready as they came are not sent to the commit again
         for c, made in enumerate(ready):
             try:
@@ -440,7 +440,9 @@ class ControllerActor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("staging application outputs failed (done at the commit): %r", exc)
+                log.warning(
+                    "staging application outputs failed (done at the commit): %s", one_line(exc)
+                )
         t1 = time.perf_counter()
         items = [
             (li, index, meta, placed.get((li, index), []))
@@ -570,8 +572,10 @@ class ControllerActor:
                     # the stream actor died with its windows' data: no application can
                     # analyze them, and committing them as failed would lose them; the
                     # tick fails and the restarted actor's replay brings them back
-                    raise WindowDataLost(f"window data of stream {li} lost: {exc!r}") from exc
-                error = repr(exc)
+                    raise WindowDataLost(
+                        f"window data of stream {li} lost: {one_line(exc)}"
+                    ) from exc
+                error = one_line(exc)
                 self._sent.pop(k, None)
                 k = (k + 1) % len(handles)
                 send = {uid: specs[uid] for _, uid, _, _ in jobs}
@@ -628,7 +632,7 @@ class ControllerActor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("application names: %r", exc)
+                log.warning("application names: %s", one_line(exc))
                 await asyncio.sleep(interval)
         self.deliver_soon(sorted(self.routes))  # new application actors: every record
         while True:
@@ -639,7 +643,7 @@ class ControllerActor:
                 raise
             except Exception as exc:
                 self.tick_errors += 1
-                log.exception("tick failed: %r", exc)
+                log.exception("tick failed: %s", one_line(exc))
             await asyncio.sleep(interval)
 
     async def status(self) -> dict[str, Any]:

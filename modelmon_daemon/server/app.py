@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
+from modelmon_daemon.core.errors import one_line
 from modelmon_daemon.server import alert_routes, ingest_routes
 from modelmon_daemon.server import handlers as h
 from modelmon_daemon.server.background import running
@@ -59,7 +60,7 @@ def build_app(services: Services) -> web.Application:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.warning("controller not reachable: %r", exc)
+                    log.warning("controller not reachable: %s", one_line(exc))
                 await asyncio.sleep(2.0)
 
         async with running(watch()):

@@ -36,6 +36,7 @@ from modelmon_daemon.core.daemon_file import (
     read_daemon_file,
 )
 from modelmon_daemon.core.durations import format_duration
+from modelmon_daemon.core.errors import one_line
 from modelmon_daemon.core.ray_auth import join_with_token_if_available
 from modelmon_daemon.core.tasks import cancel_and_wait
 
@@ -403,7 +404,7 @@ async def _serve_until_stopped(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("the controller did not stop its loop: %r", exc)
+            log.warning("the controller did not stop its loop: %s", one_line(exc))
     return bool(lost)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from modelmon_daemon.alerts.channels import send
+from modelmon_daemon.core.errors import one_line
 from modelmon_daemon.storage.lmdb_store import LmdbStore
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class OutboxDelivery:
                     except asyncio.CancelledError:
                         raise
                     except Exception as exc:
-                        log.warning("outbox read failed: %r", exc)
+                        log.warning("outbox read failed: %s", one_line(exc))
                         entries = []
                     now = time.time()
                     for entry in entries:

@@ -318,7 +318,7 @@ async def status(request: web.Request) -> web.Response:
     try:
         controller = await asyncio.wait_for(services.directory.controller.status.remote(), 5)
     except Exception as exc:
-        controller = {"error": repr(exc)}
+        controller = {"error": one_line(exc)}
     return json_response(
         {
             "uptime_s": time.time() - services.started,

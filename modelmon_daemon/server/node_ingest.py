@@ -18,6 +18,7 @@ from aiohttp import web
 
 from modelmon_daemon.actors import remote
 from modelmon_daemon.config import Settings
+from modelmon_daemon.core.errors import one_line
 from modelmon_daemon.core.records import EndpointSpec, unpack
 from modelmon_daemon.server import ingest_routes
 from modelmon_daemon.server.background import running
@@ -133,7 +134,7 @@ def build_node_app(settings: Settings, token: str) -> web.Application:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    log.warning("log owner not reachable: %r", exc)
+                    log.warning("log owner not reachable: %s", one_line(exc))
                 await asyncio.sleep(REFRESH_INTERVAL)
 
         async with running(follow()):
@@ -198,7 +199,7 @@ async def keep_node_servers(services: Services, runtime: Any) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("node ingestion servers: %r", exc)
+            log.warning("node ingestion servers: %s", one_line(exc))
         await asyncio.sleep(RECONCILE_INTERVAL)
 
 
