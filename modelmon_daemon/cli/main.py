@@ -553,7 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--endpoint", help="endpoint id for the results (default evaluate-<file>)")
     p.add_argument("--project", default="evaluate")
-    p.add_argument("--data-dir", help="where to write results (default: the config's data_dir)")
+    p.add_argument(
+        "--data-dir",
+        help="where to write results: a folder or a URI such as s3://bucket/prefix "
+        "(default: the daemon's Parquet tree, storage.parquet_uri or data_dir)",
+    )
     p.add_argument("--config")
     p.add_argument("--json", action="store_true", help="print the results instead of writing them")
     p.set_defaults(func=cmd_evaluate)

@@ -125,3 +125,26 @@ def test_files_of_a_tick_that_never_committed_leave_the_bucket_on_restart(tmp_pa
     assert not [k for k in s3.keys(BUCKET) if k.startswith(f"{prefix}/events/")]
     assert restarted.store.pending_files() == []
     assert restarted.store.wal_size() == 2  # the rows are still in the log, to commit again
+
+
+def test_evaluate_writes_its_results_into_the_bucket(tmp_path, s3, prefix):
+    import pandas as pd
+
+    from modelmon_daemon.evaluate import evaluate, write_results
+
+    rng = np.random.default_rng(3)
+    pd.DataFrame(rng.normal(size=(500, 2)), columns=["u", "v"]).to_parquet(tmp_path / "ref.pq")
+    data = pd.DataFrame(rng.normal(loc=3.0, size=(200, 2)), columns=["u", "v"])
+    data.to_parquet(tmp_path / "data.pq")
+    result = evaluate(str(tmp_path / "data.pq"), str(tmp_path / "ref.pq"), Settings())
+    paths = write_results(result, s3.uri(BUCKET, prefix))
+    assert paths and all(p.startswith(f"{BUCKET}/{prefix}/results/date=") for p in paths)
+    frame = (
+        ds.dataset(f"{BUCKET}/{prefix}/results", filesystem=s3.filesystem(), partitioning="hive")
+        .to_table(filter=ds.field("name") == "general_drift")
+        .to_pylist()
+    )
+    (mine,) = [r for r in result.results if r.name == "general_drift"]
+    assert [(r["endpoint_id"], r["value"], r["status"]) for r in frame] == [
+        (result.uid, mine.value, 2)
+    ]
