@@ -11,7 +11,6 @@ import functools
 import os
 import re
 import tomllib
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from modelmon_daemon.applications import BUILTIN_APPLICATIONS
 from modelmon_daemon.core.durations import format_duration, parse_duration, parse_size
 from modelmon_daemon.core.errors import ApiError
 from modelmon_daemon.core.resources import default_file
+from modelmon_daemon.core.uris import is_uri, redacted_uri
 
 DEFAULT_CONFIG_PATH = default_file("modelmon.toml")
 
@@ -216,9 +216,15 @@ class Settings:
 
     @property
     def reference_paths(self) -> list[Path]:
-        """Where reference.path may point: the configured folders, resolved."""
+        """Where reference.path may point on local disk: the configured folders, resolved
+        (<data_dir>/references when none is configured)."""
         dirs = self.daemon.reference_dirs or [str(self.data_path / "references")]
-        return list(_resolved_dirs(tuple(dirs)))
+        return list(_resolved_dirs(tuple(d for d in dirs if not is_uri(d))))
+
+    @property
+    def reference_uris(self) -> list[str]:
+        """Where reference.path may point on an object store: the entries that are URIs."""
+        return [d for d in self.daemon.reference_dirs if is_uri(d)]
 
     @property
     def pending_rows_limit(self) -> int:
@@ -345,12 +351,13 @@ def validate(settings: Settings) -> Settings:
             f"must be a local folder (LMDB and the token live there), got {d.data_dir!r}; "
             "put the Parquet tree elsewhere with storage.parquet_uri (--parquet-uri)",
         )
-    if is_uri(settings.storage.parquet_uri):
-        scheme = settings.storage.parquet_uri.split("://", 1)[0].lower()
-        if scheme not in PARQUET_SCHEMES:
+    uris = [("storage.parquet_uri", settings.storage.parquet_uri)]
+    uris += [("daemon.reference_dirs", entry) for entry in d.reference_dirs]
+    for key, uri in uris:
+        scheme = uri.split("://", 1)[0].lower()
+        if is_uri(uri) and scheme not in PARQUET_SCHEMES:
             raise ConfigError(
-                "storage.parquet_uri",
-                f"unknown scheme {scheme!r} (known: {', '.join(PARQUET_SCHEMES)})",
+                key, f"unknown scheme {scheme!r} (known: {', '.join(PARQUET_SCHEMES)})"
             )
     if d.max_body_size < 1024:
         raise ConfigError("daemon.max_body_size", "must be at least 1KiB")
@@ -534,33 +541,6 @@ def _absolute(path: str) -> str:
 PARQUET_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 
 
-def is_uri(path: str) -> bool:
-    """A URI (scheme://…), not a local path."""
-    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path))
-
-
-_SECRET_PARAMS = ("access_key", "secret_key", "session_token", "password", "account_key")
-
-
-def redacted_uri(uri: str) -> str:
-    """The URI to show (status, logs, errors): credentials in it (user:secret@, or
-    parameters such as secret_key or session_token) replaced by ***."""
-    if not is_uri(uri):
-        return uri
-    parts = urllib.parse.urlsplit(uri)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = urllib.parse.urlencode(
-        [
-            (k, "***" if k.lower() in _SECRET_PARAMS else v)
-            for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        ],
-        safe="*:",
-    )
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
 def anchor_paths(settings: Settings) -> Settings:
     """Every path setting made absolute, against the folder the settings were loaded in.
     Actors resolve paths in their own working directory: on a cluster joined with
@@ -572,7 +552,7 @@ def anchor_paths(settings: Settings) -> Settings:
     if not is_uri(storage.parquet_uri):
         storage.parquet_uri = _absolute(storage.parquet_uri)
     d.auth_token_file = _absolute(d.auth_token_file)
-    d.reference_dirs = [_absolute(p) for p in d.reference_dirs]
+    d.reference_dirs = [p if is_uri(p) else _absolute(p) for p in d.reference_dirs]
     settings.notifications.templates = _absolute(settings.notifications.templates)
     settings.applications.python_path = [_absolute(p) for p in settings.applications.python_path]
     return settings
@@ -653,6 +633,7 @@ def describe(settings: Settings) -> dict[str, Any]:
     out = settings.to_dict()
     out.pop("alerts", None)  # may hold secrets; GET /v1/alerts shows them redacted
     out["storage"]["parquet_uri"] = redacted_uri(out["storage"]["parquet_uri"])
+    out["daemon"]["reference_dirs"] = [redacted_uri(d) for d in out["daemon"]["reference_dirs"]]
     for key in DURATION_KEYS:
         section, name = key.split(".")
         out[section][name] = format_duration(out[section][name])

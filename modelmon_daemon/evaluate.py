@@ -18,8 +18,9 @@ import pyarrow.compute as pc
 from modelmon_daemon.analytics.stats import reference_feature_stats
 from modelmon_daemon.applications import build_applications
 from modelmon_daemon.applications.runner import run_application
-from modelmon_daemon.config import Settings, application_settings, is_uri
+from modelmon_daemon.config import Settings, application_settings
 from modelmon_daemon.core.records import ColumnBatch, EndpointSpec, ResultRecord, WindowMeta
+from modelmon_daemon.core.uris import is_uri
 from modelmon_daemon.storage import table_files
 from modelmon_daemon.storage.parquet_store import ParquetStore
 

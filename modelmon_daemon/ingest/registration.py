@@ -28,6 +28,8 @@ from modelmon_daemon.core.identity import (
     split_versioned_model,
 )
 from modelmon_daemon.core.records import EndpointSpec
+from modelmon_daemon.core.uris import is_uri
+from modelmon_daemon.storage import remote_files
 from modelmon_daemon.storage.reference import (
     reference_columns,
     reference_file_column,
@@ -283,7 +285,10 @@ def allowed_reference_path(value: Any, reference_dirs: Sequence[Path]) -> str:
     if not isinstance(value, str) or not value or "\x00" in value:
         raise _bad("reference.path", "must be a file path")
     path = Path(value).expanduser()
-    resolved = path.resolve() if path.is_absolute() else (reference_dirs[0] / path).resolve()
+    if not path.is_absolute() and not reference_dirs:
+        resolved = path  # no local folder is configured (only object-store ones): refused
+    else:
+        resolved = path.resolve() if path.is_absolute() else (reference_dirs[0] / path).resolve()
     if not any(resolved.is_relative_to(d) for d in reference_dirs):
         raise Forbidden(
             "reference.path must lie under daemon.reference_dirs",
@@ -339,10 +344,12 @@ def build_spec(
     reference_dirs: Sequence[Path] | None = None,
     max_calibration_error: float = 0.1,
     stored: Callable[[str], dict[str, Any] | None] | None = None,
+    reference_uris: Sequence[str] = (),
 ) -> EndpointSpec:
     """`reference_dirs`: where a reference.path may point (None: anywhere, for local use);
     `max_calibration_error`: performance.max_calibration_error; `stored`: uid -> the
-    stored record, whose values a re-registration keeps for the keys it leaves out."""
+    stored record, whose values a re-registration keeps for the keys it leaves out;
+    `reference_uris`: the object-store folders a reference.path URI may point into."""
     if not isinstance(body, dict):
         raise ApiError("body must be a JSON object", {"field": "body"}, code="invalid_endpoint")
     uid = _uid(body)
@@ -352,7 +359,7 @@ def build_spec(
     if previous is not None:
         given = {k: v for k, v in body.items() if v is not None}  # null: left out
         body = _with_previous(given, previous)
-    spec = _build(body, uid, now, reference_dirs, max_calibration_error)
+    spec = _build(body, uid, now, reference_dirs, max_calibration_error, reference_uris)
     if previous is not None:
         _keep_fitted(spec, given, previous)
     return spec
@@ -402,6 +409,7 @@ def _build(
     now: float,
     reference_dirs: Sequence[Path] | None,
     max_calibration_error: float,
+    reference_uris: Sequence[str] = (),
 ) -> EndpointSpec:
     feature_names = _string_list(body, "feature_names", required=True)
     label_names = _string_list(body, "label_names", required=False) or ["output"]
@@ -424,7 +432,11 @@ def _build(
     categorical = set(declared)
     reference = body.get("reference")
     if isinstance(reference, dict) and "path" in reference and reference_dirs is not None:
-        path = allowed_reference_path(reference["path"], reference_dirs)
+        value = reference["path"]
+        if isinstance(value, str) and is_uri(value):  # on an object store: a local copy
+            path = remote_files.local_copy(remote_files.find(value, reference_uris))
+        else:
+            path = allowed_reference_path(value, reference_dirs)
         body = {**body, "reference": {**reference, "path": path}}
     if body.get("reference") is not None:
         computed, found, multivariate, prediction = _reference_summary(

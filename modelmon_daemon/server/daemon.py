@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from modelmon_daemon.config import Settings, redacted_uri, stream_row_budget
+from modelmon_daemon.config import Settings, stream_row_budget
 from modelmon_daemon.core import gc_policy
 from modelmon_daemon.core.auth import TokenFileError, load_or_create_token
 from modelmon_daemon.core.daemon_file import (
@@ -39,6 +39,7 @@ from modelmon_daemon.core.durations import format_duration
 from modelmon_daemon.core.errors import one_line
 from modelmon_daemon.core.ray_auth import join_with_token_if_available
 from modelmon_daemon.core.tasks import cancel_and_wait
+from modelmon_daemon.core.uris import redacted_uri
 
 if TYPE_CHECKING:
     from modelmon_daemon.server.app import Services

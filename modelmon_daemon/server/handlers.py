@@ -9,10 +9,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from modelmon_daemon.config import describe, redacted_uri
+from modelmon_daemon.config import describe
 from modelmon_daemon.core.errors import ApiError, Unavailable, one_line
 from modelmon_daemon.core.records import EndpointSpec
 from modelmon_daemon.core.times import iso, query_time
+from modelmon_daemon.core.uris import redacted_uri
 from modelmon_daemon.ingest.registration import build_spec
 from modelmon_daemon.server.ingest_routes import endpoint_spec, read_body
 from modelmon_daemon.server.state import SERVICES, Services, json_response
@@ -43,6 +44,7 @@ async def register_endpoint(request: web.Request) -> web.Response:
         services.settings.reference_paths,
         services.settings.performance.max_calibration_error,
         services.store.get_endpoint,
+        services.settings.reference_uris,
     )
     existing = services.store.get_endpoint(spec.uid)
     status = 201

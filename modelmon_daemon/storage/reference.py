@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from modelmon_daemon.core.errors import ApiError
 from modelmon_daemon.storage import table_files
+from modelmon_daemon.storage.remote_files import shown
 
 
 def reference_columns(
@@ -104,7 +105,8 @@ def _api_error(exc: table_files.TableFileError) -> ApiError:
     for key in ("line", "row", "column"):
         if getattr(exc, key) is not None:
             details[key] = getattr(exc, key)
-    return ApiError(f"reference file {exc}", details)
+    where = shown(exc.path) + (f":{exc.line}" if exc.line is not None else "")
+    return ApiError(f"reference file {where}: {exc.message}", details)
 
 
 def _file_matrix(path: str, feature_names: list[str], table: pa.Table | None = None) -> np.ndarray:
@@ -113,7 +115,7 @@ def _file_matrix(path: str, feature_names: list[str], table: pa.Table | None = N
     missing = [n for n in feature_names if n not in table.column_names]
     if missing:
         raise ApiError(
-            f"reference file {path} has no column {missing[0]!r}",
+            f"reference file {shown(path)} has no column {missing[0]!r}",
             {"field": "reference.path", "column": missing[0]},
         )
     try:
@@ -152,7 +154,7 @@ def reference_file_column(path: str, column: Any, field: str) -> list[Any]:
     table = _read(path)
     if column not in table.column_names:
         raise ApiError(
-            f"reference file {path} has no column {column!r}",
+            f"reference file {shown(path)} has no column {column!r}",
             {"field": field, "column": column},
         )
     return list(table.column(column).to_pylist())

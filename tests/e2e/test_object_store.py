@@ -8,7 +8,9 @@ import math
 import time
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from tests.e2e.conftest import Daemon, cli
@@ -32,7 +34,11 @@ def s3_daemon(s3, short_tmp):
     # a secret in the URI itself: it must never show (status, logs)
     key, secret = S3_ENV["AWS_ACCESS_KEY_ID"], S3_ENV["AWS_SECRET_ACCESS_KEY"]
     uri = s3.uri(BUCKET, "tree", credentials=f"{key}:{secret}")
-    d = Daemon(short_tmp / "s3data", free_port(), ["--parquet-uri", uri], env=S3_ENV).start()
+    # references may be read from the bucket's refs/ folder, and from a store that is away
+    dead = f"s3://{BUCKET}/dead?endpoint_override=127.0.0.1:{free_port()}&scheme=http"
+    refs = f"daemon.reference_dirs={s3.uri(BUCKET, 'refs')},{dead}"
+    argv = ["--parquet-uri", uri, "--set", refs]
+    d = Daemon(short_tmp / "s3data", free_port(), argv, env=S3_ENV).start()
     yield d
     d.stop()
 
@@ -181,3 +187,38 @@ def test_a_store_that_goes_away_holds_windows_in_the_log_until_it_is_back(s3_dae
     _, events = d.get("/v1/endpoints/outage/events")
     assert events["events"]["request_id"] == ids  # every row, once
     assert result["sample_size"] == 20
+
+
+def test_a_reference_in_the_bucket_registers_an_endpoint(s3_daemon, s3):
+    d = s3_daemon
+    rng = np.random.default_rng(12)
+    rows = rng.normal(size=(300, 2))
+    table = pa.table({"x": rows[:, 0], "y": rows[:, 1]})
+    with s3.filesystem().open_output_stream(f"{BUCKET}/refs/team/ref.parquet") as out:
+        pq.write_table(table, out)
+    body = {"project": "p", "name": "m", "feature_names": ["x", "y"]}
+    status, remote = d.post(
+        "/v1/endpoints",
+        {**body, "uid": "ref-s3", "reference": {"path": f"s3://{BUCKET}/refs/team/ref.parquet"}},
+    )
+    assert status == 201, remote
+    status, inline = d.post(
+        "/v1/endpoints", {**body, "uid": "ref-rows", "reference": {"rows": rows.tolist()}}
+    )
+    assert status == 201
+    assert remote["feature_stats"] == inline["feature_stats"]
+    # the client names a file, never an endpoint or credentials; nothing outside refs/
+    status, err = d.post(
+        "/v1/endpoints",
+        {**body, "uid": "x", "reference": {"path": f"s3://{BUCKET}/tree/results/a.parquet"}},
+    )
+    assert status == 403 and err["error"]["details"]["field"] == "reference.path"
+    path = f"s3://{BUCKET}/refs/team/ref.parquet?endpoint_override=127.0.0.2:1"
+    status, err = d.post("/v1/endpoints", {**body, "uid": "x", "reference": {"path": path}})
+    assert status == 400 and "no query, credentials" in err["error"]["message"]
+    # a store that is away: 503 with Retry-After, the endpoint not registered
+    path = f"s3://{BUCKET}/dead/ref.parquet"
+    status, err = d.post("/v1/endpoints", {**body, "uid": "x", "reference": {"path": path}})
+    assert status == 503 and err["error"]["code"] == "reference_unavailable", err
+    assert err["error"]["details"]["retry_after_s"] == 5
+    assert d.get("/v1/endpoints/x")[0] == 404

@@ -71,7 +71,8 @@ def test_the_parquet_tree_is_the_data_dir_a_folder_or_a_uri(tmp_path, monkeypatc
 
 
 def test_credentials_in_the_parquet_uri_are_never_shown():
-    from modelmon_daemon.config import describe, redacted_uri
+    from modelmon_daemon.config import describe
+    from modelmon_daemon.core.uris import redacted_uri
 
     uri = "s3://AKIA:shh@bucket/mm?access_key=AKIA&secret_key=shh&session_token=t&region=x"
     shown = redacted_uri(uri)
@@ -179,3 +180,18 @@ def test_a_value_given_later_is_not_blamed_on_the_file(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_settings(cfg, env={}, overrides={"daemon.port": 0})
     assert str(err.value) == "config key daemon.port: must be 1..65535, got 0"
+
+
+def test_reference_dirs_may_be_object_store_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    entry = "s3://key:secret@bucket/refs?region=x"
+    s = load_settings(None, env={}, overrides={"daemon.reference_dirs": ["refs", entry]})
+    assert s.reference_paths == [tmp_path / "refs"] and s.reference_uris == [entry]
+    s = load_settings(None, env={}, overrides={"daemon.reference_dirs": [entry]})
+    assert s.reference_paths == [] and s.reference_uris == [entry]  # no local folder then
+    from modelmon_daemon.config import describe
+
+    assert describe(s)["daemon"]["reference_dirs"] == ["s3://***@bucket/refs?region=x"]
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, env={}, overrides={"daemon.reference_dirs": ["ftp://h/refs"]})
+    assert err.value.key == "daemon.reference_dirs"

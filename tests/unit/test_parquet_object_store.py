@@ -148,3 +148,61 @@ def test_evaluate_writes_its_results_into_the_bucket(tmp_path, s3, prefix):
     assert [(r["endpoint_id"], r["value"], r["status"]) for r in frame] == [
         (result.uid, mine.value, 2)
     ]
+
+
+def _register(path: str, entries: list[str], tmp_path):
+    from modelmon_daemon.ingest.registration import build_spec
+
+    body = {"uid": "r", "project": "p", "name": "m", "feature_names": ["u", "v"]}
+    return build_spec({**body, "reference": {"path": path}}, 0.0, [tmp_path], 0.1, None, entries)
+
+
+def test_a_reference_on_the_bucket_registers_as_the_same_file_on_disk(tmp_path, s3, prefix):
+    import pandas as pd
+
+    from modelmon_daemon.core.errors import ApiError
+    from modelmon_daemon.storage import remote_files
+
+    rng = np.random.default_rng(8)
+    frame = pd.DataFrame(rng.normal(size=(300, 2)), columns=["u", "v"])
+    frame.to_parquet(tmp_path / "ref.parquet")
+    fs = s3.filesystem()
+    with fs.open_output_stream(f"{BUCKET}/{prefix}/refs/ref.parquet") as out:  # same bytes
+        out.write((tmp_path / "ref.parquet").read_bytes())
+    with fs.open_output_stream(f"{BUCKET}/{prefix}/refs/bad.csv") as out:
+        out.write(b"u,v\n1,2\n3,4,5\n")
+    entry = s3.uri(BUCKET, f"{prefix}/refs")  # where references may be: the operator's
+    uri = f"s3://{BUCKET}/{prefix}/refs/ref.parquet"  # what a client names
+    local = _register(str(tmp_path / "ref.parquet"), [], tmp_path)
+    remote = _register(uri, [entry], tmp_path)
+    assert remote.feature_stats == local.feature_stats and remote.multivariate == local.multivariate
+    kept = dict(remote_files.COPIES._kept)
+    _register(uri, [entry], tmp_path)  # the same version: no second copy
+    assert dict(remote_files.COPIES._kept) == kept
+
+    def refused(path):
+        with pytest.raises(ApiError) as err:
+            _register(path, [entry], tmp_path)
+        assert err.value.details["field"] == "reference.path"
+        return err.value
+
+    # outside the configured folder, or naming an endpoint, credentials or a way out: no
+    # request is sent anywhere
+    assert refused(f"s3://{BUCKET}/{prefix}/other/ref.parquet").status == 403
+    assert refused(f"s3://{BUCKET}/{prefix}/refsx/ref.parquet").status == 403
+    assert refused(f"s3://{BUCKET}/{prefix}/refs").status == 403
+    assert refused(f"gs://{BUCKET}/{prefix}/refs/ref.parquet").status == 403
+    for bad in (
+        f"s3://{BUCKET}/{prefix}/refs/../ref.parquet",
+        f"{uri}?endpoint_override=127.0.0.2:9",
+        f"s3://key:secret@{BUCKET}/{prefix}/refs/ref.parquet",
+        f"{uri}#x",
+    ):
+        assert refused(bad).status == 400, bad
+    missing = refused(f"s3://{BUCKET}/{prefix}/refs/none.parquet")
+    assert missing.status == 400 and missing.message.endswith("refs/none.parquet: no such file")
+    csv = refused(f"s3://{BUCKET}/{prefix}/refs/bad.csv")  # named as given, with the line
+    assert csv.message == (
+        f"reference file s3://{BUCKET}/{prefix}/refs/bad.csv:3: 3 values where the header has 2"
+    )
+    assert csv.details["line"] == 3
