@@ -354,8 +354,8 @@ def validate(settings: Settings) -> Settings:
     uris = [("storage.parquet_uri", settings.storage.parquet_uri)]
     uris += [("daemon.reference_dirs", entry) for entry in d.reference_dirs]
     for key, uri in uris:
-        scheme = uri.split("://", 1)[0].lower()
-        if is_uri(uri) and scheme not in PARQUET_SCHEMES:
+        scheme = uri.split("://", 1)[0].lower() if is_uri(uri) else ""
+        if scheme and scheme not in PARQUET_SCHEMES:
             raise ConfigError(
                 key, f"unknown scheme {scheme!r} (known: {', '.join(PARQUET_SCHEMES)})"
             )

@@ -43,6 +43,7 @@ from modelmon_daemon.core.records import (
     WindowMeta,
     result_full_name,
 )
+from modelmon_daemon.core.uris import is_uri
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +281,7 @@ def _json_default(value: Any) -> Any:
 
 class ParquetStore:
     def __init__(self, root: str) -> None:
-        if "://" in root:
+        if is_uri(root):
             self.fs, self.root = pafs.FileSystem.from_uri(root)
         else:
             self.fs, self.root = pafs.LocalFileSystem(), root.rstrip("/")
